@@ -1,0 +1,327 @@
+"""Find estimators, models and datasets by name, through Python entry points.
+
+A third-party package adds an estimator by declaring, in its own ``setup.cfg``::
+
+    [options.entry_points]
+    idprops.estimators =
+        mydim = mypkg:MyDimension
+
+after which ``get_estimator("mydim")``, the command line and the pipelines accept
+``"mydim"``. idprops registers its own built-ins the same way. Discovery is a pure
+function of the entry points (:func:`collect_entry_points`), cached until
+:func:`refresh` is called.
+
+Rules, chosen so that one broken or greedy plugin never breaks the others:
+
+- a plugin that fails to import is skipped with a warning that names it and its
+  error (and ``get_*`` on that name raises with the original error);
+- a name declared twice warns, naming both sources; the built-in wins, and between
+  two plugins the first in sorted order of their values wins, so the outcome never
+  depends on ``sys.path`` order.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "available_datasets",
+    "available_estimators",
+    "available_models",
+    "collect_entry_points",
+    "get_dataset",
+    "get_estimator",
+    "get_model",
+    "refresh",
+    "register_dataset",
+    "register_estimator",
+    "register_model",
+    "resolve_estimator",
+]
+
+_BUILTIN_PREFIX = "idprops."
+
+
+class PluginWarning(UserWarning):
+    """A plugin entry point could not be loaded, or clashed with another."""
+
+
+def _is_builtin(ep: importlib.metadata.EntryPoint) -> bool:
+    return ep.value.split(":")[0].startswith(_BUILTIN_PREFIX)
+
+
+def _source(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f" (distribution {dist.name!r})" if dist is not None else ""
+    return f"{ep.value!r}{where}"
+
+
+def collect_entry_points(
+    entry_points: Iterable[importlib.metadata.EntryPoint],
+) -> dict[str, importlib.metadata.EntryPoint]:
+    """Choose one entry point per name, warning about clashes.
+
+    Parameters
+    ----------
+    entry_points : iterable of importlib.metadata.EntryPoint
+        The entry points of one group, from any number of distributions.
+
+    Returns
+    -------
+    dict
+        Name to the entry point that wins it: the built-in one (its module is
+        inside ``idprops``) if any, else the first by value.
+
+    Examples
+    --------
+    >>> from importlib.metadata import EntryPoint
+    >>> eps = [EntryPoint("mle", "idprops.estimators.mle:MLEDimension", "g")]
+    >>> sorted(collect_entry_points(eps))
+    ['mle']
+    """
+    by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
+    for ep in entry_points:
+        by_name.setdefault(ep.name, []).append(ep)
+    chosen = {}
+    for name, candidates in by_name.items():
+        # Identical declarations (one distribution seen twice on sys.path) are not a clash.
+        unique = list({ep.value: ep for ep in candidates}.values())
+        unique.sort(key=lambda ep: (not _is_builtin(ep), ep.value))
+        winner = unique[0]
+        if len(unique) > 1:
+            others = ", ".join(_source(ep) for ep in unique[1:])
+            warnings.warn(
+                f"idprops: the name {name!r} is declared by {_source(winner)} and by "
+                f"{others}; using {_source(winner)}. Rename the plugin's entry point "
+                "to use both.",
+                PluginWarning,
+                stacklevel=2,
+            )
+        chosen[name] = winner
+    return chosen
+
+
+class _Registry:
+    """Names to objects for one entry-point group, plus runtime registrations."""
+
+    def __init__(self, group: str, kind: str) -> None:
+        self.group = group
+        self.kind = kind
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+        self._loaded: dict[str, Any] = {}
+        self._failed: dict[str, BaseException] = {}
+        self._runtime: dict[str, Any] = {}
+
+    def refresh(self) -> None:
+        self._entry_points = None
+        self._loaded.clear()
+        self._failed.clear()
+
+    def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = collect_entry_points(
+                importlib.metadata.entry_points(group=self.group)
+            )
+        return self._entry_points
+
+    def _load(self, name: str) -> Any:
+        if name in self._loaded:
+            return self._loaded[name]
+        if name in self._failed:
+            raise self._failed[name]
+        ep = self._discover()[name]
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must never break the others
+            error = ImportError(
+                f"idprops: the {self.kind} {name!r} ({_source(ep)}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            self._failed[name] = error
+            warnings.warn(str(error), PluginWarning, stacklevel=3)
+            raise error from exc
+        self._loaded[name] = obj
+        return obj
+
+    def available(self) -> list[str]:
+        names = []
+        for name in self._discover():
+            try:
+                self._load(name)
+            except ImportError:
+                continue
+            names.append(name)
+        return sorted(set(names) | set(self._runtime))
+
+    def get(self, name: str) -> Any:
+        if not isinstance(name, str):
+            raise TypeError(f"a {self.kind} name must be a string, got {type(name).__name__}")
+        if name in self._runtime:
+            return self._runtime[name]
+        if name in self._discover():
+            return self._load(name)
+        known = ", ".join(self.available()) or "none"
+        raise ValueError(
+            f"unknown {self.kind} {name!r}; available: {known}. A plugin adds one "
+            f"through the {self.group!r} entry-point group."
+        )
+
+    def register(self, name: str, obj: Any, *, replace: bool = False) -> None:
+        if not replace and (name in self._runtime or name in self._discover()):
+            raise ValueError(
+                f"a {self.kind} named {name!r} is already registered; pass "
+                "replace=True to replace it in this session."
+            )
+        self._runtime[name] = obj
+
+
+_ESTIMATORS = _Registry("idprops.estimators", "estimator")
+_MODELS = _Registry("idprops.models", "model")
+_DATASETS = _Registry("idprops.datasets", "dataset")
+
+
+def refresh() -> None:
+    """Forget cached entry points so that newly installed plugins are seen.
+
+    Runtime registrations are kept.
+
+    Examples
+    --------
+    >>> refresh()
+    """
+    for registry in (_ESTIMATORS, _MODELS, _DATASETS):
+        registry.refresh()
+
+
+def get_estimator(name: str) -> type:
+    """Return the estimator class registered under ``name``.
+
+    Examples
+    --------
+    >>> get_estimator("mle").__name__
+    'MLEDimension'
+    """
+    return _ESTIMATORS.get(name)
+
+
+def available_estimators() -> list[str]:
+    """Names of every estimator that loads, built-in and plugin, sorted.
+
+    Examples
+    --------
+    >>> "twonn" in available_estimators()
+    True
+    """
+    return _ESTIMATORS.available()
+
+
+def register_estimator(name: str, cls: type, *, replace: bool = False) -> None:
+    """Register an estimator class under ``name`` for this session.
+
+    Examples
+    --------
+    >>> from idprops import MLEDimension
+    >>> register_estimator("mle_k10", MLEDimension, replace=True)
+    >>> get_estimator("mle_k10") is MLEDimension
+    True
+    """
+    _ESTIMATORS.register(name, cls, replace=replace)
+
+
+def resolve_estimator(spec: Any, **params: Any) -> Any:
+    """Turn a name, a class or an instance into an unfitted estimator instance.
+
+    Parameters
+    ----------
+    spec : str, type or estimator
+        A registered name, an estimator class, or an instance (cloned, so the
+        caller's object is never fitted behind its back).
+    **params
+        Parameters for the constructor (or ``set_params`` of the clone).
+
+    Examples
+    --------
+    >>> resolve_estimator("mle", k=10).k
+    10
+    """
+    from sklearn.base import clone
+
+    if isinstance(spec, str):
+        spec = get_estimator(spec)
+    if isinstance(spec, type):
+        return spec(**params)
+    return clone(spec).set_params(**params)
+
+
+def get_model(name: str) -> Any:
+    """Return the model factory registered under ``name``.
+
+    Examples
+    --------
+    >>> callable(get_model("mlp1x512"))
+    True
+    """
+    return _MODELS.get(name)
+
+
+def available_models() -> list[str]:
+    """Names of every model factory that loads, sorted.
+
+    Examples
+    --------
+    >>> "resnet18" in available_models()
+    True
+    """
+    return _MODELS.available()
+
+
+def register_model(name: str, factory: Any, *, replace: bool = False) -> None:
+    """Register a model factory under ``name`` for this session.
+
+    Examples
+    --------
+    >>> import torch
+    >>> register_model("tiny_linear", lambda **kw: torch.nn.Linear(4, 2), replace=True)
+    >>> get_model("tiny_linear")().out_features
+    2
+    """
+    _MODELS.register(name, factory, replace=replace)
+
+
+def get_dataset(name: str) -> Any:
+    """Return the dataset loader registered under ``name``.
+
+    Examples
+    --------
+    >>> callable(get_dataset("digits"))
+    True
+    """
+    return _DATASETS.get(name)
+
+
+def available_datasets() -> list[str]:
+    """Names of every dataset loader that loads, sorted.
+
+    Examples
+    --------
+    >>> "digits" in available_datasets()
+    True
+    """
+    return _DATASETS.available()
+
+
+def register_dataset(name: str, loader: Any, *, replace: bool = False) -> None:
+    """Register a dataset loader under ``name`` for this session.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> register_dataset("zeros", lambda **kw: (np.zeros((3, 2)), np.arange(3)), replace=True)
+    >>> get_dataset("zeros")()[0].shape
+    (3, 2)
+    """
+    _DATASETS.register(name, loader, replace=replace)
