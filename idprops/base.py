@@ -1,0 +1,261 @@
+"""The fit/score contract shared by every dimension estimator, and the input adapters.
+
+Input adapters turn what researchers hold (numpy arrays, torch tensors, torch
+Datasets of ``(image, label)``, DataLoaders) into a float matrix with one flattened
+sample per row. torch is never imported here: a torch object can only be passed if
+the caller has already imported torch.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .neighbors import BACKENDS, kneighbors
+
+__all__ = [
+    "BaseDimension",
+    "DuplicatesWarning",
+    "as_matrix",
+    "as_matrix_and_labels",
+    "drop_duplicates",
+]
+
+
+class DuplicatesWarning(UserWarning):
+    """Exact duplicate samples were found and dropped."""
+
+
+def _torch_kind(X) -> str | None:
+    if "torch" not in sys.modules:
+        return None
+    import torch
+
+    if isinstance(X, torch.Tensor):
+        return "tensor"
+    if isinstance(X, torch.utils.data.DataLoader):
+        return "loader"
+    if isinstance(X, torch.utils.data.Dataset):
+        return "dataset"
+    return None
+
+
+def _split_item(batch):
+    if isinstance(batch, (tuple, list)):
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    return batch, None
+
+
+def _flatten(x) -> np.ndarray:
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return x.reshape(len(x), -1)
+
+
+def as_matrix_and_labels(
+    X, *, batch_size: int = 256, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert data to a 2-D matrix (one flattened sample a row) and its labels.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor, torch Dataset or DataLoader
+        Arrays and tensors with more than two dimensions are flattened per sample.
+        A Dataset yielding ``(image, label)`` is streamed in batches of
+        ``batch_size`` without shuffling; its labels are returned.
+    batch_size : int, default=256
+        Samples per batch when streaming a Dataset.
+    progress : bool, default=None
+        Progress bar while streaming; ``None`` shows one on a terminal.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,) or None
+        Labels when ``X`` was a Dataset or DataLoader of pairs, else None.
+
+    Examples
+    --------
+    >>> X, y = as_matrix_and_labels(np.zeros((4, 2, 3)))
+    >>> X.shape, y is None
+    ((4, 6), True)
+    """
+    kind = _torch_kind(X)
+    if kind in ("dataset", "loader"):
+        from torch.utils.data import DataLoader
+
+        from .utils import progress_bar
+
+        loader = X if kind == "loader" else DataLoader(X, batch_size=batch_size, shuffle=False)
+        features, labels = [], []
+        for batch in progress_bar(loader, progress, desc="reading data", unit="batch"):
+            x, y = _split_item(batch)
+            features.append(_flatten(x))
+            if y is not None:
+                labels.append(_flatten(y).ravel())
+        if not features:
+            raise ValueError("the dataset is empty: there is nothing to measure.")
+        matrix = np.concatenate(features)
+        return matrix, (np.concatenate(labels) if labels else None)
+    if kind == "tensor":
+        X = X.detach().cpu().numpy()
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    return X, None
+
+
+def as_matrix(X, *, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
+    """Like :func:`as_matrix_and_labels`, without the labels.
+
+    Examples
+    --------
+    >>> as_matrix(np.ones((3, 2, 2))).shape
+    (3, 4)
+    """
+    return as_matrix_and_labels(X, batch_size=batch_size, progress=progress)[0]
+
+
+def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first occurrence of every distinct row.
+
+    Returns
+    -------
+    X_unique : ndarray
+        The distinct rows, in their original order.
+    kept : ndarray of int
+        Their row numbers in ``X``.
+
+    Examples
+    --------
+    >>> drop_duplicates(np.array([[1.0], [2.0], [1.0]]))[1]
+    array([0, 1])
+    """
+    # Adding 0.0 turns -0.0 into 0.0, so that equal values also have equal bytes.
+    rows = np.ascontiguousarray(X + 0.0)
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, kept = np.unique(as_bytes, return_index=True)
+    kept.sort()
+    return X[kept], kept
+
+
+class BaseDimension(BaseEstimator):
+    """Shared contract of the intrinsic dimension estimators.
+
+    Subclasses declare how many neighbours they need (``_n_neighbors``) and turn the
+    distances to them into estimates (``_estimate``). This class validates the input,
+    drops exact duplicates, finds the neighbours and scores held-out data the same
+    way for every estimator, so that scores are comparable across estimators and
+    across their parameters.
+    """
+
+    _parameter_constraints: dict = {
+        "n_queries": [Interval(Integral, 3, None, closed="left"), None],
+        "backend": [StrOptions(set(BACKENDS))],
+        "random_state": ["random_state"],
+    }
+
+    def _n_neighbors(self) -> int:
+        raise NotImplementedError
+
+    def _estimate(self, distances: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _check_params(self) -> None:
+        """Checks that tie parameters together, beyond ``_parameter_constraints``."""
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        X = as_matrix(X)
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+
+    def fit(self, X, y=None):
+        """Estimate the intrinsic dimension of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), torch tensor or Dataset
+            Samples; images are flattened.
+        y : None
+            Ignored; present for the scikit-learn API.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_params()
+        X = self._validate(X, reset=True)
+        X_unique, _ = drop_duplicates(X)
+        self.n_duplicates_ = len(X) - len(X_unique)
+        if self.n_duplicates_:
+            warnings.warn(
+                f"{type(self).__name__}: dropped {self.n_duplicates_} exact duplicate "
+                f"samples of {len(X)}; they would make neighbour distances zero.",
+                DuplicatesWarning,
+                stacklevel=2,
+            )
+        k = self._n_neighbors()
+        if len(X_unique) < k + 1:
+            raise ValueError(
+                f"{type(self).__name__} needs at least {k + 1} distinct samples for "
+                f"{k} neighbours, got n_samples={len(X_unique)}"
+                + (f" after dropping {self.n_duplicates_} duplicates" if self.n_duplicates_ else "")
+                + "; pass more data or use fewer neighbours."
+            )
+        self.n_samples_fit_ = len(X_unique)
+        self._fit_X = X_unique
+        distances = self._query_distances(X_unique, k)
+        self._estimate(distances)
+        return self
+
+    def _query_distances(self, X: np.ndarray, k: int) -> np.ndarray:
+        """Distances to the k nearest other points, for all points or n_queries of them."""
+        if self.n_queries is None or self.n_queries >= len(X):
+            return kneighbors(X, k, backend=self.backend)[0]
+        rng = check_random_state(self.random_state)
+        rows = np.sort(rng.choice(len(X), self.n_queries, replace=False))
+        distances, indices = kneighbors(X[rows], k + 1, Y=X, backend=self.backend)
+        # The rows are distinct, so each query finds itself first, at distance 0.
+        assert np.all(indices[:, 0] == rows)
+        return distances[:, 1:]
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood of held-out two-nearest-neighbour ratios.
+
+        For each row of ``X``, ``mu = T_2 / T_1`` is computed from its two nearest
+        neighbours among the fitted samples (a row equal to a fitted sample is that
+        sample: its zero distance is skipped). Under the Pareto law implied by the
+        fitted dimension d, ``log p(mu) = log d - (d + 1) log mu``. Higher is better,
+        and the yardstick is the same for every estimator and parameter value, which
+        is what lets :class:`~sklearn.model_selection.GridSearchCV` compare them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        k = min(3, self.n_samples_fit_)
+        distances = kneighbors(X, k, Y=self._fit_X, backend=self.backend)[0]
+        coincide = distances[:, 0] == 0
+        t1 = np.where(coincide, distances[:, 1], distances[:, 0])
+        t2 = np.where(coincide, distances[:, -1], distances[:, 1])
+        log_mu = np.log(t2) - np.log(t1)
+        d = self.dimension_
+        return float(np.mean(np.log(d) - (d + 1) * log_mu))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
