@@ -99,7 +99,8 @@ class TwoNNDimension(BaseDimension):
                 )
             d = (n - 1) / total
         else:
-            n_keep = int(n * (1 - self.discard_fraction))
+            # F_emp = 1 at the largest ratio makes -log(1 - F) infinite: never keep it.
+            n_keep = min(int(n * (1 - self.discard_fraction)), n - 1)
             x = np.sort(log_mu)[:n_keep]
             y = -np.log1p(-np.arange(1, n_keep + 1) / n)
             if n_keep < 1 or not np.any(x > 0):

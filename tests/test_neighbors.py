@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from idprops.neighbors import available_backends, kneighbors
+
+BACKENDS = [b for b in ("faiss", "faiss-gpu", "torch") if b in available_backends()]
+
+
+def brute_force(X, k, Y=None):
+    """Reference: all pairwise distances in float64, ties broken by index."""
+    self_query = Y is None
+    Y = X if self_query else Y
+    D = cdist(X.astype(np.float64), Y.astype(np.float64))
+    if self_query:
+        np.fill_diagonal(D, np.inf)
+    idx = np.array([np.lexsort((np.arange(len(Y)), row))[:k] for row in D])
+    return np.take_along_axis(D, idx, axis=1), idx
+
+
+def assert_same_neighbours(X, k, Y=None, **kwargs):
+    dist, idx = kneighbors(X, k, Y=Y, **kwargs)
+    ref_dist, ref_idx = brute_force(X, k, Y)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
+    ref_points = X if Y is None else Y
+    # With ties, another neighbour at exactly the same distance is equally right:
+    # check that every index is distinct, is not the query and lies at that distance.
+    own = np.linalg.norm(ref_points[idx].astype(np.float64) - X[:, None, :].astype(np.float64), axis=2)
+    np.testing.assert_allclose(own, dist, rtol=1e-12, atol=0)
+    assert all(len(set(row)) == k for row in idx)
+    if Y is None:
+        assert not np.any(idx == np.arange(len(X))[:, None])
+    return dist, idx, ref_idx
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_random_data_matches_brute_force(backend, dtype, rng):
+    X = rng.standard_normal((300, 17)).astype(dtype)
+    _, idx, ref_idx = assert_same_neighbours(X, 7, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)  # no ties in continuous data
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_on_a_grid(backend):
+    g = np.arange(6.0)
+    X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T  # many equal distances
+    dist, idx, ref_idx = assert_same_neighbours(X, 6, backend=backend)
+    assert dist[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_duplicates_are_neighbours_at_zero(backend, rng):
+    X = rng.standard_normal((200, 5))
+    X = np.vstack([X, X[:20]])  # rows 200..219 repeat rows 0..19
+    dist, idx, _ = assert_same_neighbours(X, 4, backend=backend)
+    assert np.all(dist[:20, 0] == 0) and np.all(idx[:20, 0] == np.arange(200, 220))
+    assert np.all(idx[200:, 0] == np.arange(20))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_separate_queries(backend, rng):
+    X = rng.standard_normal((50, 8))
+    Y = rng.standard_normal((400, 8))
+    _, idx, ref_idx = assert_same_neighbours(X, 5, Y=Y, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_batches_give_the_same_answer(backend, rng):
+    X = rng.standard_normal((257, 6))
+    full = kneighbors(X, 3, backend=backend)
+    batched = kneighbors(X, 3, backend=backend, batch_size=10)
+    np.testing.assert_array_equal(full[1], batched[1])
+    np.testing.assert_array_equal(full[0], batched[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_points_far_from_origin_keep_their_distances(backend, rng):
+    # The float32 matrix-product trick returns 0 for such pairs; re-ranking must not.
+    X = 1000.0 + rng.standard_normal((100, 30)) * 1e-3
+    dist, _ = kneighbors(X.astype(np.float32), 2, backend=backend)
+    assert np.all(dist > 0)
+    ref, _ = brute_force(X.astype(np.float32), 2)
+    np.testing.assert_allclose(dist, ref, rtol=1e-12)
+
+
+def test_backends_agree(rng):
+    X = rng.standard_normal((500, 20))
+    results = [kneighbors(X, 10, backend=b) for b in BACKENDS]
+    for dist, idx in results[1:]:
+        np.testing.assert_array_equal(idx, results[0][1])
+        np.testing.assert_array_equal(dist, results[0][0])
+
+
+def test_auto_picks_an_available_backend(rng):
+    X = rng.standard_normal((40, 3))
+    np.testing.assert_array_equal(kneighbors(X, 2)[1], brute_force(X, 2)[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 10}, "k=10 neighbours among 9"),
+        ({"k": 0}, "positive integer"),
+        ({"k": 2, "backend": "annoy"}, "backend must be one of"),
+        ({"k": 2, "Y": np.zeros((5, 4))}, "X has 3 features but Y has 4"),
+        ({"k": 2, "batch_size": 0}, "batch_size must be positive"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match=message):
+        kneighbors(X, **kwargs)
+
+
+def test_nan_is_rejected():
+    X = np.ones((5, 2))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        kneighbors(X, 1)
+
+
+@pytest.mark.skipif("faiss-gpu" in BACKENDS, reason="faiss GPU support is present")
+def test_unavailable_backend_says_how_to_install():
+    with pytest.raises(ValueError, match="idprops\\[gpu\\]"):
+        kneighbors(np.zeros((3, 2)), 1, backend="faiss-gpu")
