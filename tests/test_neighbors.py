@@ -125,3 +125,18 @@ def test_nan_is_rejected():
 def test_unavailable_backend_says_how_to_install():
     with pytest.raises(ValueError, match="idprops\\[gpu\\]"):
         kneighbors(np.zeros((3, 2)), 1, backend="faiss-gpu")
+
+
+def _cuda():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_torch_on_cuda_matches_brute_force(rng):
+    X = rng.standard_normal((2000, 64)).astype(np.float32)
+    _, idx, ref_idx = assert_same_neighbours(X, 10, backend="torch", device="cuda")
+    np.testing.assert_array_equal(idx, ref_idx)
