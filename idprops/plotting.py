@@ -1,0 +1,451 @@
+"""Figures of a study, and a Markdown/HTML report that gathers them (needs matplotlib).
+
+matplotlib is imported inside the functions, so ``import idprops`` never needs it. Every
+plotting function draws on ``ax`` (a new figure when None) and returns that Axes;
+nothing calls ``plt.show()``. Data come either as arrays or, where noted, as field names
+of ``data``: a list of records (``ResultsStore.records()``) or a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analysis import Correlation, LinearFit, _layer_position, correlation, llid_pid
+
+__all__ = [
+    "plot_correlation",
+    "plot_id_curves",
+    "plot_id_profile",
+    "plot_scaling_law",
+    "plot_training_curves",
+    "save_figure",
+    "write_report",
+]
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()[1]
+
+
+def _values(v: Any, data: Any, what: str) -> np.ndarray:
+    """``v`` itself, or the field ``v`` of every record of ``data``."""
+    if data is None:
+        return np.asarray(v)
+    if hasattr(data, "columns"):  # a DataFrame
+        return np.asarray(data[v])
+    try:
+        return np.asarray([rec[v] for rec in data])
+    except KeyError:
+        raise ValueError(f"{what}={v!r} is not a field of every record in data") from None
+
+
+def plot_scaling_law(
+    x: Any,
+    y: Any,
+    *,
+    data: Any = None,
+    groups: Any = None,
+    fit: LinearFit | Mapping[Any, LinearFit] | None = None,
+    logx: bool = True,
+    ax=None,
+):
+    """Test loss (log scale) against training-set size or intrinsic dimension.
+
+    Parameters
+    ----------
+    x, y : array-like or str
+        The abscissa (N, or d_data) and the test loss; field names when ``data`` is given.
+    data : list of mappings or DataFrame, optional
+    groups : array-like or str, optional
+        A label per point (domain, model): one colour and legend entry per group.
+    fit : LinearFit or mapping of group to LinearFit, optional
+        Drawn as dashed lines over the data's range (a mapping: each over its group's),
+        in the fit's coordinates: ``log y`` against ``log x`` when ``logx``
+        (:func:`~idprops.analysis.fit_scaling_law`), against ``x`` otherwise
+        (:func:`~idprops.analysis.fit_loss_vs_dimension`).
+    logx : bool, default=True
+        Log scale on x: True for N, False for d_data.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One marker line per group, then one line per fit.
+
+    Examples
+    --------
+    >>> from idprops.analysis import fit_scaling_law
+    >>> N = np.array([500, 1000, 1500])
+    >>> ax = plot_scaling_law(N, 2 * N ** -0.2, fit=fit_scaling_law(N, 2 * N ** -0.2))
+    >>> len(ax.lines), ax.get_yscale()
+    (2, 'log')
+    """
+    xs = _values(x, data, "x").astype(np.float64)
+    ys = _values(y, data, "y").astype(np.float64)
+    if groups is None:
+        labels = np.full(xs.size, None, dtype=object)
+    else:
+        labels = _values(groups, data, "groups")
+    ax = _axes(ax)
+    colors = {}
+    for g in dict.fromkeys(labels.tolist()):
+        mask = labels == g
+        (line,) = ax.plot(xs[mask], ys[mask], "o", label=None if g is None else str(g))
+        colors[g] = line.get_color()
+    fits = {None: fit} if isinstance(fit, LinearFit) else dict(fit or {})
+    for g, f in fits.items():
+        sel = xs if g is None else xs[labels == g]
+        if sel.size == 0:
+            raise ValueError(f"fit for group {g!r} has no points of that group to span")
+        grid = (np.geomspace if logx else np.linspace)(sel.min(), sel.max(), 50)
+        pred = np.exp(f.predict(np.log(grid) if logx else grid))
+        name = "fit" if g is None else f"{g} fit"
+        ax.plot(grid, pred, "--", color=colors.get(g, "k"), label=f"{name}: slope {f.slope:.3g}")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x if isinstance(x, str) else ("N" if logx else "intrinsic dimension"))
+    ax.set_ylabel(y if isinstance(y, str) else "test loss")
+    if groups is not None or fits:
+        ax.legend()
+    return ax
+
+
+def plot_correlation(
+    x: Any,
+    y: Any,
+    corr: Correlation | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    data: Any = None,
+    method: str = "pearson",
+    ax=None,
+):
+    """Scatter of two paired quantities, annotated with their correlation and its CI.
+
+    Parameters
+    ----------
+    x, y : array-like or str
+        E.g. K_F and robust accuracy per dataset; field names when ``data`` is given.
+    corr : Correlation, optional
+        Computed with :func:`~idprops.analysis.correlation` (``method``) when None.
+    labels : sequence of str, optional
+        A name written beside each point (the dataset's, say).
+    data : list of mappings or DataFrame, optional
+    method : {"pearson", "spearman"}, default="pearson"
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> ax = plot_correlation([1, 2, 3, 4], [2.0, 3.9, 6.1, 8.0], labels=list("abcd"))
+    >>> ax.collections[0].get_offsets().shape, len(ax.texts)
+    ((4, 2), 5)
+    """
+    xs = _values(x, data, "x").astype(np.float64)
+    ys = _values(y, data, "y").astype(np.float64)
+    if corr is None:
+        corr = correlation(xs, ys, method=method)
+    ax = _axes(ax)
+    ax.scatter(xs, ys)
+    if labels is not None:
+        if len(labels) != xs.size:
+            raise ValueError(f"{len(labels)} labels for {xs.size} points")
+        for xi, yi, name in zip(xs, ys, labels):
+            ax.annotate(str(name), (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=8)
+    ax.text(0.02, 0.98, str(corr), transform=ax.transAxes, va="top", fontsize=9)
+    ax.set_xlabel(x if isinstance(x, str) else "x")
+    ax.set_ylabel(y if isinstance(y, str) else "y")
+    return ax
+
+
+def _mark_llid_pid(ax, xs, values, pos: int) -> None:
+    peak = int(np.nanargmax(values))
+    ax.plot([xs[pos]], [values[pos]], "s", ms=9, mfc="none", label=f"LLID = {values[pos]:.3g}")
+    ax.plot([xs[peak]], [values[peak]], "*", ms=12, label=f"PID = {values[peak]:.3g}")
+
+
+def plot_id_profile(
+    layer_ids: Mapping[str, float] | Sequence[float],
+    *,
+    last_hidden: str | int | None = None,
+    label: str | None = None,
+    ax=None,
+):
+    """Intrinsic dimension against layer depth, with LLID and PID marked.
+
+    Parameters
+    ----------
+    layer_ids : mapping of str to float, or sequence of float
+        ID per layer, input side first (as :func:`~idprops.analysis.llid_pid` takes it).
+    last_hidden : str or int, optional
+        The LLID layer (default: the last).
+    label : str, optional
+        Legend entry of the profile (a run's name).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Lines: the profile, the LLID marker, the PID marker.
+
+    Examples
+    --------
+    >>> ax = plot_id_profile({"conv1": 20.0, "conv2_x": 35.0, "avgpool": 7.0})
+    >>> len(ax.lines), [t.get_text() for t in ax.get_xticklabels()]
+    (3, ['conv1', 'conv2_x', 'avgpool'])
+    """
+    llid_pid(layer_ids, last_hidden)  # validates
+    names = list(layer_ids) if isinstance(layer_ids, Mapping) else None
+    values = np.asarray(list(layer_ids.values()) if names else layer_ids, dtype=np.float64)
+    xs = np.arange(values.size)
+    ax = _axes(ax)
+    ax.plot(xs, values, "o-", label=label)
+    _mark_llid_pid(ax, xs, values, _layer_position(names, values.size, last_hidden))
+    ax.set_xticks(xs, names if names else [str(i) for i in xs])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("intrinsic dimension")
+    ax.legend()
+    return ax
+
+
+def plot_id_curves(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    x: str = "epoch",
+    ids_key: str = "ids",
+    last_hidden: str | int | None = None,
+    ax=None,
+):
+    """Each layer's intrinsic dimension through training, with LLID and PID drawn bold.
+
+    Parameters
+    ----------
+    history : sequence of mappings
+        One record per evaluation, e.g. ``{"epoch": 3, "ids": {"conv1": 24.1, ...}}``:
+        the training step under ``x`` and the layer IDs (input side first) under
+        ``ids_key``. A layer missing from a record is a gap in its curve.
+    x : str, default="epoch"
+    ids_key : str, default="ids"
+    last_hidden : str or int, optional
+        The LLID layer (default: the last).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per layer, then LLID, then PID.
+
+    Examples
+    --------
+    >>> hist = [{"epoch": e, "ids": {"a": 10.0 + e, "b": 20.0 - e, "c": 5.0}} for e in range(3)]
+    >>> ax = plot_id_curves(hist)
+    >>> [l.get_label() for l in ax.lines]
+    ['a', 'b', 'c', 'LLID', 'PID']
+    """
+    if not history:
+        raise ValueError("history is empty: give at least one record")
+    try:
+        steps = np.asarray([rec[x] for rec in history], dtype=np.float64)
+        rows = [rec[ids_key] for rec in history]
+    except KeyError as exc:
+        raise ValueError(
+            f"every history record needs {x!r} and {ids_key!r}; missing {exc}"
+        ) from None
+    layers = list(dict.fromkeys(name for row in rows for name in row))
+    ax = _axes(ax)
+    for name in layers:
+        ax.plot(steps, [row.get(name, math.nan) for row in rows], lw=1, alpha=0.7, label=name)
+    summaries = [llid_pid(row, last_hidden) for row in rows]
+    ax.plot(steps, [s.llid for s in summaries], "k-", lw=2.5, label="LLID")
+    ax.plot(steps, [s.pid for s in summaries], "k--", lw=2.5, label="PID")
+    ax.set_xlabel(x)
+    ax.set_ylabel("intrinsic dimension")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    key: str = "train_loss",
+    *,
+    x: str = "epoch",
+    logy: bool = False,
+    ax=None,
+):
+    """One curve of ``key`` per run (e.g. per label corruption), against ``x``.
+
+    Parameters
+    ----------
+    histories : mapping of str to sequence of mappings
+        Run name to its per-epoch records.
+    key : str, default="train_loss"
+    x : str, default="epoch"
+        Taken from the records when every one has it, else their position.
+    logy : bool, default=False
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> runs = {"p=0": [{"epoch": 0, "train_loss": 2.3}, {"epoch": 1, "train_loss": 1.1}],
+    ...         "p=1": [{"epoch": 0, "train_loss": 2.3}, {"epoch": 1, "train_loss": 2.2}]}
+    >>> [l.get_label() for l in plot_training_curves(runs).lines]
+    ['p=0', 'p=1']
+    """
+    ax = _axes(ax)
+    for name, records in histories.items():
+        if not any(key in rec for rec in records):
+            seen = sorted({k for rec in records for k in rec})
+            raise ValueError(f"run {name!r} has no {key!r} in any record; it has {seen}")
+        has_x = all(x in rec for rec in records)
+        xs = [rec[x] for rec in records] if has_x else list(range(len(records)))
+        ax.plot(xs, [rec.get(key, math.nan) for rec in records], label=str(name))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(key)
+    ax.legend()
+    return ax
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 150) -> Path:
+    """Save a Figure (or the Figure of an Axes) to ``path``, its folder created.
+
+    The format follows the suffix (.png, .pdf, .svg). Returns the path.
+    """
+    fig = getattr(fig, "figure", fig)  # an Axes knows its Figure
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("\n", " ")
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _named(items: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str | None, str]]:
+    pairs = items.items() if isinstance(items, Mapping) else ((None, it) for it in items)
+    return [(None if name is None else str(name), str(obj)) for name, obj in pairs]
+
+
+def write_report(
+    path: str | os.PathLike,
+    *,
+    title: str,
+    table: Sequence[Mapping[str, Any]] = (),
+    fits: Mapping[str, Any] | Sequence[Any] = (),
+    correlations: Mapping[str, Any] | Sequence[Any] = (),
+    figures: Sequence[str | os.PathLike] = (),
+    html: bool = True,
+) -> Path:
+    """Write a Markdown report of a study: its results table, fits, correlations, figures.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The Markdown file (its folder is created).
+    title : str
+    table : sequence of mappings
+        One row per record (e.g. ``ResultsStore.records()``); columns in order of first
+        appearance, floats to 4 significant digits.
+    fits, correlations : mapping of name to object, or sequence of objects
+        Written as their ``str`` (:class:`~idprops.analysis.LinearFit`,
+        :class:`~idprops.analysis.Correlation`), after their name when given one.
+    figures : sequence of paths
+        Existing image files, linked by their path relative to the report.
+    html : bool, default=True
+        Also write a standalone HTML page beside it (same name, ``.html``).
+
+    Returns
+    -------
+    pathlib.Path
+        The Markdown file.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "report.md")
+    >>> p = write_report(out, title="Scaling", table=[{"N": 500, "loss": 0.25}])
+    >>> print(p.read_text().splitlines()[4])
+    | 500 | 0.25 |
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    links = []
+    for fig in figures:
+        if not Path(fig).is_file():
+            raise FileNotFoundError(
+                f"figure {str(fig)!r} does not exist: save it before the report"
+            )
+        links.append(Path(os.path.relpath(Path(fig).resolve(), path.parent.resolve())).as_posix())
+    columns = list(dict.fromkeys(name for row in table for name in row))
+    rows = [[_cell(row.get(c)) for c in columns] for row in table]
+    sections = [("Fits", _named(fits)), ("Correlations", _named(correlations))]
+
+    md = [f"# {title}", ""]
+    if columns:
+        md += ["| " + " | ".join(_md(c) for c in columns) + " |"]
+        md += ["|" + "---|" * len(columns)]
+        md += ["| " + " | ".join(_md(v) for v in r) + " |" for r in rows]
+        md += [""]
+    for heading, entries in sections:
+        if entries:
+            md += [f"## {heading}", ""]
+            md += [f"- {f'**{n}**: ' if n else ''}`{text}`" for n, text in entries] + [""]
+    if links:
+        md += ["## Figures", ""] + [f"![{Path(ln).stem}]({ln})" for ln in links] + [""]
+    path.write_text("\n".join(md), encoding="utf-8")
+
+    if html:
+        e = _html.escape
+        page = [
+            "<!DOCTYPE html>",
+            f'<html><head><meta charset="utf-8"><title>{e(title)}</title></head><body>',
+            f"<h1>{e(title)}</h1>",
+        ]
+        if columns:
+            page += ["<table border='1'>"]
+            page += ["<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"]
+            page += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows]
+            page += ["</table>"]
+        for heading, entries in sections:
+            if entries:
+                page += [f"<h2>{heading}</h2>", "<ul>"]
+                page += [
+                    f"<li>{f'<b>{e(n)}</b>: ' if n else ''}<code>{e(t)}</code></li>"
+                    for n, t in entries
+                ]
+                page += ["</ul>"]
+        if links:
+            page += ["<h2>Figures</h2>"]
+            page += [f'<p><img src="{e(ln)}" alt="{e(Path(ln).stem)}"></p>' for ln in links]
+        page += ["</body></html>", ""]
+        path.with_suffix(".html").write_text("\n".join(page), encoding="utf-8")
+    return path
