@@ -391,6 +391,23 @@ def correlation(
     )
 
 
+def _layer_position(names: list[str] | None, n_layers: int, layer: str | int | None) -> int:
+    """The position (0 to n_layers - 1) of ``layer``: a name, an index, or None for the last."""
+    if layer is None:
+        return n_layers - 1
+    if isinstance(layer, str):
+        if names is None or layer not in names:
+            raise ValueError(
+                f"last_hidden={layer!r} is not one of the layers "
+                f"{names if names is not None else '(a sequence has no names: give a position)'}"
+            )
+        return names.index(layer)
+    pos = int(layer)
+    if not -n_layers <= pos < n_layers:
+        raise ValueError(f"last_hidden={layer} is out of range for {n_layers} layers")
+    return pos % n_layers
+
+
 class LayerIDSummary(NamedTuple):
     """LLID, PID and ``log(PID / LLID)`` of one network at one time."""
 
@@ -445,19 +462,6 @@ def llid_pid(
         raise ValueError("layer_ids is empty: give the ID of at least one layer")
     if np.any(values[~np.isnan(values)] <= 0):
         raise ValueError("intrinsic dimensions must be positive (or NaN for a failed estimate)")
-    if last_hidden is None:
-        pos = values.size - 1
-    elif isinstance(last_hidden, str):
-        if names is None or last_hidden not in names:
-            raise ValueError(
-                f"last_hidden={last_hidden!r} is not one of the layers "
-                f"{names if names is not None else '(a sequence has no names: give a position)'}"
-            )
-        pos = names.index(last_hidden)
-    else:
-        pos = int(last_hidden)
-        if not -values.size <= pos < values.size:
-            raise ValueError(f"last_hidden={last_hidden} is out of range for {values.size} layers")
-    llid = float(values[pos])
+    llid = float(values[_layer_position(names, values.size, last_hidden)])
     pid = float(np.nanmax(values)) if not np.all(np.isnan(values)) else math.nan
     return LayerIDSummary(llid, pid, math.log(pid / llid))

@@ -48,7 +48,8 @@ def test_scaling_law_with_known_dimension():
     K, d = 1.6e-4, 9.3
     loss = _power_law(d, K, 0.05, rng)
     fit = fit_scaling_law(SIZES, loss, d=d)
-    assert fit.alpha == pytest.approx(1 / d) and fit.slope_se == 0 and fit.alpha_ci == (fit.alpha,) * 2
+    assert fit.alpha == pytest.approx(1 / d) and fit.slope_se == 0
+    assert fit.alpha_ci == (fit.alpha, fit.alpha)
     y = np.log(loss) + np.log(SIZES) / d
     assert fit.intercept == pytest.approx(y.mean())
     assert fit.intercept_se == pytest.approx(y.std(ddof=1) / np.sqrt(y.size))
@@ -119,7 +120,9 @@ def test_fit_string():
     assert fit.predict([0.0, 1.0]) == pytest.approx([1.234, 0.9217])
 
 
-@pytest.mark.parametrize("method, ref", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)])
+@pytest.mark.parametrize(
+    "method, ref", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)]
+)
 def test_correlation_matches_scipy(method, ref):
     rng = np.random.default_rng(4)
     x = rng.normal(size=40)
@@ -168,7 +171,8 @@ def test_correlation_errors():
 
 def test_llid_pid_hand_example():
     # a ResNet's stages as in act_ids: the average pool feeds the classifier
-    ids = {"conv1": 24.0, "conv2_x": 41.0, "conv3_x": 33.0, "conv4_x": 19.0, "conv5_x": 12.0, "avgpool": 8.0}
+    ids = {"conv1": 24.0, "conv2_x": 41.0, "conv3_x": 33.0, "conv4_x": 19.0, "conv5_x": 12.0}
+    ids["avgpool"] = 8.0
     s = llid_pid(ids)
     assert (s.llid, s.pid) == (8.0, 41.0) and s.log_ratio == pytest.approx(math.log(41 / 8))
     llid, pid, ratio = llid_pid(ids, last_hidden="conv5_x")
