@@ -1,0 +1,361 @@
+"""The shared base of study pipelines: a grid of cells run through joblib into a results store.
+
+A study is a scikit-learn estimator whose ``fit`` runs a grid of *cells* (dataset x
+model x training-set size x seed, say). Every cell is described by a JSON-like
+configuration (:meth:`Study.cells`) that holds everything that changes its result, and
+computed by :meth:`Study.run_cell`, a pure function of that configuration. Finished
+cells go to a :class:`~idprops.results.ResultsStore` one by one, as they arrive, so a
+study that is killed and run again computes only the cells still missing.
+
+Cells run through ``joblib.Parallel(n_jobs=...)`` with no backend named: the default
+runs them in local processes (loky), and a user's
+``joblib.parallel_config(backend="dask")`` sends them to a dask.distributed cluster
+(whose size then sets the parallelism, whatever ``n_jobs`` says).
+
+A study file is TOML whose top-level keys are the study's constructor parameters,
+plus an optional ``kind`` naming the study; :meth:`Study.from_toml` reads one and
+:func:`find_preset` finds the ones shipped in ``idprops/studies/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import inspect
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ..results import ResultsStore, cell_config, config_key
+from ..utils import progress_bar
+
+__all__ = [
+    "CellError",
+    "Study",
+    "available_presets",
+    "find_preset",
+    "load_study_file",
+    "parse_overrides",
+]
+
+#: Result fields that :meth:`Study.fit` adds to every cell's result.
+RESERVED_RESULT_FIELDS = ("seconds", "study_file")
+
+
+class CellError(RuntimeError):
+    """A cell of a study failed; the message names the cell and the original error."""
+
+
+def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Run one cell where joblib sends it; return its config with the result and the time."""
+    start = time.perf_counter()
+    try:
+        result = run_cell(config)
+    except Exception as exc:
+        raise CellError(f"cell {_describe(config)} failed: {type(exc).__name__}: {exc}") from exc
+    return config, result, time.perf_counter() - start
+
+
+def _describe(config: Mapping[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in config.items() if not isinstance(v, (Mapping, list))]
+    return "{" + ", ".join(parts[:6]) + "}"
+
+
+class Study(BaseEstimator):
+    """Base class of study pipelines: ``fit`` runs the missing cells into a results store.
+
+    Subclasses set the class attribute :attr:`kind`, list their cells in
+    :meth:`cells`, compute one in :meth:`run_cell` (a staticmethod, or a module-level
+    function assigned to it, so that joblib's processes and dask can ship it), and
+    write their figures in :meth:`report`. Their ``__init__`` stores parameters only,
+    among them the four below.
+
+    Parameters
+    ----------
+    store : str or path-like, optional
+        SQLite results store. Cells already in it are not run again (resume); None
+        uses a temporary store, deleted after ``fit``.
+    n_jobs : int, default=1
+        Cells run at once, through joblib (``-1``: one per core). Under
+        ``joblib.parallel_config(backend="dask")`` the cluster's size decides.
+    progress : bool, optional
+        Progress bar over cells; None shows it on a terminal.
+    study_file : str, optional
+        The study file the parameters came from, recorded in every row written
+        (set by :meth:`from_toml`).
+
+    Attributes
+    ----------
+    results_ : list of dict
+        One flat record per cell, in :meth:`cells` order: ``key``, ``study``,
+        ``created``, the configuration's fields, then the result's (nested names
+        dotted, as :meth:`~idprops.results.ResultsStore.records` gives them), among
+        them ``seconds`` (the cell's run time) and ``study_file``.
+    n_cells_run_ : int
+        Cells computed by the last ``fit`` (the others came from the store).
+    store_path_ : pathlib.Path or None
+        The store used, None when it was temporary.
+    """
+
+    #: The study's name in study files, the CLI and the store's ``study`` column.
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        store: str | os.PathLike | None = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+        study_file: str | None = None,
+    ) -> None:
+        self.store = store
+        self.n_jobs = n_jobs
+        self.progress = progress
+        self.study_file = study_file
+
+    # ------------------------------------------------------------------ to override
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The configuration of every cell, in a fixed order (JSON-like dicts)."""
+        raise NotImplementedError(f"{type(self).__name__} must define cells()")
+
+    @staticmethod
+    def run_cell(config: dict[str, Any]) -> dict[str, Any]:
+        """Compute one cell from its configuration alone; return JSON-like results."""
+        raise NotImplementedError("a Study subclass must define run_cell(config)")
+
+    def report(self, outdir: str | os.PathLike) -> Path:
+        """Write the study's report into ``outdir``; return the Markdown file's path.
+
+        The base class writes the results table only; subclasses add fits and figures.
+        """
+        from ..plotting import write_report
+
+        check_is_fitted(self, "results_")
+        return write_report(
+            Path(outdir) / "report.md", title=f"{self.kind} study", table=self.results_
+        )
+
+    # ------------------------------------------------------------------ helpers for subclasses
+
+    def _cell(self, **parts: Any) -> dict[str, Any]:
+        """A cell configuration: ``pipeline`` (the kind), the code's version, ``parts``."""
+        return cell_config(pipeline=self.kind, **parts)
+
+    # ------------------------------------------------------------------ running
+
+    def _validate_common(self) -> None:
+        if not isinstance(self.n_jobs, int) or self.n_jobs == 0:
+            raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {self.n_jobs!r}")
+        if self.progress not in (None, True, False):
+            raise ValueError(f"progress must be True, False or None, got {self.progress!r}")
+        if not self.kind:
+            raise ValueError(f"{type(self).__name__} has no kind: set the class attribute")
+
+    def fit(self, X=None, y=None) -> Study:
+        """Run the cells that the store does not hold yet, then gather every cell's record.
+
+        Parameters
+        ----------
+        X, y : None
+            Ignored: a study reads its own data, named in its parameters.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_common()
+        cells = self.cells()
+        if not cells:
+            raise ValueError(f"{type(self).__name__} has no cells: check its grid parameters")
+        with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
+            path = Path(self.store) if self.store is not None else Path(tmp) / "results.sqlite"
+            with ResultsStore(path) as store:
+                self.n_cells_run_ = self._run_missing(store, cells)
+                by_key = {rec["key"]: rec for rec in store.records()}
+                self.results_ = [by_key[config_key(cfg)] for cfg in cells]
+        self.store_path_ = None if self.store is None else Path(self.store)
+        return self
+
+    def _run_missing(self, store: ResultsStore, cells: list[dict[str, Any]]) -> int:
+        todo = store.missing(cells)
+        n_unique = len({config_key(cfg) for cfg in cells})
+        bar = progress_bar(
+            total=n_unique, initial=n_unique - len(todo), progress=self.progress, desc=f"{self.kind} cells"
+        )
+        done = 0
+        try:
+            if todo:
+                run_cell = type(self).run_cell
+                parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
+                for config, result, seconds in parallel(delayed(_run_one)(run_cell, cfg) for cfg in todo):
+                    # Written as soon as it arrives: a killed study loses only cells in flight.
+                    result = {**result, "seconds": seconds, "study_file": self.study_file}
+                    store.put(config, result, study=self.kind)
+                    done += 1
+                    bar.update()
+        finally:
+            bar.close()
+        return done
+
+    # ------------------------------------------------------------------ study files
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
+    ) -> Study:
+        """Build a study from a TOML study file, with dotted-key overrides.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The study file: top-level keys are constructor parameters, tables are
+            dict-valued parameters; an optional ``kind`` must match the class's.
+        overrides : mapping of str to value, optional
+            ``{"training.epochs": 1, "sizes": [50, 100]}``: each dotted key sets
+            that entry of the file's nested tables (created when missing). Values
+            are used as given; :func:`parse_overrides` turns ``"key=value"``
+            strings into such a mapping.
+
+        Returns
+        -------
+        Study
+            With ``study_file`` set to the file's path.
+        """
+        params = load_study_file(path, overrides)
+        kind = params.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise ValueError(
+                f"{os.fspath(path)} is a {kind!r} study file, not a {cls.kind!r} one"
+            )
+        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{os.fspath(path)}: unknown parameter(s) {unknown} for {cls.__name__}; "
+                f"valid ones are {sorted(allowed)}"
+            )
+        params.setdefault("study_file", str(Path(path).resolve()))
+        return cls(**params)
+
+
+def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ValueError(f"override key {dotted!r} has an empty part; write e.g. training.epochs")
+    node = table
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ValueError(f"cannot set {dotted!r}: {where!r} is {child!r}, not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters in a TOML study file, with dotted-key overrides applied.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "s.toml")
+    >>> _ = open(path, "w").write('sizes = [50, 100]\\n[training]\\nepochs = 5\\n')
+    >>> load_study_file(path, {"training.epochs": 1, "training.lr": 0.01})
+    {'sizes': [50, 100], 'training': {'epochs': 1, 'lr': 0.01}}
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise ImportError("reading study files on Python 3.10 needs tomli: pip install tomli") from exc
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {os.fspath(path)!r} does not exist")
+    try:
+        params = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{os.fspath(path)} is not valid TOML: {exc}") from exc
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(params, dotted, value)
+    return params
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["training.epochs=1", "sizes=[50, 100]"]`` as ``{"training.epochs": 1, ...}``.
+
+    Each value is read as a TOML value (numbers, booleans, quoted strings, arrays,
+    inline tables); anything else is kept as a bare string, so ``data=digits`` works.
+
+    Examples
+    --------
+    >>> parse_overrides(["training.epochs=1", "sizes=[50, 100]", "device=cpu"])
+    {'training.epochs': 1, 'sizes': [50, 100], 'device': 'cpu'}
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value, e.g. training.epochs=1")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text.strip()
+    return out
+
+
+def _presets_dir():
+    return importlib.resources.files("idprops") / "studies"
+
+
+def available_presets() -> list[str]:
+    """Names of the study files shipped in ``idprops/studies/``.
+
+    Examples
+    --------
+    >>> "digits" in available_presets()
+    True
+    """
+    folder = _presets_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def find_preset(name: str) -> Path:
+    """The path of the shipped study file ``idprops/studies/<name>.toml``.
+
+    Examples
+    --------
+    >>> find_preset("digits").name
+    'digits.toml'
+    """
+    entry = _presets_dir() / f"{name}.toml"
+    if not entry.is_file():
+        raise ValueError(f"no preset named {name!r}; the shipped presets are {available_presets()}")
+    return Path(os.fspath(entry))
+
+
+def import_object(spec: str) -> Any:
+    """The object named ``"package.module:attribute"``."""
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{spec!r} is not of the form 'package.module:attribute'")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
