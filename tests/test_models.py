@@ -19,6 +19,16 @@ from idprops.nn.models import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from intra-op threads, and on a busy 2-core machine
+    # OpenMP's waiting threads slow them down thirtyfold.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
