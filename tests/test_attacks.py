@@ -91,7 +91,9 @@ def test_eps_zero_gives_clean_accuracy_exactly(trained, digits, attack):
 
 @pytest.mark.parametrize("eps, norm", [(0.06, "linf"), (0.1, "linf"), (0.5, "l2")])
 def test_pgd_loss_at_least_fgsm_loss(trained, digits, eps, norm):
-    fgsm_eps = eps if norm == "linf" else eps / 8.0  # an L-inf cube of side eps/8 fits in the L2 ball (64 pixels)
+    fgsm_eps = (
+        eps if norm == "linf" else eps / 8.0
+    )  # an L-inf cube of side eps/8 fits in the L2 ball (64 pixels)
     fgsm = robust_accuracy(trained, digits[1], FGSM(fgsm_eps))
     pgd = robust_accuracy(trained, digits[1], PGD(eps, steps=20, norm=norm, seed=0))
     assert pgd["adversarial_loss"] >= fgsm["adversarial_loss"]
@@ -104,7 +106,7 @@ def test_pgd_robust_accuracy_non_increasing_in_eps(trained, digits):
         robust_accuracy(trained, digits[1], PGD(eps, steps=10, seed=0))["robust_accuracy"]
         for eps in [0.0, 0.01, 0.03, 0.06, 0.1, 0.2]
     ]
-    assert all(a >= b for a, b in zip(accuracies, accuracies[1:]))
+    assert all(a >= b for a, b in zip(accuracies, accuracies[1:], strict=False))
     assert accuracies[0] > 0.9 and accuracies[-1] < 0.2
 
 
@@ -162,11 +164,23 @@ def test_model_mode_and_gradients_untouched():
 
 def test_params_and_repr():
     assert paper_fgsm().eps == 2 / 255
-    assert FGSM(0.1).get_params() == {"attack": "FGSM", "eps": 0.1, "clip_min": 0.0, "clip_max": 1.0}
+    assert FGSM(0.1).get_params() == {
+        "attack": "FGSM",
+        "eps": 0.1,
+        "clip_min": 0.0,
+        "clip_max": 1.0,
+    }
     params = PGD(0.3, steps=4, norm="l2", seed=7).get_params()
     assert params == {
-        "attack": "PGD", "eps": 0.3, "clip_min": 0.0, "clip_max": 1.0, "steps": 4,
-        "step_size": pytest.approx(2.5 * 0.3 / 4), "norm": "l2", "random_start": True, "seed": 7,
+        "attack": "PGD",
+        "eps": 0.3,
+        "clip_min": 0.0,
+        "clip_max": 1.0,
+        "steps": 4,
+        "step_size": pytest.approx(2.5 * 0.3 / 4),
+        "norm": "l2",
+        "random_start": True,
+        "seed": 7,
     }
     assert repr(PGD(0.3, steps=4, seed=7)).startswith("PGD(eps=0.3, ")
     assert "seed=7" in repr(PGD(0.3, steps=4, seed=7))
@@ -202,7 +216,17 @@ def test_robust_accuracy_keeps_model_mode_and_matches_evaluate(trained, digits):
 def test_against_torchattacks(trained, digits):
     torchattacks = pytest.importorskip("torchattacks")
     x, y = batch(digits)
-    torch.testing.assert_close(FGSM(0.05)(trained, x, y), torchattacks.FGSM(trained, eps=0.05)(x, y))
+    torch.testing.assert_close(
+        FGSM(0.05)(trained, x, y), torchattacks.FGSM(trained, eps=0.05)(x, y)
+    )
     ours = PGD(0.05, steps=5, step_size=0.01, random_start=False)(trained, x, y)
     theirs = torchattacks.PGD(trained, eps=0.05, alpha=0.01, steps=5, random_start=False)(x, y)
     torch.testing.assert_close(ours, theirs)
+
+
+def test_robust_accuracy_ignores_extra_item_fields(trained, digits):
+    x, y = digits[1].tensors
+    with_flag = TensorDataset(x, y, torch.ones(len(y), dtype=torch.bool))
+    assert robust_accuracy(trained, with_flag, FGSM(0.05)) == robust_accuracy(
+        trained, digits[1], FGSM(0.05)
+    )

@@ -52,7 +52,10 @@ def test_zhang_parameter_counts_match_the_paper(factory, expected):
 
 def test_mlp_counts_by_hand_for_other_shapes():
     # One 8x8 channel, 4 classes: 64*512 + 512 + 512*4 + 4.
-    assert n_params(mlp1x512(in_channels=1, num_classes=4, input_size=8)) == 64 * 512 + 512 + 512 * 4 + 4
+    assert (
+        n_params(mlp1x512(in_channels=1, num_classes=4, input_size=8))
+        == 64 * 512 + 512 + 512 * 4 + 4
+    )
     # Three hidden layers on 2x5x7 inputs.
     expected = 70 * 512 + 512 + 2 * (512 * 512 + 512) + 512 * 3 + 3
     assert n_params(mlp3x512(in_channels=2, num_classes=3, input_size=(5, 7))) == expected
@@ -156,7 +159,9 @@ def test_cifar_resnet18_count_and_stage_shapes():
     shapes = {}
     for name in ["stem", "layer1", "layer2", "layer3", "layer4", "avgpool"]:
         module = model.get_submodule(name)
-        module.register_forward_hook(lambda m, i, o, name=name: shapes.update({name: tuple(o.shape)}))
+        module.register_forward_hook(
+            lambda m, i, o, name=name: shapes.update({name: tuple(o.shape)})
+        )
     model.eval()
     assert model(torch.rand(2, 3, 8, 8)).shape == (2, 10)
     assert shapes == {
@@ -222,6 +227,7 @@ def test_transformer_hooks_give_residual_increments():
     def keep(name):
         def hook(module, inputs, output):
             seen[name] = (inputs[0], output)
+
         return hook
 
     for name in ["blocks.0", "blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp"]:
@@ -229,7 +235,9 @@ def test_transformer_hooks_give_residual_increments():
     model(torch.randint(0, 20, (3, 4)))
     block_in, block_out = seen["blocks.0"]
     assert seen["blocks.0.attn"][1].shape == (3, 4, 32)
-    torch.testing.assert_close(block_out, block_in + seen["blocks.0.attn"][1] + seen["blocks.0.mlp"][1])
+    torch.testing.assert_close(
+        block_out, block_in + seen["blocks.0.attn"][1] + seen["blocks.0.mlp"][1]
+    )
 
 
 def test_transformer_is_causal_and_reads_the_last_token():
@@ -261,7 +269,7 @@ def test_weights_roundtrip_and_trainer_checkpoint_format(tmp_path):
     torch.save(source.state_dict(), path)
     torch.manual_seed(1)
     loaded = small_cnn(in_channels=1, num_classes=3, input_size=8, weights=str(path))
-    for a, b in zip(source.state_dict().values(), loaded.state_dict().values()):
+    for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     checkpoint = tmp_path / "ckpt.pt"
     torch.save({"model": source.state_dict(), "epoch": 3}, checkpoint)
@@ -282,7 +290,8 @@ def test_weights_errors(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(in_channels=0), dict(num_classes=0), dict(input_size=0), dict(input_size=(3, 4, 5))]
+    "kwargs",
+    [dict(in_channels=0), dict(num_classes=0), dict(input_size=0), dict(input_size=(3, 4, 5))],
 )
 def test_bad_shapes_raise(kwargs):
     with pytest.raises(ValueError):
@@ -312,8 +321,19 @@ def test_build_model_runtime_registered_name():
 ENTRY_POINTS = {
     name: "transformer_classifier" if name == "transformer" else name
     for name in [
-        "resnet18", "resnet34", "resnet50", "vgg13", "vgg16", "vgg19", "cifar_resnet18",
-        "small_inception", "small_alexnet", "mlp1x512", "mlp3x512", "small_cnn", "transformer",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "vgg13",
+        "vgg16",
+        "vgg19",
+        "cifar_resnet18",
+        "small_inception",
+        "small_alexnet",
+        "mlp1x512",
+        "mlp3x512",
+        "small_cnn",
+        "transformer",
     ]
 }
 

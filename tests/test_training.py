@@ -39,8 +39,7 @@ def weights(model):
 
 
 def assert_same_weights(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
 
 
@@ -49,10 +48,12 @@ def assert_same_weights(a, b):
 
 def test_same_seed_same_weights_bit_for_bit():
     data = blobs()
-    runs = [weights(Trainer(mlp(), epochs=1, batch_size=16, seed=5).fit(data).model) for _ in range(2)]
+    runs = [
+        weights(Trainer(mlp(), epochs=1, batch_size=16, seed=5).fit(data).model) for _ in range(2)
+    ]
     assert_same_weights(*runs)
     other = weights(Trainer(mlp(), epochs=1, batch_size=16, seed=6).fit(data).model)
-    assert any(not torch.equal(a, b) for a, b in zip(runs[0], other))
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], other, strict=True))
 
 
 def test_fit_leaves_callers_random_state_alone():
@@ -79,13 +80,21 @@ def test_reaches_full_accuracy_on_separable_blobs():
 def test_resume_gives_same_weights_as_uninterrupted(tmp_path, steps_per_epoch):
     # 50 samples in batches of 8: 7 steps per pass, so 5-step epochs end mid-pass.
     data = blobs(n_per_class=25, classes=2)
-    common = dict(batch_size=8, seed=3, optimizer="adam", lr=0.01, schedule="exponential",
-                  steps_per_epoch=steps_per_epoch)
+    common = dict(
+        batch_size=8,
+        seed=3,
+        optimizer="adam",
+        lr=0.01,
+        schedule="exponential",
+        steps_per_epoch=steps_per_epoch,
+    )
     full = Trainer(mlp(classes=2), epochs=4, **common).fit(data, data)
 
     Trainer(mlp(classes=2), epochs=2, checkpoint_dir=tmp_path, **common).fit(data, data)
     assert os.listdir(tmp_path) == [f"checkpoint_step{2 * (steps_per_epoch or 7):09d}.pt"]
-    resumed = Trainer(mlp(seed=99, classes=2), epochs=4, checkpoint_dir=tmp_path, resume=True, **common)
+    resumed = Trainer(
+        mlp(seed=99, classes=2), epochs=4, checkpoint_dir=tmp_path, resume=True, **common
+    )
     resumed.fit(data, data)
 
     assert_same_weights(weights(full.model), weights(resumed.model))
@@ -107,7 +116,9 @@ def test_checkpoint_every_and_contents(tmp_path):
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     data = blobs()
     a = Trainer(mlp(), epochs=1, batch_size=16).fit(data)
-    b = Trainer(mlp(), epochs=1, batch_size=16, checkpoint_dir=tmp_path / "new", resume=True).fit(data)
+    b = Trainer(mlp(), epochs=1, batch_size=16, checkpoint_dir=tmp_path / "new", resume=True).fit(
+        data
+    )
     assert_same_weights(weights(a.model), weights(b.model))
 
 
@@ -150,7 +161,9 @@ def test_max_steps_stops_mid_epoch_and_logs_the_partial_epoch():
     assert trainer.step == 10 and len(recorder.calls["step"]) == 10
     assert [h["step"] for h in trainer.history] == [4, 8, 10]
     # epochs and max_steps together: the first reached wins.
-    trainer = Trainer(mlp(classes=2), epochs=1, max_steps=10, batch_size=16).fit(blobs(n_per_class=25, classes=2))
+    trainer = Trainer(mlp(classes=2), epochs=1, max_steps=10, batch_size=16).fit(
+        blobs(n_per_class=25, classes=2)
+    )
     assert trainer.step == 4
 
 
@@ -185,7 +198,9 @@ def run_lrs(**kwargs):
 
 def test_schedules():
     assert run_lrs(epochs=2, lr=0.1) == [0.1] * 4
-    lrs = run_lrs(epochs=5, lr=1.0, optimizer="sgd", schedule="multistep", milestones=(2, 4), gamma=0.5)
+    lrs = run_lrs(
+        epochs=5, lr=1.0, optimizer="sgd", schedule="multistep", milestones=(2, 4), gamma=0.5
+    )
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
     lrs = run_lrs(epochs=3, lr=1.0, schedule="exponential")  # Zhang et al.'s default 0.95
     assert lrs == pytest.approx([1.0, 1.0, 0.95, 0.95, 0.95**2, 0.95**2])
@@ -194,7 +209,9 @@ def test_schedules():
 
 
 def test_optimizers_get_their_settings():
-    trainer = Trainer(mlp(), epochs=1, optimizer="sgd", lr=0.3, momentum=0.9, weight_decay=5e-4).fit(blobs())
+    trainer = Trainer(
+        mlp(), epochs=1, optimizer="sgd", lr=0.3, momentum=0.9, weight_decay=5e-4
+    ).fit(blobs())
     group = trainer.optimizer.param_groups[0]
     assert isinstance(trainer.optimizer, torch.optim.SGD) and group["momentum"] == 0.9
     assert group["weight_decay"] == 5e-4
@@ -216,7 +233,9 @@ def test_label_smoothing_changes_the_first_loss_as_computed_by_hand():
     # One batch holding everything: the first step's loss is the loss of the initial model.
     with torch.no_grad():
         expected = nn.functional.cross_entropy(model(x), y, label_smoothing=0.2).item()
-    Trainer(model, max_steps=1, batch_size=len(y), label_smoothing=0.2, callbacks=[First()]).fit(data)
+    Trainer(model, max_steps=1, batch_size=len(y), label_smoothing=0.2, callbacks=[First()]).fit(
+        data
+    )
     assert recorder[0] == pytest.approx(expected, rel=1e-6)
 
 
@@ -242,7 +261,9 @@ def test_bad_data_raise():
     with pytest.raises(ValueError, match="TensorDataset"):
         Trainer(mlp(), epochs=1).fit(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="empty"):
-        Trainer(mlp(), epochs=1).fit(TensorDataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)))
+        Trainer(mlp(), epochs=1).fit(
+            TensorDataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
+        )
 
 
 # ----------------------------------------------------------------- evaluate
@@ -301,9 +322,21 @@ def test_preset_values_and_copies():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_mixed_precision_trains():
     data = blobs()
-    trainer = Trainer(mlp(dropout=0.0), epochs=20, lr=0.05, batch_size=16, device="cuda",
-                      mixed_precision=True).fit(data, data)
+    trainer = Trainer(
+        mlp(dropout=0.0), epochs=20, lr=0.05, batch_size=16, device="cuda", mixed_precision=True
+    ).fit(data, data)
     assert trainer.device.type == "cuda" and trainer._scaler is not None
     assert next(trainer.model.parameters()).is_cuda
     assert math.isfinite(trainer.history[-1]["train_loss"])
     assert trainer.history[-1]["val_accuracy"] == 1.0
+
+
+def test_items_with_extra_fields_are_accepted():
+    # Randomization wrappers yield (image, label, was_corrupted): extras are ignored.
+    x, y = blobs().tensors
+    data = TensorDataset(x, y, torch.zeros(len(y), dtype=torch.bool))
+    trainer = Trainer(mlp(), epochs=1, batch_size=16).fit(data, data)
+    assert (
+        trainer.history[0]["val_accuracy"]
+        == evaluate(trainer.model, TensorDataset(x, y))["accuracy"]
+    )

@@ -13,7 +13,8 @@ eps = 2 on the [0, 255] scale.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,9 @@ from .training import _loader, _model_device, _resolve_device
 __all__ = ["FGSM", "PGD", "paper_fgsm", "robust_accuracy"]
 
 
-def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _input_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the summed cross-entropy with respect to ``x``, and the per-sample losses."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -177,9 +180,13 @@ class PGD(_Attack):
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
         if self.norm == "linf":
-            return (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * self.eps
+            return (
+                torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+            ) * self.eps
         direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        radius = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=generator, device=x.device, dtype=x.dtype)
+        radius = torch.rand(
+            (len(x),) + (1,) * (x.dim() - 1), generator=generator, device=x.device, dtype=x.dtype
+        )
         return direction / (_per_sample_norm(direction) + 1e-12) * radius * self.eps
 
     def _perturb(self, model, x, y):
@@ -222,7 +229,7 @@ def robust_accuracy(
     ----------
     model : torch.nn.Module
         A classifier returning logits, evaluated in eval mode (its mode is restored).
-    data : torch Dataset of (input, label) or DataLoader
+    data : torch Dataset of (input, label, ...) or DataLoader
     attack : callable
         ``attack(model, x, y) -> x_adv``, e.g. :class:`FGSM` or :class:`PGD`.
     batch_size : int
@@ -257,14 +264,16 @@ def robust_accuracy(
     sums = {"clean_correct": 0, "adv_correct": 0, "clean_loss": 0.0, "adv_loss": 0.0}
     count = 0
     try:
-        for x, y in progress_bar(_loader(data, batch_size), progress, desc="attack", leave=False):
-            x, y = x.to(device), y.to(device)
+        for batch in progress_bar(_loader(data, batch_size), progress, desc="attack", leave=False):
+            x, y = batch[0].to(device), batch[1].to(device)
             x_adv = attack(model, x, y)
             with torch.no_grad():
                 for key, inputs in (("clean", x), ("adv", x_adv)):
                     logits = model(inputs)
                     sums[f"{key}_correct"] += (logits.argmax(1) == y).sum().item()
-                    sums[f"{key}_loss"] += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+                    sums[f"{key}_loss"] += nn.functional.cross_entropy(
+                        logits, y, reduction="sum"
+                    ).item()
             count += len(y)
     finally:
         model.train(was_training)

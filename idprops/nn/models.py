@@ -337,7 +337,9 @@ class CifarResNet(nn.Module):
             nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
         )
         in_planes = 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
+        for index, (planes, count) in enumerate(
+            zip((64, 128, 256, 512), blocks, strict=True), start=1
+        ):
             stride = 1 if index == 1 else 2
             layers = []
             for block_stride in [stride] + [1] * (count - 1):
@@ -354,7 +356,7 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stages = (self.stem, self.layer1, self.layer2, self.layer3, self.layer4)
-        for stage, drop in zip(stages, self.block_dropouts):
+        for stage, drop in zip(stages, self.block_dropouts, strict=True):
             x = drop(stage(x))
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(self.dropout(x))
@@ -394,7 +396,10 @@ def cifar_resnet18(
     """
     _check_shape(in_channels, num_classes, input_size)
     model = CifarResNet(
-        in_channels=in_channels, num_classes=num_classes, dropout=dropout, block_dropout=block_dropout
+        in_channels=in_channels,
+        num_classes=num_classes,
+        dropout=dropout,
+        block_dropout=block_dropout,
     )
     return _load_weights(model, weights, "cifar_resnet18")
 
@@ -413,7 +418,12 @@ class _ConvBN(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            bias=False,
         )
         self.bn = nn.BatchNorm2d(out_channels, affine=False)
         self.shift = nn.Parameter(torch.zeros(out_channels))
@@ -467,7 +477,19 @@ def small_inception(
     """
     _check_shape(in_channels, num_classes, input_size)
     blocks, width = [], 96
-    plan = [(32, 32), (32, 48), 80, (112, 48), (96, 64), (80, 80), (48, 96), 96, (176, 160), (176, 160)]
+    # (ch1, ch3): an inception module; ch3 alone: a downsample module.
+    plan = [
+        (32, 32),
+        (32, 48),
+        80,
+        (112, 48),
+        (96, 64),
+        (80, 80),
+        (48, 96),
+        96,
+        (176, 160),
+        (176, 160),
+    ]
     for item in plan:
         if isinstance(item, tuple):
             blocks.append(_InceptionModule(width, *item))
@@ -517,13 +539,21 @@ def small_alexnet(
     model = nn.Sequential(
         OrderedDict(
             features=nn.Sequential(
-                nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1), lrn(),
-                nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1), lrn(),
+                nn.Conv2d(in_channels, 64, 5, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2, 1),
+                lrn(),
+                nn.Conv2d(64, 64, 5, padding=2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2, 1),
+                lrn(),
             ),
             flatten=nn.Flatten(),
             classifier=nn.Sequential(
-                nn.Linear(64 * height * width, 384), nn.ReLU(),
-                nn.Linear(384, 192), nn.ReLU(),
+                nn.Linear(64 * height * width, 384),
+                nn.ReLU(),
+                nn.Linear(384, 192),
+                nn.ReLU(),
                 nn.Linear(192, num_classes),
             ),
         )
@@ -810,7 +840,9 @@ def transformer_classifier(
     """
     if input_size is not None:
         if not isinstance(input_size, int) or input_size < 1:
-            raise ValueError(f"input_size (the sequence length) must be a positive int, got {input_size!r}.")
+            raise ValueError(
+                f"input_size (the sequence length) must be a positive int, got {input_size!r}."
+            )
         seq_len = input_size
     model = TransformerClassifier(
         vocab_size,
@@ -862,5 +894,7 @@ def build_model(spec: str | Callable[..., nn.Module] | nn.Module, **kwargs: Any)
         )
     model = spec(**kwargs)
     if not isinstance(model, nn.Module):
-        raise ValueError(f"the factory {spec!r} returned a {type(model).__name__}, not a torch.nn.Module.")
+        raise ValueError(
+            f"the factory {spec!r} returned a {type(model).__name__}, not a torch.nn.Module."
+        )
     return model

@@ -62,15 +62,28 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # Brown et al. (2022), CIFAR-10/100 ResNet-18: SGD 0.1, momentum 0.9, weight decay 5e-4,
     # MultiStepLR at epochs 60, 120, 160 with gamma 0.2, 200 epochs, batch 128.
     "brown2022_cifar": dict(
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="multistep",
-        milestones=(60, 120, 160), gamma=0.2, epochs=200, batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="multistep",
+        milestones=(60, 120, 160),
+        gamma=0.2,
+        epochs=200,
+        batch_size=128,
     ),
     # Brown et al. (2022), grokking on modular division: Adam lr 1e-3, betas (0.9, 0.98),
     # L2 1e-4, 10,000 linear warm-up steps then constant, batch 512; intrinsic dimensions
     # every 500 steps, hence 500-step epochs. The number of steps is the caller's.
     "brown2022_grokking": dict(
-        optimizer="adam", lr=1e-3, betas=(0.9, 0.98), weight_decay=1e-4, schedule="warmup",
-        warmup_steps=10_000, batch_size=512, steps_per_epoch=500,
+        optimizer="adam",
+        lr=1e-3,
+        betas=(0.9, 0.98),
+        weight_decay=1e-4,
+        schedule="warmup",
+        warmup_steps=10_000,
+        batch_size=512,
+        steps_per_epoch=500,
     ),
 }
 
@@ -94,7 +107,9 @@ def training_preset(name: str, **overrides: Any) -> dict[str, Any]:
     (0.01, 0.95, 2)
     """
     if name not in TRAINING_PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAINING_PRESETS)}.")
+        raise ValueError(
+            f"unknown training preset {name!r}; choose one of {sorted(TRAINING_PRESETS)}."
+        )
     return {**copy.deepcopy(TRAINING_PRESETS[name]), **overrides}
 
 
@@ -106,7 +121,9 @@ def _resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'.")
+        raise ValueError(
+            "device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'."
+        )
     return device
 
 
@@ -117,7 +134,11 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
-    """A DataLoader over ``data`` in its own order (DataLoaders are used as given)."""
+    """A DataLoader over ``data`` in its own order (DataLoaders are used as given).
+
+    Items are (input, label, ...): anything after the label (e.g. a randomization
+    wrapper's "was corrupted" flag) is ignored by the loops of this package.
+    """
     if isinstance(data, DataLoader):
         return data
     if not isinstance(data, Dataset):
@@ -142,7 +163,7 @@ def evaluate(
     ----------
     model : torch.nn.Module
         A classifier returning logits; it is left in the mode it was found in.
-    data : torch Dataset of (input, label) or DataLoader
+    data : torch Dataset of (input, label, ...) or DataLoader
     batch_size : int
         Used when ``data`` is a Dataset.
     device : str or torch.device, optional
@@ -171,10 +192,14 @@ def evaluate(
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     try:
-        for inputs, labels in progress_bar(_loader(data, batch_size), progress, desc="evaluate", leave=False):
-            inputs, labels = inputs.to(device), labels.to(device)
+        for batch in progress_bar(
+            _loader(data, batch_size), progress, desc="evaluate", leave=False
+        ):
+            inputs, labels = batch[0].to(device), batch[1].to(device)
             logits = model(inputs)
-            total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+            total_loss += nn.functional.cross_entropy(
+                logits.float(), labels, reduction="sum"
+            ).item()
             correct += (logits.argmax(1) == labels).sum().item()
             count += len(labels)
     finally:
@@ -379,11 +404,15 @@ class Trainer:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
         if self.optimizer_name not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer_name!r}.")
+            raise ValueError(
+                f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer_name!r}."
+            )
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}.")
         if self.schedule == "multistep" and not self.milestones:
-            raise ValueError("schedule='multistep' needs milestones (epochs), e.g. milestones=(60, 120, 160).")
+            raise ValueError(
+                "schedule='multistep' needs milestones (epochs), e.g. milestones=(60, 120, 160)."
+            )
         if self.schedule == "warmup" and self.warmup_steps < 1:
             raise ValueError("schedule='warmup' needs warmup_steps >= 1.")
         if self.warmup_steps < 0:
@@ -395,7 +424,9 @@ class Trainer:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}.")
+            raise ValueError(
+                f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}."
+            )
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from.")
 
@@ -404,7 +435,9 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
         if self.optimizer_name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            return torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
         cls = torch.optim.Adam if self.optimizer_name == "adam" else torch.optim.AdamW
         return cls(params, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
 
@@ -433,7 +466,9 @@ class Trainer:
                 state = np.random.SeedSequence([self.seed, pass_index]).generate_state(2)
                 generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
                 order = torch.randperm(len(data), generator=generator).tolist()
-                chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+                chunks = [
+                    order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)
+                ]
                 batches = iter(
                     DataLoader(
                         data,
@@ -466,7 +501,9 @@ class Trainer:
             "position": list(position),
             "history": _plain(self.history),
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
         }
         path = os.path.join(directory, f"checkpoint_step{self.step:09d}.pt")
         torch.save(state, path + ".tmp")
@@ -497,12 +534,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader | None = None) -> Trainer:
+    def fit(
+        self, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader | None = None
+    ) -> Trainer:
         """Train on ``train_data``, evaluating on ``val_data`` after every epoch.
 
         Parameters
         ----------
-        train_data : torch Dataset of (input, label) or DataLoader
+        train_data : torch Dataset of (input, label, ...) or DataLoader
             A Dataset is reshuffled on every pass from the seed; a DataLoader is used
             as given (then reproducibility and exact resumption are its own).
         val_data : torch Dataset or DataLoader, optional
@@ -514,8 +553,8 @@ class Trainer:
         self._validate()
         if not isinstance(train_data, (Dataset, DataLoader)):
             raise ValueError(
-                f"train_data must be a torch Dataset or DataLoader, got {type(train_data).__name__}; "
-                "wrap tensors in torch.utils.data.TensorDataset."
+                "train_data must be a torch Dataset or DataLoader, got "
+                f"{type(train_data).__name__}; wrap tensors in torch.utils.data.TensorDataset."
             )
         if len(train_data) == 0:
             raise ValueError("the training data are empty.")
@@ -527,15 +566,22 @@ class Trainer:
         amp = self.mixed_precision and self.device.type == "cuda"
         self._scaler = torch.amp.GradScaler("cuda") if amp else None
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        steps_per_pass = len(train_data) if isinstance(train_data, DataLoader) else math.ceil(len(train_data) / self.batch_size)
+        steps_per_pass = (
+            len(train_data)
+            if isinstance(train_data, DataLoader)
+            else math.ceil(len(train_data) / self.batch_size)
+        )
         epoch_steps = self.steps_per_epoch or steps_per_pass
 
         cuda = [self.device] if self.device.type == "cuda" else []
         deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             if self.device.type == "cpu":
-                torch.use_deterministic_algorithms(True)
+                # warn_only: a user's model with an op lacking a deterministic kernel
+                # still trains, with a warning saying which op.
+                torch.use_deterministic_algorithms(True, warn_only=True)
             try:
                 position = self._load_checkpoint() if self.resume else (0, 0)
                 for callback in self.callbacks:
@@ -543,25 +589,34 @@ class Trainer:
                 batches = self._batches(*position)
                 while not self._done():
                     position = self._train_epoch(batches, epoch_steps, loss_fn, amp)
-                    if self.checkpoint_dir is not None and (self.epoch % self.checkpoint_every == 0 or self._done()):
+                    if self.checkpoint_dir is not None and (
+                        self.epoch % self.checkpoint_every == 0 or self._done()
+                    ):
                         self._save_checkpoint(position)
                 for callback in self.callbacks:
                     callback.on_train_end(self)
             finally:
-                torch.use_deterministic_algorithms(deterministic)
+                torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         return self
 
-    def _train_epoch(self, batches, epoch_steps: int, loss_fn: nn.Module, amp: bool) -> tuple[int, int]:
+    def _train_epoch(
+        self, batches, epoch_steps: int, loss_fn: nn.Module, amp: bool
+    ) -> tuple[int, int]:
         self.model.train()
         total_loss, correct, count = 0.0, 0, 0
-        steps = epoch_steps if self.max_steps is None else min(epoch_steps, self.max_steps - self.step)
+        steps = (
+            epoch_steps if self.max_steps is None else min(epoch_steps, self.max_steps - self.step)
+        )
         bar = progress_bar(
-            range(steps), self.progress, desc=f"epoch {self.epoch + 1}" + (f"/{self.epochs}" if self.epochs else ""),
+            range(steps),
+            self.progress,
+            desc=f"epoch {self.epoch + 1}" + (f"/{self.epochs}" if self.epochs else ""),
             leave=False,
         )
         for _ in bar:
-            pass_index, offset, (inputs, labels) = next(batches)
-            inputs, labels = inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            pass_index, offset, batch = next(batches)
+            inputs = batch[0].to(self.device, non_blocking=True)
+            labels = batch[1].to(self.device, non_blocking=True)
             lr = self.lr * self._lr_factor(self.step, self.epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -583,14 +638,26 @@ class Trainer:
             correct += batch_correct
             count += len(labels)
             bar.set_postfix(loss=f"{batch_loss:.4f}", refresh=False)
-            logs = {"epoch": self.epoch, "step": self.step, "loss": batch_loss,
-                    "accuracy": batch_correct / len(labels), "lr": lr}
+            logs = {
+                "epoch": self.epoch,
+                "step": self.step,
+                "loss": batch_loss,
+                "accuracy": batch_correct / len(labels),
+                "lr": lr,
+            }
             for callback in self.callbacks:
                 callback.on_step_end(self, self.step, logs)
-        logs = {"epoch": self.epoch, "step": self.step, "lr": lr,
-                "train_loss": total_loss / count, "train_accuracy": correct / count}
+        logs = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": lr,
+            "train_loss": total_loss / count,
+            "train_accuracy": correct / count,
+        }
         if self.val_data is not None:
-            result = evaluate(self.model, self.val_data, batch_size=self.batch_size, device=self.device)
+            result = evaluate(
+                self.model, self.val_data, batch_size=self.batch_size, device=self.device
+            )
             logs["val_loss"], logs["val_accuracy"] = result["loss"], result["accuracy"]
         for callback in self.callbacks:
             callback.on_epoch_end(self, self.epoch, logs)
