@@ -1,0 +1,344 @@
+"""Training callbacks: :class:`ActivationIDTracker`, the intrinsic dimension of every
+chosen layer's activations through training (Brown et al., 2022).
+
+The tracker measures, on a fixed sample of inputs, each layer's intrinsic dimension
+(ID), and the two summaries of the paper:
+
+- LLID, last-layer ID: the ID of the last hidden layer, the one feeding the classifier;
+- PID, peak ID: the largest ID over the tracked layers;
+
+with ``log(PID / LLID)``, which tracks validation accuracy in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..activations import collect_activations, resolve_layer
+from ..analysis import llid_pid
+from ..registry import resolve_estimator
+from .training import Callback, Trainer
+
+__all__ = ["ActivationIDTracker"]
+
+_UNITS = ("epoch", "step")
+#: Keys an evaluation adds to the logs of the hook it ran in (history, for epochs).
+LOG_KEYS = ("ids", "llid", "pid", "log_pid_llid", "id_seconds")
+
+
+def _estimator_name(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    return spec.__name__ if isinstance(spec, type) else type(spec).__name__
+
+
+class ActivationIDTracker(Callback):
+    """Track the intrinsic dimension of layer activations during training.
+
+    Before training (step 0) and then every ``every`` epochs or optimizer steps, the
+    tracker runs a fixed sample of ``n_samples`` inputs through the model ONCE, in
+    eval mode and without gradients (the model's mode is restored afterwards), takes
+    the flattened outputs of every layer in ``layers`` and fits a fresh dimension
+    estimator on each. The sample is drawn once from ``random_state`` and its inputs
+    are read once, so every evaluation sees exactly the same points (a dataset with
+    random augmentation does not change them).
+
+    Parameters
+    ----------
+    layers : sequence of str or torch.nn.Module
+        The layers to track, input side first (dotted names as in
+        ``model.named_modules()``, or module objects). Leave out the classifier:
+        PID is the maximum over every layer given.
+    estimator : str, class or estimator, default="twonn"
+        Any registered dimension estimator (see
+        :func:`idprops.registry.resolve_estimator`); TwoNN as in the paper.
+    every : int, default=1
+        Evaluate after every this many ``unit``\\ s.
+    unit : {"epoch", "step"}, default="epoch"
+    n_samples : int, default=1000
+        Size of the fixed sample (all of the data if they are fewer).
+    data : torch Dataset, DataLoader, array or tensor, optional
+        Where the sample is drawn from; default: the trainer's training data
+        (its dataset, for a DataLoader). Items may be ``(input, label)`` pairs or
+        inputs alone.
+    last_hidden : str or torch.nn.Module, optional
+        The LLID layer, one of ``layers``; default: the last of ``layers``.
+    n_subsets : int, default=1
+        Number of random subsets of ``subset_fraction`` of the sample on which each ID
+        is estimated; the record holds their mean and standard deviation. The paper
+        uses 20 subsets of 90 %; the default of 1 (the whole sample, no subsetting)
+        costs 20 times less and its std is the estimator's own
+        (``dimension_std_``), NaN if it has none. The subsets are the same at every
+        evaluation.
+    subset_fraction : float, default=0.9
+    at_start : bool, default=True
+        Also evaluate in ``on_train_begin``, before the first step (not when a run
+        resumes from a checkpoint past step 0).
+    random_state : int, default=0
+        Seeds the sample and the subsets.
+    batch_size : int, default=256
+        Of the forward passes.
+    store : idprops.results.ResultsStore, optional
+        Each evaluation is also written there, under ``{**store_config, "step": step}``.
+    store_config : mapping, optional
+        What identifies this run in the store (its study cell's configuration).
+    log_dir : str, optional
+        TensorBoard folder: scalars ``id/<layer>``, ``id/LLID``, ``id/PID``,
+        ``id/log_PID_LLID`` against the step, written when the ``tensorboard`` package
+        is installed (a warning says so otherwise).
+
+    Attributes
+    ----------
+    records_ : list of dict
+        One record per evaluation: ``step`` (optimizer steps done), ``epoch`` (epochs
+        completed: 0 before training, ``e + 1`` at the end of the history's epoch
+        ``e``), ``ids`` (layer name to ID, in the order of ``layers``), ``ids_std``,
+        ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` (wall time of the
+        evaluation). A failed estimate (e.g. all activations equal) is NaN.
+    layer_names_ : list of str
+    last_hidden_ : str
+    sample_indices_ : ndarray of int
+        Positions of the sample in the data.
+    seconds_ : float
+        Total time spent evaluating.
+    share_ : float
+        ``seconds_`` over the wall time of the whole :meth:`Trainer.fit` (evaluations
+        included), set at the end of training: the tracker's cost.
+
+    Notes
+    -----
+    What an evaluation adds to the trainer's logs: the keys ``ids``, ``llid``, ``pid``,
+    ``log_pid_llid`` and ``id_seconds`` in the logs of the hook it ran in (so in
+    ``trainer.history`` for ``unit="epoch"``), and every history entry gets
+    ``id_records``, the records made since the previous epoch ended (the step-0 one
+    in the first epoch).
+
+    Cost: one forward pass over the sample per evaluation, and one kNN search per
+    layer (and per subset). With TwoNN on 1,000 points it is a fraction of a second
+    per layer on a CPU; raise ``every`` or lower ``n_samples`` if ``share_`` is high.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from idprops.nn import Trainer
+    >>> _ = torch.manual_seed(0)
+    >>> data = TensorDataset(torch.randn(200, 5), torch.randint(0, 2, (200,)))
+    >>> model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    >>> tracker = ActivationIDTracker(["0", "1"], n_samples=100)
+    >>> _ = Trainer(model, epochs=2, batch_size=50, callbacks=[tracker]).fit(data)
+    >>> [r["step"] for r in tracker.records_]
+    [0, 4, 8]
+    >>> r = tracker.records_[-1]
+    >>> r["llid"] == r["ids"]["1"], r["pid"] == max(r["ids"].values())
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str | nn.Module],
+        *,
+        estimator: Any = "twonn",
+        every: int = 1,
+        unit: str = "epoch",
+        n_samples: int = 1000,
+        data: Any = None,
+        last_hidden: str | nn.Module | None = None,
+        n_subsets: int = 1,
+        subset_fraction: float = 0.9,
+        at_start: bool = True,
+        random_state: int = 0,
+        batch_size: int = 256,
+        store: Any = None,
+        store_config: Mapping[str, Any] | None = None,
+        log_dir: str | None = None,
+    ) -> None:
+        self.layers = layers
+        self.estimator = estimator
+        self.every = every
+        self.unit = unit
+        self.n_samples = n_samples
+        self.data = data
+        self.last_hidden = last_hidden
+        self.n_subsets = n_subsets
+        self.subset_fraction = subset_fraction
+        self.at_start = at_start
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.store = store
+        self.store_config = store_config
+        self.log_dir = log_dir
+
+    # ------------------------------------------------------------------ set-up
+
+    def _validate(self, model: nn.Module) -> None:
+        if self.unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}, got {self.unit!r}.")
+        for name in ("every", "n_samples", "n_subsets", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if not 0 < self.subset_fraction <= 1:
+            raise ValueError(f"subset_fraction must be in (0, 1], got {self.subset_fraction!r}.")
+        layers = [self.layers] if isinstance(self.layers, (str, nn.Module)) else list(self.layers)
+        if not layers:
+            raise ValueError("layers is empty: name at least one layer to track.")
+        self.layer_names_ = [resolve_layer(model, layer)[0] for layer in layers]
+        if len(set(self.layer_names_)) < len(self.layer_names_):
+            raise ValueError(f"layers names a layer twice: {self.layer_names_}.")
+        if self.last_hidden is None:
+            self.last_hidden_ = self.layer_names_[-1]
+        else:
+            self.last_hidden_ = resolve_layer(model, self.last_hidden)[0]
+            if self.last_hidden_ not in self.layer_names_:
+                raise ValueError(
+                    f"last_hidden={self.last_hidden_!r} is not one of the tracked layers "
+                    f"{self.layer_names_}; add it to layers."
+                )
+        resolve_estimator(self.estimator)  # a bad name fails now, not after an epoch
+
+    def _sample(self, data: Any) -> torch.Tensor:
+        """Draw the fixed sample and read its inputs once."""
+        if isinstance(data, DataLoader):
+            data = data.dataset
+        n = len(data)
+        if n == 0:
+            raise ValueError("the data to draw the tracker's sample from are empty.")
+        rng = np.random.default_rng(self.random_state)
+        if self.n_samples >= n:
+            self.sample_indices_ = np.arange(n)
+        else:
+            self.sample_indices_ = np.sort(rng.choice(n, self.n_samples, replace=False))
+        if isinstance(data, Dataset):
+            items = [data[int(i)] for i in self.sample_indices_]
+            items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+            return torch.stack([torch.as_tensor(x) for x in items])
+        return torch.as_tensor(np.asarray(data)[self.sample_indices_])
+
+    def _subsets(self, n: int) -> list[np.ndarray | None]:
+        if self.n_subsets == 1:
+            return [None]
+        size = max(3, int(math.floor(self.subset_fraction * n)))
+        rng = np.random.default_rng([self.random_state, 1])
+        return [np.sort(rng.choice(n, min(size, n), replace=False)) for _ in range(self.n_subsets)]
+
+    # ------------------------------------------------------------------ measuring
+
+    def _estimate(self, activations: np.ndarray) -> tuple[float, float]:
+        values, stds = [], []
+        for rows in self._subsets(len(activations)):
+            X = activations if rows is None else activations[rows]
+            try:
+                est = resolve_estimator(self.estimator).fit(X)
+            except ValueError:
+                # Degenerate activations (a dead layer: all rows equal) have no ID; the
+                # research code records NaN, and so do we rather than stop training.
+                values.append(math.nan)
+                stds.append(math.nan)
+                continue
+            values.append(float(est.dimension_))
+            stds.append(float(getattr(est, "dimension_std_", math.nan)))
+        if len(values) == 1:
+            return values[0], stds[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN subsets
+            return float(np.nanmean(values)), float(np.nanstd(values))
+
+    def evaluate(self, trainer: Trainer) -> dict[str, Any]:
+        """Measure now and record the result (called by the hooks; public for tests)."""
+        start = time.perf_counter()
+        activations = collect_activations(
+            trainer.model, self.sample_, self.layer_names_, batch_size=self.batch_size, progress=False
+        )
+        ids, ids_std = {}, {}
+        for name in self.layer_names_:
+            ids[name], ids_std[name] = self._estimate(activations[name])
+        if all(math.isnan(v) for v in ids.values()):
+            llid = pid = ratio = math.nan
+        else:
+            summary = llid_pid(ids, self.last_hidden_)
+            llid, pid, ratio = summary.llid, summary.pid, summary.log_ratio
+        seconds = time.perf_counter() - start
+        record = {
+            "step": int(trainer.step),
+            "epoch": int(self._epochs_done),
+            "ids": ids,
+            "ids_std": ids_std,
+            "llid": llid,
+            "pid": pid,
+            "log_pid_llid": ratio,
+            "seconds": seconds,
+        }
+        self.records_.append(record)
+        self._pending.append(record)
+        self.seconds_ += seconds
+        if self.store is not None:
+            config = {**dict(self.store_config or {}), "step": record["step"]}
+            self.store.put(config, {k: v for k, v in record.items() if k != "step"}, study="activation_ids")
+        if self._writer is not None:
+            for name, value in ids.items():
+                self._writer.add_scalar(f"id/{name}", value, record["step"])
+            self._writer.add_scalar("id/LLID", llid, record["step"])
+            self._writer.add_scalar("id/PID", pid, record["step"])
+            self._writer.add_scalar("id/log_PID_LLID", ratio, record["step"])
+        return record
+
+    @staticmethod
+    def _to_logs(record: Mapping[str, Any], logs: dict[str, Any]) -> None:
+        logs.update(
+            ids=dict(record["ids"]), llid=record["llid"], pid=record["pid"],
+            log_pid_llid=record["log_pid_llid"], id_seconds=record["seconds"],
+        )
+
+    # ------------------------------------------------------------------ hooks
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._validate(trainer.model)
+        self.sample_ = self._sample(trainer.train_data if self.data is None else self.data)
+        self.records_: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self.seconds_ = 0.0
+        self.share_ = math.nan
+        self._epochs_done = trainer.epoch
+        self._started = time.perf_counter()
+        self._writer = None
+        if self.log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn(
+                    "log_dir was given but the tensorboard package is not installed; "
+                    "pip install tensorboard to get the curves there.",
+                    stacklevel=2,
+                )
+            else:
+                self._writer = SummaryWriter(self.log_dir)
+        if self.at_start and trainer.step == 0:
+            self.evaluate(trainer)
+
+    def on_step_end(self, trainer: Trainer, step: int, logs: dict[str, Any]) -> None:
+        if self.unit == "step" and step % self.every == 0:
+            self._to_logs(self.evaluate(trainer), logs)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        self._epochs_done = epoch + 1
+        if self.unit == "epoch" and self._epochs_done % self.every == 0:
+            self._to_logs(self.evaluate(trainer), logs)
+        logs["id_records"] = self._pending
+        self._pending = []
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        total = time.perf_counter() - self._started
+        self.share_ = self.seconds_ / total if total > 0 else math.nan
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
