@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .estimators import MLEDimension, TwoNNDimension
+from .estimators import LabelSharpness, MLEDimension, ReprDimension, TwoNNDimension
 from .neighbors import kneighbors
 from .registry import (
     available_datasets,
@@ -17,7 +17,9 @@ from .registry import (
 )
 
 __all__ = [
+    "LabelSharpness",
     "MLEDimension",
+    "ReprDimension",
     "TwoNNDimension",
     "available_datasets",
     "available_estimators",

@@ -1,6 +1,8 @@
 """The estimators: one module each."""
 
 from .mle import MLEDimension
+from .representation import ReprDimension
+from .sharpness import LabelSharpness
 from .twonn import TwoNNDimension
 
-__all__ = ["MLEDimension", "TwoNNDimension"]
+__all__ = ["LabelSharpness", "MLEDimension", "ReprDimension", "TwoNNDimension"]

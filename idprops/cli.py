@@ -1,0 +1,214 @@
+"""The ``idprops`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _classes(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--classes takes integers separated by commas, got {text!r}")
+
+
+def _add_measure(sub) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="measure d_data, K_F and d_repr of a dataset",
+        description="Intrinsic dimension of the data by each estimator, label sharpness "
+        "K_F, and the intrinsic dimension of network layers' activations.",
+    )
+    p.add_argument("--data", default="digits", help="registered dataset name or image folder path (default: digits)")
+    p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
+    p.add_argument("--classes", type=_classes, help="keep these classes, e.g. 0,1")
+    p.add_argument("--n", type=int, help="seeded subsample of this many images")
+    p.add_argument("--seed", type=int, default=0, help="seed for subsampling and K_F's sample")
+    p.add_argument("--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing files into --root")
+    p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which part of the dataset")
+    p.add_argument(
+        "--estimator", action="append", dest="estimators", metavar="NAME",
+        help="dimension estimator by registered name, repeatable (default: mle and twonn)",
+    )
+    p.add_argument("--no-sharpness", action="store_true", help="skip K_F")
+    p.add_argument("--sharpness-samples", type=int, default=1000, help="K_F's sample size M (0: all)")
+    p.add_argument("--model", help="registered model name for d_repr")
+    p.add_argument("--layer", action="append", dest="layers", default=[], metavar="NAME", help="layer for d_repr, repeatable")
+    p.add_argument("--weights", help="local state_dict file for --model (random init otherwise)")
+    p.add_argument("--device", help="torch device for the model (default: GPU if present)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_run_measure)
+
+
+def _run_measure(args) -> int:
+    from .data import load_dataset
+    from .pipelines.measure import measure
+
+    if args.layers and not args.model:
+        raise ValueError("--layer needs --model")
+    if args.model and not args.layers:
+        raise ValueError("--model needs at least one --layer")
+    progress = False if (args.no_progress or args.json) else None
+    kwargs = {"classes": args.classes, "n": args.n, "seed": args.seed, "scale": args.scale,
+              "train": {"all": None, "train": True, "test": False}[args.split]}
+    if args.root:
+        kwargs["root"] = args.root
+    if args.download:
+        kwargs["download"] = True
+    dataset = load_dataset(args.data, **kwargs)
+    result = measure(
+        dataset,
+        estimators=args.estimators or ("mle", "twonn"),
+        sharpness=not args.no_sharpness,
+        sharpness_samples=args.sharpness_samples or None,
+        model=args.model,
+        layers=args.layers,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+        progress=progress,
+    )
+    result["data"]["name"] = args.data
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(format_measurement(result))
+    return 0
+
+
+def _pm(value: float, std: float | None) -> str:
+    return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+
+
+def format_measurement(result: dict[str, Any]) -> str:
+    """Render :func:`idprops.pipelines.measure.measure`'s result as a readable table."""
+    data = result["data"]
+    lines = [
+        f"data: {data.get('name', 'given')}  ({data['samples']} samples, {data['features']} features, "
+        f"{data['classes']} classes, pixels: {data['pixel_scale']})",
+        "",
+        f"{'quantity':<28}{'value':>22}{'duplicates':>12}{'seconds':>10}",
+        "-" * 72,
+    ]
+    for row in result["dimensions"]:
+        params = row["params"]
+        detail = f"k={params['k']}" if "k" in params else params.get("method", "")
+        lines.append(
+            f"{'d_data  ' + row['estimator'] + ' ' + detail:<28}{_pm(row['dimension'], row['std']):>22}"
+            f"{row['duplicates']:>12}{row['seconds']:>10.2f}"
+        )
+    if "sharpness" in result:
+        ks = result["sharpness"]
+        lines.append(f"{'K_F  (M=' + str(ks['samples']) + ')':<28}{ks['K_F']:>22.4g}{ks['identical_conflicts']:>12}{ks['seconds']:>10.2f}")
+    if "representation" in result:
+        rep = result["representation"]
+        for i, row in enumerate(rep["layers"]):
+            label = f"d_repr  {rep['model']}.{row['layer']}"
+            seconds = f"{rep['seconds']:>10.2f}" if i == 0 else ""  # one forward pass for all
+            lines.append(f"{label:<28}{_pm(row['dimension'], row['std']):>22}{'':>12}{seconds}")
+    lines.append("-" * 72)
+    notes = []
+    if "sharpness" in result:
+        notes.append(f"K_F is on the pixel scale '{result['sharpness']['pixel_scale']}' (it scales as 1/pixel range).")
+        notes.extend(result["sharpness"]["warnings"])
+    if "representation" in result:
+        rep = result["representation"]
+        notes.append(f"d_repr by {rep['estimator']}; model weights: {rep['weights']}.")
+    notes.append("± is one standard error (a lower bound: neighbourhoods overlap).")
+    lines.extend(notes)
+    lines.append(f"total time: {result['seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+#: Study kinds of ``idprops study KIND``: "package.module:Class" of a Study subclass.
+STUDIES = {
+    "scaling-law": "idprops.pipelines.scaling:ScalingLawStudy",
+    "robustness": "idprops.pipelines.robustness:RobustnessStudy",
+}
+
+
+def _add_study(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="run a study (train, attack, measure) from a study file, resumably",
+        description="Run every cell of a study that its results store lacks, then write "
+        "the report (Markdown, HTML, CSV, figures). Run it again to resume after an "
+        "interruption: finished cells are not run again.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, target in STUDIES.items():
+        k = kinds.add_parser(kind, help=f"run a {kind} study ({target.rpartition(':')[2]})")
+        source = k.add_mutually_exclusive_group(required=True)
+        source.add_argument("--preset", metavar="NAME", help="a shipped study file (idprops/studies/NAME.toml), e.g. digits")
+        source.add_argument("--config", metavar="FILE", help="a TOML study file")
+        k.add_argument(
+            "--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+            help="override an entry of the study file, repeatable: training.epochs=1, sizes=[50,100]",
+        )
+        k.add_argument("--store", help="SQLite results store (default: OUT/results.sqlite); resumed when it exists")
+        k.add_argument("--out", help=f"folder of the report (default: ./{kind}-report)")
+        k.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
+        k.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        k.set_defaults(run=_run_study, study_class=target)
+
+
+def _run_study(args) -> int:
+    from pathlib import Path
+
+    from .pipelines.study import find_preset, import_object, parse_overrides
+
+    cls = import_object(args.study_class)
+    path = find_preset(args.preset) if args.preset else Path(args.config)
+    out = Path(args.out or f"{args.kind}-report")
+    overrides = parse_overrides(args.overrides)
+    overrides["store"] = args.store or str(out / "results.sqlite")
+    if args.n_jobs is not None:
+        overrides["n_jobs"] = args.n_jobs
+    if args.no_progress:
+        overrides["progress"] = False
+    study = cls.from_toml(path, overrides).fit()
+    reused = len(study.results_) - study.n_cells_run_
+    print(f"{args.kind}: {study.n_cells_run_} cell(s) run, {reused} taken from {study.store}")
+    print(f"report: {study.report(out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="idprops",
+        description="Intrinsic properties of datasets and of neural networks' representations.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_measure(sub)
+    _add_study(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``idprops`` command; errors are one line, unless ``--debug``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.debug or os.environ.get("IDPROPS_DEBUG"):
+        return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("idprops: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line instead of a traceback
+        print(f"idprops: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The idprops command, run in-process through main()."""
+
+import json
+
+import pytest
+
+from idprops import LabelSharpness, MLEDimension, TwoNNDimension
+from idprops.cli import main
+from idprops.data import load_digits
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_measure_digits_table(capsys):
+    code, out, _ = run(capsys, "measure")
+    assert code == 0
+    digits = load_digits(train=None)
+    mle = MLEDimension().fit(digits)
+    assert "1797 samples" in out and "unit [0, 1]" in out
+    assert f"{mle.dimension_:.3f} ± {mle.dimension_std_:.3f}" in out
+    assert f"{TwoNNDimension().fit(digits).dimension_:.3f}" in out
+    assert f"{LabelSharpness().fit(digits).sharpness_:.4g}" in out
+    assert "total time" in out
+
+
+def test_measure_json_with_layers(capsys):
+    code, out, _ = run(
+        capsys, "measure", "--json", "--classes", "0,1", "--n", "200", "--estimator", "twonn",
+        "--model", "small_cnn", "--layer", "fc1", "--layer", "features.conv2",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["data"]["samples"] == 200 and result["data"]["classes"] == 2
+    assert [row["estimator"] for row in result["dimensions"]] == ["twonn"]
+    layers = {row["layer"]: row["dimension"] for row in result["representation"]["layers"]}
+    assert set(layers) == {"fc1", "features.conv2"} and all(d > 0 for d in layers.values())
+    assert result["representation"]["weights"].startswith("random initialisation")
+    assert result["sharpness"]["K_F"] > 0
+
+
+def test_plugin_estimator_by_name(capsys):
+    import idprops
+
+    idprops.register_estimator("mle_k5_cli", MLEDimension, replace=True)
+    code, out, _ = run(capsys, "measure", "--json", "--no-sharpness", "--estimator", "mle_k5_cli")
+    assert code == 0 and json.loads(out)["dimensions"][0]["estimator"] == "mle_k5_cli"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["measure", "--data", "nope"], "unknown dataset 'nope'"),
+        (["measure", "--data", "mnist", "--root", "/nonexistent-idprops"], "download=True"),
+        (["measure", "--layer", "fc1"], "--layer needs --model"),
+        (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
+    ],
+)
+def test_errors_are_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
