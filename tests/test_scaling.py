@@ -1,0 +1,147 @@
+"""ScalingLawStudy: its cells' measurements against direct computations, its grid, its report."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from idprops.data import load_dataset
+from idprops.estimators.mle import MLEDimension
+from idprops.pipelines.scaling import (
+    ScalingLawStudy,
+    build_attack,
+    normalize_datasets,
+    resolve_training,
+)
+
+PAIRS = [[0, 1], [3, 8], [4, 9]]
+SIZES = [30, 45, 60]
+KWARGS = dict(
+    datasets=[{"name": "digits", "pairs": PAIRS}],
+    sizes=SIZES,
+    seeds=[0],
+    training={"epochs": 1, "batch_size": 16, "threads": 1},
+    estimators={"mle": {"k": 5}, "twonn": {}},
+    sharpness={"M": "all"},
+    representation={"layers": ["relu"], "estimator": "twonn"},
+    attacks={"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "steps": 3, "seed": 0}},
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return ScalingLawStudy(**KWARGS, progress=False).fit()
+
+
+def test_rows_hold_sane_measurements(study):
+    rows = study.results_
+    assert len(rows) == len(PAIRS) * len(SIZES) and study.n_cells_run_ == len(rows)
+    for r in rows:
+        n_test = len(load_dataset("digits", train=False, classes=r["data.classes"]))
+        assert r["n_train"] == r["data.n"] and r["n_test"] == n_test
+        assert 0 <= r["test_error"] <= 1 and r["test_error"] == pytest.approx(1 - r["test_accuracy"])
+        assert r["test_loss"] > 0 and r["train_loss"] > 0
+        assert r["d_data.mle"] > 0 and r["d_data.twonn"] > 0 and r["d_data_std.mle"] > 0
+        assert 0 < r["d_repr.relu"] < 64  # the layer has 64 units
+        assert 0 < r["K_F"] < math.inf and r["pixel_scale"] == "unit [0, 1]"
+        for attack in ("fgsm", "pgd"):
+            assert 0 <= r[f"robust_accuracy.{attack}"] <= r["test_accuracy"]
+            assert r[f"loss_increase.{attack}"] == pytest.approx(r[f"adversarial_loss.{attack}"] - r["test_loss"])
+        assert r["warnings"] == []
+
+
+def test_measurements_equal_direct_computations(study):
+    for r in study.results_:
+        train = load_dataset("digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"])
+        X = np.stack([x.numpy().ravel() for x, _ in train]).astype(np.float64)
+        y = train.targets
+        # K_F: one over the smallest distance between two training images of different classes.
+        assert r["K_F"] == pytest.approx(1 / cdist(X[y == 0], X[y == 1]).min(), rel=1e-12)
+        assert r["d_data.mle"] == pytest.approx(MLEDimension(k=5).fit(X).dimension_, rel=1e-12)
+
+
+def test_larger_training_sets_hold_the_smaller_ones(study):
+    # Nested subsets make K_F (a maximum over pairs) non-decreasing in N.
+    for pair in PAIRS:
+        ks = [r["K_F"] for r in study.results_ if r["data.classes"] == pair]
+        assert ks == sorted(ks)
+
+
+def test_grid_and_step_resolution():
+    study = ScalingLawStudy(
+        datasets=["digits", {"name": "digits", "classes": [2, 7], "group": "natural"}],
+        models=["small_cnn", {"name": "vgg16", "hidden": 8}],
+        sizes=[50, None],
+        seeds=[0, 1],
+    )
+    cells = study.cells()
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert cells[0]["data"]["classes"] is None and cells[-1]["data"]["classes"] == [2, 7]
+    assert "group" not in cells[0]["data"]  # a report label does not change a cell
+    lrs = {c["model"]["name"]: c["training"]["lr"] for c in cells}
+    assert lrs == {"small_cnn": 1e-3, "vgg16": 1e-4}  # the paper's per-family learning rates
+    assert cells[-1]["model"]["params"] == {"hidden": 8}
+    assert cells[0]["attacks"] == {"fgsm": {"name": "fgsm", "params": {"eps": 2 / 255}}}
+    assert cells[0]["estimators"] == {"mle": {"name": "mle", "params": {}}, "twonn": {"name": "twonn", "params": {}}}
+    assert study._groups() == {("digits", "all"): "digits", ("digits", "2v7"): "natural"}
+    assert resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"] == "sgd"
+    with pytest.raises(ValueError, match="unknown setting"):
+        resolve_training("small_cnn", {"epoch": 2})
+    with pytest.raises(ValueError, match="unknown attack"):
+        build_attack("cw", {})
+    assert type(build_attack("idprops.nn.attacks:PGD", {"eps": 0.1})).__name__ == "PGD"
+    with pytest.raises(ValueError, match="not both"):
+        normalize_datasets([{"name": "digits", "classes": [0, 1], "pairs": [[0, 1]]}])
+    with pytest.raises(ValueError, match="unknown"):
+        normalize_datasets([{"name": "digits", "clases": [0, 1]}])
+    with pytest.raises(ValueError, match="sizes must be integers"):
+        ScalingLawStudy(sizes=[50.5]).cells()
+
+
+class HalfDimension:
+    """A stand-in plugin estimator: half the number of features."""
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def fit(self, X, y=None):
+        self.dimension_ = self.scale * X.shape[1] / 2
+        return self
+
+
+def test_any_registered_estimator_and_attack_plug_in(monkeypatch):
+    from idprops import registry
+
+    monkeypatch.setitem(registry._ESTIMATORS._runtime, "half", HalfDimension)
+    study = ScalingLawStudy(
+        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[30],
+        training={"epochs": 1, "threads": 1}, estimators={"h": {"name": "half", "scale": 0.5}},
+        sharpness=False, attacks={"l2": {"name": "idprops.nn.attacks:PGD", "eps": 0.5, "norm": "l2", "steps": 2}},
+        device="cpu",
+    )
+    (cell,) = study.cells()
+    result = ScalingLawStudy.run_cell(cell)
+    assert result["d_data"] == {"h": 0.5 * 64 / 2} and math.isnan(result["d_data_std"]["h"])
+    assert "K_F" not in result and "d_repr" not in result
+    assert 0 <= result["robust_accuracy"]["l2"] <= result["test_accuracy"]
+
+
+def test_report_writes_figures_and_fits(study, tmp_path):
+    path = study.report(tmp_path)
+    assert path == tmp_path / "report.md"
+    for name in ("scaling_law", "loss_vs_d_data", "loss_vs_d_repr", "kf_vs_robustness", "d_repr_vs_d_data"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    md = path.read_text()
+    for pair in ("0v1", "3v8", "4v9"):
+        assert f"**test loss vs N, digits {pair}**: `log L = " in md
+    assert "alpha = " in md and "measured d_data: mle" in md
+    for n in SIZES:
+        assert f"**log test loss vs d_data (mle), N={n}**" in md
+        assert f"**log test loss vs d_repr (relu), N={n}**" in md
+    assert "K_F vs robust_accuracy.fgsm (pearson)**: `Pearson r = " in md
+    held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in study.results_)
+    assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(study.results_)} cells" in md
+    assert "Summary" in (tmp_path / "report.html").read_text()
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(study.results_)

@@ -1,0 +1,231 @@
+"""The Study base: resumable runs into the store, a killed run resumed, dask, study files, CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from idprops.cli import STUDIES, main
+from idprops.pipelines.scaling import ScalingLawStudy
+from idprops.pipelines.study import (
+    CellError,
+    Study,
+    available_presets,
+    find_preset,
+    load_study_file,
+    parse_overrides,
+)
+from idprops.results import ResultsStore
+
+# Four cells of one epoch on two digit pairs, one torch thread: about a second each.
+TINY = textwrap.dedent(
+    """
+    kind = "scaling-law"
+    sizes = [30, 60]
+    seeds = [0]
+    device = "cpu"
+    [[datasets]]
+    name = "digits"
+    pairs = [[0, 1], [3, 8]]
+    [training]
+    epochs = 1
+    batch_size = 16
+    threads = 1
+    [estimators.mle]
+    k = 5
+    [estimators.twonn]
+    [sharpness]
+    M = "all"
+    [representation]
+    layers = ["relu"]
+    [attacks.fgsm]
+    eps = 0.1
+    """
+)
+N_CELLS = 4
+# Fields that differ between two runs of the same cell.
+VOLATILE = {"created", "seconds"}
+
+
+def _stable(rows):
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("study") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def serial(study_file, tmp_path_factory):
+    """The uninterrupted serial run every other run is compared with."""
+    store = tmp_path_factory.mktemp("serial") / "results.sqlite"
+    return ScalingLawStudy.from_toml(study_file, {"store": str(store)}).fit()
+
+
+def test_fit_runs_every_cell_into_the_store(serial, study_file):
+    assert serial.n_cells_run_ == N_CELLS
+    rows = serial.results_
+    assert [(r["data.classes"], r["data.n"]) for r in rows] == [
+        ([0, 1], 30), ([0, 1], 60), ([3, 8], 30), ([3, 8], 60)
+    ]
+    assert all(r["study"] == "scaling-law" and r["pipeline"] == "scaling-law" for r in rows)
+    assert all(r["study_file"] == str(study_file.resolve()) for r in rows)
+    assert all(r["seconds"] > 0 for r in rows)
+    with ResultsStore(serial.store) as store:
+        assert len(store) == N_CELLS
+        assert _stable(store.records(study="scaling-law")) == _stable(rows)
+
+
+def test_fit_again_runs_nothing(serial):
+    again = ScalingLawStudy.from_toml(serial.study_file, {"store": serial.store}).fit()
+    assert again.n_cells_run_ == 0
+    assert again.results_ == serial.results_  # the same rows, created times included
+
+
+def test_a_grown_grid_runs_only_the_new_cells(serial, tmp_path):
+    store = tmp_path / "results.sqlite"
+    with ResultsStore(serial.store) as src, ResultsStore(store) as dst:  # the serial run's cells
+        for cfg in serial.cells():
+            dst.put(cfg, src.get(cfg), study="scaling-law")
+    grown = ScalingLawStudy.from_toml(serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}).fit()
+    assert grown.n_cells_run_ == 2
+    assert _stable([r for r in grown.results_ if r["data.n"] != 45]) == _stable(serial.results_)
+
+
+def test_killed_study_resumes_with_the_missing_cells_only(serial, study_file, tmp_path):
+    store = tmp_path / "results.sqlite"
+    code = (
+        "from idprops.pipelines.scaling import ScalingLawStudy\n"
+        f"ScalingLawStudy.from_toml({str(study_file)!r}, {{'store': {str(store)!r}}}).fit()\n"
+    )
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # poll the store until the first cell is in
+            if store.exists():
+                with ResultsStore(store) as s:
+                    if len(s) >= 1:
+                        break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the study wrote no cell in 120 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    with ResultsStore(store) as s:
+        done = len(s)
+    assert 1 <= done < N_CELLS, "the kill should land mid-run"
+
+    resumed = ScalingLawStudy.from_toml(study_file, {"store": str(store)}).fit()
+    assert resumed.n_cells_run_ == N_CELLS - done
+    # Same seeds on the CPU, one thread: the same numbers, bit for bit.
+    assert _stable(resumed.results_) == _stable(serial.results_)
+
+
+def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_config
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
+            study = ScalingLawStudy.from_toml(study_file, {"store": str(tmp_path / "r.sqlite")}).fit()
+        workers = {task["worker"] for task in stream.data}
+    assert study.n_cells_run_ == N_CELLS
+    assert len(stream.data) >= N_CELLS and workers  # the cells did go through the cluster
+    assert _stable(study.results_) == _stable(serial.results_)
+
+
+def test_temporary_store_and_failed_cell(tmp_path):
+    study = ScalingLawStudy(
+        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[10_000], training={"epochs": 1}
+    )
+    with pytest.raises(CellError, match="n=10000 samples requested"):
+        study.fit()
+    assert study.store is None
+
+
+def test_study_file_overrides_and_errors(study_file, tmp_path):
+    params = load_study_file(study_file, {"training.epochs": 3, "representation.estimator": "mle"})
+    assert params["training"] == {"epochs": 3, "batch_size": 16, "threads": 1}
+    assert params["representation"] == {"layers": ["relu"], "estimator": "mle"}
+    study = ScalingLawStudy.from_toml(study_file, {"training.epochs": 3, "seeds": [1, 2]})
+    assert study.training["epochs"] == 3 and study.seeds == [1, 2]
+    assert study.study_file == str(study_file.resolve())
+    assert {c["training"]["epochs"] for c in study.cells()} == {3}
+    assert len(study.cells()) == 2 * 2 * 2
+    with pytest.raises(ValueError, match="unknown parameter"):
+        ScalingLawStudy.from_toml(study_file, {"epochs": 3})
+    with pytest.raises(ValueError, match="not a table"):
+        load_study_file(study_file, {"sizes.first": 3})
+    with pytest.raises(ValueError, match="'scaling-law' study file, not a 'robustness'"):
+        STUDY_CLASSES["robustness"].from_toml(study_file)
+    assert parse_overrides(["a.b=1", "c=[1, 2]", "d=text", "e='x=y'", "f=true"]) == {
+        "a.b": 1, "c": [1, 2], "d": "text", "e": "x=y", "f": True
+    }
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def _class(target):
+    from idprops.pipelines.study import import_object
+
+    return import_object(target)
+
+
+STUDY_CLASSES = {kind: _class(target) for kind, target in STUDIES.items()}
+
+
+def test_presets_are_shipped_and_build():
+    assert {"digits", "digits-robustness", "paper"} <= set(available_presets())
+    for name in ("digits", "digits-robustness", "paper"):
+        kind = load_study_file(find_preset(name))["kind"]
+        study = STUDY_CLASSES[kind].from_toml(find_preset(name))
+        assert isinstance(study, Study) and study.kind == kind
+        assert study.cells()  # every preset's grid is well formed
+    paper = STUDY_CLASSES["scaling-law"].from_toml(find_preset("paper")).cells()
+    cell = paper[0]
+    assert cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
+    assert cell["training"]["epochs"] == 100 and cell["training"]["optimizer"] == "adam"
+    assert {c["model"]["name"]: c["training"]["lr"] for c in paper}["vgg16"] == 1e-4
+    assert {c["data"]["n"] for c in paper} == {500, 750, 1000, 1250, 1500, 1750}
+    with pytest.raises(ValueError, match="no preset named"):
+        find_preset("nope")
+
+
+def test_cli_study_runs_resumes_and_reports(tmp_path, capsys):
+    argv = [
+        "study", "scaling-law", "--preset", "digits",
+        "--set", 'datasets=[{name = "digits", pairs = [[0, 1]]}]',
+        "--set", "sizes=[30]", "--set", "seeds=[0]", "--set", "training.epochs=1",
+        "--set", 'representation.layers=["relu"]', "--set", "attacks={fgsm = {eps = 0.1}}",
+        "--out", str(tmp_path / "out"), "--no-progress",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 cell(s) run, 0 taken from" in out
+    assert (tmp_path / "out" / "report.md").is_file() and str(tmp_path / "out" / "report.md") in out
+    with ResultsStore(tmp_path / "out" / "results.sqlite") as store:
+        (row,) = store.records()
+    assert row["study_file"] == str(find_preset("digits")) and row["training.epochs"] == 1
+    assert main(argv) == 0  # resumed from the default store: nothing to run
+    assert "0 cell(s) run, 1 taken from" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["study", "robustness", "--preset", "digits", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a 'robustness' one" in err
+    assert main(["study", "scaling-law", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
