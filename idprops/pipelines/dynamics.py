@@ -1,0 +1,618 @@
+"""Training dynamics: the intrinsic dimension of activations under a sweep of regularizers.
+
+Brown et al. (2022; SEEDS.md §2) find that regularization (dropout, weight decay, ...)
+uniformly LOWERS the last hidden layer's intrinsic dimension (LLID), that validation
+accuracy tracks ``log(PID / LLID)`` (PID: the peak ID over layers), and that too much
+regularization collapses PID and accuracy together. :class:`DynamicsStudy` trains the
+same model under each regularizer at each strength (one at a time, the others at their
+baseline) and seed, tracks every chosen layer's ID through training with
+:class:`~idprops.nn.callbacks.ActivationIDTracker`, and reports the correlations and
+figures of the paper.
+
+Regularizers (keys of ``regularizers``; 0 is "none" for each):
+
+- ``weight_decay``: the optimizer's (L2 for Adam and SGD, decoupled for AdamW);
+- ``dropout``: the model factory's ``dropout`` argument (``small_cnn``: before the
+  classifier);
+- ``label_smoothing``: of the training loss;
+- ``shift``: data augmentation by random translations of up to this many pixels
+  (:class:`RandomShift`).
+
+Also the helpers that the grokking and randomization studies share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+from torch.utils.data import Dataset
+
+from .scaling import _new_axes, _plain, _save, append_summary, normalize_model
+from .study import Study
+
+__all__ = [
+    "REGULARIZERS",
+    "DynamicsStudy",
+    "RandomShift",
+    "dynamics_cell",
+    "first_step_at_least",
+    "merge_by_step",
+    "id_history",
+]
+
+#: The regularizers a sweep may vary, with their "none" value.
+REGULARIZERS = {"weight_decay": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "shift": 0}
+
+_DEFAULT_TRAINING = {"optimizer": "adam", "lr": 1e-3, "epochs": 30, "batch_size": 64}
+_DEFAULT_TRACKING = {"layers": None, "estimator": "twonn", "n_samples": 1000, "every": 1, "data": "test"}
+# Layers tracked by default, input side first; the last is the LLID layer.
+_DEFAULT_LAYERS = {
+    "small_cnn": ["features.relu1", "features.relu2", "features.pool", "relu"],
+    "mlp1x512": ["fc1", "relu1"],
+    "mlp3x512": ["relu1", "relu2", "relu3"],
+    "cifar_resnet18": ["conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"],
+}
+# Trainer arguments a cell sets itself.
+_CELL_OWNED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resume", "progress", "device", "seed"}
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op threads set to ``n`` (None: unchanged) for the duration."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), hint: str = "") -> None:
+    """Refuse settings that are not Trainer arguments, or that the study owns."""
+    from ..nn.training import Trainer
+
+    allowed = (set(inspect.signature(Trainer.__init__).parameters) - _CELL_OWNED - {"self"}) | {"threads"}
+    bad = sorted(set(training) - allowed)
+    if bad:
+        raise ValueError(f"training: unknown setting(s) {bad}; valid ones are {sorted(allowed)}")
+    clash = sorted(set(training) & set(forbidden))
+    if clash:
+        raise ValueError(f"training: {clash} are set by the study" + (f"; {hint}" if hint else ""))
+
+
+def first_step_at_least(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
+    """The first step whose value is at least ``threshold`` (None if none is).
+
+    Examples
+    --------
+    >>> first_step_at_least([0, 10, 20], [0.1, 0.95, 0.9], 0.9)
+    10
+    >>> first_step_at_least([0, 10], [0.1, 0.2], 0.9) is None
+    True
+    """
+    for step, value in zip(steps, values):
+        if value is not None and value >= threshold:
+            return int(step)
+    return None
+
+
+def merge_by_step(*record_lists: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Merge lists of records keyed by ``step`` into one list sorted by step.
+
+    Examples
+    --------
+    >>> merge_by_step([{"step": 0, "a": 1}, {"step": 5, "a": 2}], [{"step": 5, "b": 3}])
+    [{'step': 0, 'a': 1}, {'step': 5, 'a': 2, 'b': 3}]
+    """
+    merged: dict[int, dict[str, Any]] = {}
+    for records in record_lists:
+        for rec in records:
+            merged.setdefault(int(rec["step"]), {}).update(rec)
+    return [merged[s] for s in sorted(merged)]
+
+
+def id_history(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tracker's records as stored by the studies: ``step``, ``epoch``, ``ids``
+    (layer -> ID), ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` of each evaluation
+    (ready for :func:`idprops.plotting.plot_id_curves`).
+
+    Examples
+    --------
+    >>> recs = [{"step": 0, "epoch": 0, "ids": {"a": 4.0, "b": 2.0}, "ids_std": {}, "llid": 2.0,
+    ...          "pid": 4.0, "log_pid_llid": 0.69, "seconds": 0.1}]
+    >>> sorted(id_history(recs)[0])
+    ['epoch', 'ids', 'llid', 'log_pid_llid', 'pid', 'seconds', 'step']
+    """
+    keys = ("step", "epoch", "ids", "llid", "pid", "log_pid_llid", "seconds")
+    return [{k: r[k] for k in keys} for r in records]
+
+
+def _history(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The Trainer's per-epoch history, ``epoch`` as epochs done (1 after the first)."""
+    return [{"epoch": h["epoch"] + 1, "step": h["step"], **{k: h.get(k, math.nan) for k in keys}} for h in history]
+
+
+def _estimator_spec(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, str):
+        return {"name": spec, "params": {}}
+    spec = dict(spec)
+    return {"name": spec.pop("name", "twonn"), "params": spec}
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+class RandomShift(Dataset):
+    """Data augmentation: translate each image by up to ``max_shift`` pixels, zero-filled.
+
+    A new shift (dx, dy), each uniform in ``-max_shift .. max_shift``, is drawn on every
+    access from torch's global generator, which :class:`~idprops.nn.Trainer` seeds, so
+    a run is reproducible.
+
+    Parameters
+    ----------
+    dataset : torch Dataset of (image C x H x W, label)
+    max_shift : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> data = RandomShift(TensorDataset(torch.ones(1, 1, 4, 4), torch.tensor([3])), 1)
+    >>> _ = torch.manual_seed(0)
+    >>> x, y = data[0]
+    >>> x.shape, y, float(x.sum()) in (9.0, 12.0, 16.0)
+    (torch.Size([1, 4, 4]), 3, True)
+    """
+
+    def __init__(self, dataset, max_shift: int) -> None:
+        if not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+            raise ValueError(f"shift must be a non-negative number of pixels, got {max_shift!r}")
+        self.dataset = dataset
+        self.max_shift = int(max_shift)
+        self.pixel_scale = getattr(dataset, "pixel_scale", "as given")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        x, y = self.dataset[i][:2]
+        s = self.max_shift
+        if s == 0:
+            return x, int(y)
+        dx, dy = (torch.randint(-s, s + 1, (2,))).tolist()
+        h, w = x.shape[-2:]
+        out = torch.zeros_like(x)
+        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+            ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+        return out, int(y)
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Train one model under one regularization setting, tracking layer IDs.
+
+    ``config`` holds ``data`` (``name``, ``n``), ``model`` (``name``, ``params``),
+    ``regularization`` (a value for every key of :data:`REGULARIZERS`), ``seed``,
+    ``training`` (Trainer arguments and ``threads``), ``tracking`` (``layers``,
+    ``estimator`` spec, ``n_samples``, ``every`` in epochs, ``data``: ``"test"`` or
+    ``"train"``, the split the fixed ID sample comes from, without augmentation) and
+    ``device``.
+
+    Returns
+    -------
+    dict
+        Final ``val_accuracy``, ``val_loss``, ``train_accuracy``, ``train_loss``,
+        ``best_val_accuracy``, ``llid``, ``pid``, ``log_pid_llid``, ``ids`` (per
+        layer); ``history`` (per epoch: ``epoch``, ``step``, ``train_loss``,
+        ``train_accuracy``, ``val_loss``, ``val_accuracy``) and ``id_history``
+        (:func:`id_history`); ``n_train``, ``n_val``, ``id_seconds`` (total),
+        ``id_seconds_per_evaluation`` and ``id_share`` (of the run's time).
+    """
+    import torch
+
+    from ..data import load_dataset
+    from ..nn import Trainer, build_model
+    from ..nn.callbacks import ActivationIDTracker
+    from ..registry import resolve_estimator
+
+    reg = config["regularization"]
+    training = dict(config["training"])
+    threads = training.pop("threads", None)
+    device = config.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    seed = int(config["seed"])
+    data = config["data"]
+    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
+        val = load_dataset(data["name"], train=False, seed=0)  # one fixed validation set
+        channels, *size = tuple(train[0][0].shape)
+        params = dict(config["model"]["params"])
+        if reg["dropout"]:
+            params["dropout"] = reg["dropout"]
+        try:
+            model = build_model(config["model"]["name"], in_channels=channels,
+                                num_classes=int(np.max(train.targets)) + 1, input_size=tuple(size), **params)
+        except TypeError as exc:
+            if "dropout" in params and "dropout" in str(exc):
+                raise ValueError(f"model {config['model']['name']!r} takes no dropout argument; "
+                                 "sweep dropout with a model that has one, such as small_cnn") from exc
+            raise
+        tracking = config["tracking"]
+        spec = tracking["estimator"]
+        tracker = ActivationIDTracker(
+            tracking["layers"], estimator=resolve_estimator(spec["name"], **spec["params"]),
+            every=int(tracking["every"]), n_samples=int(tracking["n_samples"]),
+            data=val if tracking["data"] == "test" else train, random_state=seed,
+        )
+        fit_data = RandomShift(train, reg["shift"]) if reg["shift"] else train
+        trainer = Trainer(
+            model, seed=seed, device=device, progress=False, callbacks=[tracker],
+            weight_decay=float(reg["weight_decay"]), label_smoothing=float(reg["label_smoothing"]), **training,
+        ).fit(fit_data, val)
+
+    last = trainer.history[-1]
+    final = tracker.records_[-1]
+    history = _history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
+    return {
+        "val_accuracy": last["val_accuracy"],
+        "val_loss": last["val_loss"],
+        "train_accuracy": last["train_accuracy"],
+        "train_loss": last["train_loss"],
+        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "llid": final["llid"],
+        "pid": final["pid"],
+        "log_pid_llid": final["log_pid_llid"],
+        "ids": final["ids"],
+        "history": history,
+        "id_history": id_history(tracker.records_),
+        "n_train": len(train),
+        "n_val": len(val),
+        "id_seconds": tracker.seconds_,
+        "id_seconds_per_evaluation": tracker.seconds_ / len(tracker.records_),
+        "id_share": tracker.share_,
+    }
+
+
+# --------------------------------------------------------------------------- the study
+
+
+class DynamicsStudy(Study):
+    """A regularization sweep with the intrinsic dimension of activations tracked throughout.
+
+    Cells: for each regularizer in ``regularizers`` and each of its values, the
+    baseline setting with that one regularizer changed, x ``seeds``. The baseline
+    itself (every regularizer at its ``baseline`` value) belongs to every sweep and
+    runs once per seed. Each cell runs :func:`dynamics_cell`.
+
+    :meth:`report` gives the correlations over cells (bootstrap 95 % CIs, Pearson and
+    Spearman) of the final validation accuracy with ``log(PID / LLID)`` and with LLID,
+    and the paper's figures: LLID and PID against each regularizer's strength (with
+    accuracy), accuracy against ``log(PID / LLID)`` and against LLID, LLID through
+    training per strength, and every layer's ID through training for the baseline.
+
+    Parameters
+    ----------
+    dataset : str, default="digits"
+        A registered dataset name (its training split trains, its test split validates).
+    n_train : int, optional
+        Training images (a seeded, stratified subset); None: all.
+    model : str or mapping, default="small_cnn"
+        Registered model name, or a table ``{"name": ..., **factory arguments}``.
+    regularizers : mapping of str to sequence, optional
+        Values swept per regularizer (keys of :data:`REGULARIZERS`); default
+        ``weight_decay`` 0 .. 0.1, ``dropout`` 0 .. 0.9, ``label_smoothing`` 0 .. 0.9,
+        ``shift`` 0 .. 3 pixels, spanning too little to too much.
+    baseline : mapping, optional
+        The value of each regularizer when another is swept; default 0 for all.
+    seeds : sequence of int, default=(0, 1)
+    training : mapping, optional
+        Trainer arguments over Adam lr 1e-3, 30 epochs, batch 64; ``threads`` sets
+        torch's threads per cell.
+    tracking : mapping, optional
+        ``layers`` (default per model, e.g. small_cnn's two conv ReLUs, the pool and
+        the hidden ReLU; the last is the LLID layer), ``estimator`` (default
+        ``"twonn"``), ``n_samples`` (1000), ``every`` (epochs, 1), ``data``
+        (``"test"``, as the paper's validation images, or ``"train"``).
+    device : str, default="auto"
+    store, n_jobs, progress, study_file
+        See :class:`~idprops.pipelines.study.Study`.
+
+    Examples
+    --------
+    >>> study = DynamicsStudy(regularizers={"dropout": [0, 0.5], "weight_decay": [0, 0.01]}, seeds=[0])
+    >>> [c["regularization"] for c in study.cells()]  # doctest: +NORMALIZE_WHITESPACE
+    [{'weight_decay': 0.0, 'dropout': 0.0, 'label_smoothing': 0.0, 'shift': 0},
+     {'weight_decay': 0.0, 'dropout': 0.5, 'label_smoothing': 0.0, 'shift': 0},
+     {'weight_decay': 0.01, 'dropout': 0.0, 'label_smoothing': 0.0, 'shift': 0}]
+    """
+
+    kind = "dynamics"
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        n_train: int | None = None,
+        model: Any = "small_cnn",
+        regularizers: Mapping[str, Sequence[float]] | None = None,
+        baseline: Mapping[str, float] | None = None,
+        seeds: Sequence[int] = (0, 1),
+        training: Mapping[str, Any] | None = None,
+        tracking: Mapping[str, Any] | None = None,
+        device: str = "auto",
+        *,
+        store: str | os.PathLike | None = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+        study_file: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.n_train = n_train
+        self.model = model
+        self.regularizers = regularizers
+        self.baseline = baseline
+        self.seeds = seeds
+        self.training = training
+        self.tracking = tracking
+        self.device = device
+        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
+
+    run_cell = staticmethod(dynamics_cell)
+
+    def _regularizers(self) -> dict[str, list]:
+        regs = self.regularizers
+        if regs is None:
+            regs = {"weight_decay": [0.0, 1e-3, 1e-2, 3e-2, 1e-1], "dropout": [0.0, 0.25, 0.5, 0.75, 0.9],
+                    "label_smoothing": [0.0, 0.1, 0.3, 0.6, 0.9], "shift": [0, 1, 2, 3]}
+        unknown = sorted(set(regs) - set(REGULARIZERS))
+        if unknown or not regs:
+            raise ValueError(f"regularizers: unknown {unknown}; sweep some of {sorted(REGULARIZERS)}")
+        out = {}
+        for name, values in regs.items():
+            values = [values] if isinstance(values, (int, float)) else list(values)
+            if not values:
+                raise ValueError(f"regularizers.{name} is empty")
+            out[name] = [int(v) if name == "shift" else float(v) for v in values]
+        return out
+
+    def _baseline(self) -> dict[str, Any]:
+        base = dict(REGULARIZERS)
+        extra = dict(self.baseline or {})
+        unknown = sorted(set(extra) - set(REGULARIZERS))
+        if unknown:
+            raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
+        base.update(extra)
+        return {k: int(v) if k == "shift" else float(v) for k, v in base.items()}
+
+    def _tracking(self, model_name: str) -> dict[str, Any]:
+        tracking = {**_DEFAULT_TRACKING, **dict(self.tracking or {})}
+        unknown = sorted(set(tracking) - set(_DEFAULT_TRACKING))
+        if unknown:
+            raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(_DEFAULT_TRACKING)}")
+        if tracking["layers"] is None:
+            if model_name not in _DEFAULT_LAYERS:
+                raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
+            tracking["layers"] = _DEFAULT_LAYERS[model_name]
+        if isinstance(tracking["layers"], str):
+            tracking["layers"] = [tracking["layers"]]
+        if tracking["data"] not in ("test", "train"):
+            raise ValueError(f"tracking.data must be 'test' or 'train', got {tracking['data']!r}")
+        tracking["estimator"] = _estimator_spec(tracking["estimator"])
+        return tracking
+
+    def settings(self) -> list[tuple[dict[str, Any], list[str]]]:
+        """Every distinct regularization setting with the sweeps it belongs to."""
+        base = self._baseline()
+        seen: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for name, values in self._regularizers().items():
+            for value in values:
+                setting = {**base, name: value}
+                key = repr(sorted(setting.items()))
+                seen.setdefault(key, (setting, []))[1].append(name)
+        return list(seen.values())
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One configuration per distinct regularization setting x seed."""
+        model = normalize_model(self.model)
+        training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
+        _check_training(training, forbidden=("weight_decay", "label_smoothing"),
+                        hint="sweep them through regularizers (or set baseline)")
+        tracking = self._tracking(model["name"])
+        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
+        if not seeds:
+            raise ValueError("seeds is empty")
+        data = {"name": self.dataset, "n": self.n_train}
+        return [
+            _plain(self._cell(data=data, model=model, regularization=setting, seed=int(seed),
+                              training=training, tracking=tracking, device=self.device))
+            for setting, _ in self.settings()
+            for seed in seeds
+        ]
+
+    # ------------------------------------------------------------------ report
+
+    def _sweeps(self) -> dict[str, list[dict[str, Any]]]:
+        """Regularizer -> its cells' records (the baseline in each), sorted by strength."""
+        base = self._baseline()
+        by_key = {r["key"]: r for r in self.results_}  # a record per distinct cell
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in self._regularizers():
+            rows = []
+            for r in by_key.values():
+                others_at_base = all(r[f"regularization.{k}"] == v for k, v in base.items() if k != name)
+                if others_at_base:
+                    rows.append(r)
+            out[name] = sorted(rows, key=lambda r: (r[f"regularization.{name}"], r["seed"]))
+        return out
+
+    def report(self, outdir: str | os.PathLike) -> Path:
+        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+
+        Figures: ``id_vs_regularization.png``, ``accuracy_vs_log_pid_llid.png``,
+        ``accuracy_vs_llid.png``, ``llid_curves.png`` and ``id_curves_baseline.png``.
+        """
+        from ..analysis import correlation
+        from ..plotting import write_report
+
+        check_is_fitted(self, "results_")
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        unique = list({r["key"]: r for r in self.results_}.values())
+        sweeps = self._sweeps()
+        correlations: dict[str, Any] = {}
+        figures = [_id_vs_regularization_figure(sweeps, outdir / "id_vs_regularization.png")]
+        for field, label, name in (("log_pid_llid", "log(PID / LLID)", "accuracy_vs_log_pid_llid.png"),
+                                   ("llid", "LLID", "accuracy_vs_llid.png")):
+            ok = [r for r in unique if _finite(r[field]) and _finite(r["val_accuracy"])]
+            x, y = [r[field] for r in ok], [r["val_accuracy"] for r in ok]
+            if len(ok) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+                correlations[f"validation accuracy vs {label}"] = f"not computed: {len(ok)} usable cells"
+                continue
+            for method in ("pearson", "spearman"):
+                correlations[f"validation accuracy vs {label} ({method})"] = correlation(x, y, method=method)
+            figures.append(_scatter_figure(ok, field, label, correlations[f"validation accuracy vs {label} (pearson)"],
+                                           outdir / name))
+        figures.append(_llid_curves_figure(sweeps, outdir / "llid_curves.png"))
+        base = [r for r in unique if not _changed(r, self._baseline())]
+        if base:
+            figures.append(_baseline_id_curves_figure(min(base, key=lambda r: r["seed"]), self._last_hidden(),
+                                                      outdir / "id_curves_baseline.png"))
+        table = [
+            {"regularizer": ", ".join(_changed(r, self._baseline())) or "baseline",
+             **{k: r[f"regularization.{k}"] for k in REGULARIZERS}, "seed": r["seed"],
+             "val_accuracy": r["val_accuracy"], "train_accuracy": r["train_accuracy"], "llid": r["llid"],
+             "pid": r["pid"], "log_pid_llid": r["log_pid_llid"], "seconds": r["seconds"],
+             "id_s_per_eval": r["id_seconds_per_evaluation"], "id_share": r["id_share"]}
+            for r in unique
+        ]
+        path = write_report(outdir / "report.md", title="Training-dynamics study: regularization and activation ID",
+                            table=table, correlations=correlations, figures=figures)
+        append_summary(path, _summary(sweeps, unique))
+        return path
+
+    def _last_hidden(self) -> str:
+        return self._tracking(normalize_model(self.model)["name"])["layers"][-1]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _changed(r: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in base.items() if r[f"regularization.{k}"] != v]
+
+
+def _by_value(rows: Sequence[Mapping[str, Any]], name: str, field: str) -> tuple[list, np.ndarray, np.ndarray]:
+    """Strength values and the mean and std over seeds of ``field``."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r[f"regularization.{name}"]].append(r[field])
+    values = sorted(groups)
+    means = np.array([np.nanmean(groups[v]) for v in values])
+    stds = np.array([np.nanstd(groups[v]) for v in values])
+    return values, means, stds
+
+
+def _summary(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], unique) -> list[str]:
+    lines = []
+    for name, rows in sweeps.items():
+        values, llid, _ = _by_value(rows, name, "llid")
+        _, pid, _ = _by_value(rows, name, "pid")
+        _, acc, _ = _by_value(rows, name, "val_accuracy")
+        if len(values) < 2:
+            continue
+        lines.append(
+            f"{name} {values[0]} -> {values[-1]}: LLID {llid[0]:.3g} -> {llid[-1]:.3g} (lowest {llid.min():.3g} at "
+            f"{values[int(np.nanargmin(llid))]}), PID {pid[0]:.3g} -> {pid[-1]:.3g}, validation accuracy "
+            f"{acc[0]:.3f} -> {acc[-1]:.3f} (best {acc.max():.3f} at {values[int(np.nanargmax(acc))]})."
+        )
+    seconds = sum(r["seconds"] for r in unique)
+    per_eval = np.mean([r["id_seconds_per_evaluation"] for r in unique])
+    share = np.mean([r["id_share"] for r in unique])
+    lines.append(f"{len(unique)} distinct cells, {seconds:.0f} s of cell time; the ID tracker took "
+                 f"{per_eval:.3f} s per evaluation, {share:.0%} of a cell's time on average.")
+    return lines
+
+
+def _id_vs_regularization_figure(sweeps, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.8), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], sweeps.items()):
+        values, llid, llid_sd = _by_value(rows, name, "llid")
+        _, pid, pid_sd = _by_value(rows, name, "pid")
+        _, acc, acc_sd = _by_value(rows, name, "val_accuracy")
+        xs = np.arange(len(values))  # strengths span decades and include 0: evenly spaced ticks
+        ax.errorbar(xs, llid, yerr=llid_sd, fmt="o-", color="C0", label="LLID")
+        ax.errorbar(xs, pid, yerr=pid_sd, fmt="s--", color="C3", label="PID")
+        ax.set_xticks(xs, [f"{v:g}" for v in values])
+        ax.set_xlabel(name)
+        ax.set_ylabel("intrinsic dimension")
+        twin = ax.twinx()
+        twin.errorbar(xs, acc, yerr=acc_sd, fmt="^:", color="k", label="val. accuracy")
+        twin.set_ylabel("validation accuracy")
+        lines = [*ax.containers, *twin.containers]
+        ax.legend(lines, [c.get_label() for c in lines], fontsize=7, loc="best")
+    fig.suptitle("final ID against regularization strength (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _scatter_figure(rows, field: str, label: str, corr, path: Path) -> Path:
+    from ..plotting import plot_correlation
+
+    fig, ax = _new_axes()
+    plot_correlation([r[field] for r in rows], [r["val_accuracy"] for r in rows], corr, ax=ax)
+    ax.set_xlabel(f"{label} (end of training)")
+    ax.set_ylabel("validation accuracy")
+    return _save(fig, path)
+
+
+def _llid_curves_figure(sweeps, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.8), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], sweeps.items()):
+        seed = min(r["seed"] for r in rows)
+        for r in rows:
+            if r["seed"] == seed:
+                h = r["id_history"]
+                ax.plot([e["epoch"] for e in h], [e["llid"] for e in h], label=f"{name} = {r[f'regularization.{name}']:g}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("LLID")
+        ax.set_title(f"seed {seed}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("LLID through training", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _baseline_id_curves_figure(base: Mapping[str, Any], last_hidden: str, path: Path) -> Path:
+    from ..plotting import plot_id_curves
+
+    fig, ax = _new_axes()
+    plot_id_curves(base["id_history"], x="epoch", last_hidden=last_hidden, ax=ax)
+    ax.set_title(f"every layer's ID through training (baseline, seed {base['seed']})", fontsize=9)
+    return _save(fig, path)

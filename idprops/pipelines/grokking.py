@@ -1,0 +1,455 @@
+"""Grokking on modular division, with the intrinsic dimension of the residual stream.
+
+Brown et al. (2022; SEEDS.md §2) train a small GPT-2-style transformer on ``a / b mod p``
+and track, every 500 steps, the intrinsic dimension (ID) of each block's attention and
+MLP outputs (the residual increments, all token positions concatenated). In runs that
+grok, the late jump of validation accuracy coincides with a sharp drop of the last
+layer's ID (LLID). :class:`GrokkingStudy` runs that experiment as a grid of cells
+(weight decay x seed): each cell trains once, and every ``eval_every`` steps records
+train and validation accuracy (exact, in eval mode) and the per-layer IDs, LLID and PID
+(:class:`~idprops.nn.callbacks.ActivationIDTracker`), then marks the grokking step.
+
+Defaults (the CPU preset ``grokking-cpu``): p = 31, 60 % of the equations for
+training, width 128, 2 layers, full-batch AdamW (lr 1e-3, betas (0.9, 0.98), weight
+decay 1, 10 warm-up steps). The paper used Adam with an L2 penalty of 1e-4, 10,000
+warm-up steps, batch 512 and millions of steps; decoupled weight decay of 1 (AdamW,
+as in Nanda et al. 2023) groks in hundreds of steps instead, which is what a CPU can
+show. ``training = {preset = "brown2022_grokking"}`` restores the paper's optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from .dynamics import (
+    _check_training,
+    _new_axes,
+    _plain,
+    _save,
+    _torch_threads,
+    append_summary,
+    first_step_at_least,
+    id_history,
+    merge_by_step,
+)
+from .study import Study
+
+__all__ = ["GrokkingStudy", "grokking_cell", "mark_grokking"]
+
+_DEFAULT_MODEL = {"width": 128, "depth": 2, "heads": 4, "mlp_width": 512, "dropout": 0.0}
+_DEFAULT_TRAINING = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "betas": [0.9, 0.98],
+    "warmup_steps": 10,
+    "batch_size": None,  # None: the whole training split in every step
+    "max_steps": 1500,
+}
+_DEFAULT_TRACKING = {"estimator": "twonn", "n_samples": 1000, "layers": None}
+
+
+def mark_grokking(
+    steps: Sequence[int],
+    train_accuracy: Sequence[float],
+    val_accuracy: Sequence[float],
+    *,
+    threshold: float = 0.9,
+    min_ratio: float = 2.0,
+) -> dict[str, Any]:
+    """Find when training and validation accuracy first reach ``threshold``.
+
+    A run *groks* when validation accuracy reaches the threshold at a step at least
+    ``min_ratio`` times the step at which training accuracy did (and not at the
+    first evaluation after step 0 for both, which would be plain learning).
+
+    Parameters
+    ----------
+    steps, train_accuracy, val_accuracy : sequences of the same length
+        One entry per evaluation, steps increasing.
+    threshold : float, default=0.9
+    min_ratio : float, default=2.0
+
+    Returns
+    -------
+    dict
+        ``train_step`` and ``grok_step`` (None if never reached), ``delay``
+        (``grok_step - train_step``), ``grokked`` (bool).
+
+    Examples
+    --------
+    >>> mark_grokking([0, 100, 200, 300, 400], [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.5, 0.93])
+    {'train_step': 100, 'grok_step': 400, 'delay': 300, 'grokked': True}
+    """
+    train_step = first_step_at_least(steps, train_accuracy, threshold)
+    grok_step = first_step_at_least(steps, val_accuracy, threshold)
+    delay = None if train_step is None or grok_step is None else grok_step - train_step
+    grokked = bool(delay is not None and train_step > 0 and grok_step >= min_ratio * train_step)
+    return {"train_step": train_step, "grok_step": grok_step, "delay": delay, "grokked": grokked}
+
+
+def _largest_change(steps: Sequence[int], values: Sequence[float], sign: int) -> int | None:
+    """The step ending the largest rise (sign=1) or drop (sign=-1) between evaluations."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return None
+    diff = sign * np.diff(v)
+    if not np.any(np.isfinite(diff)):
+        return None
+    return int(steps[int(np.nanargmax(diff)) + 1])
+
+
+def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Train one transformer on modular division; a pure function of ``config``.
+
+    ``config`` holds ``p``, ``train_fraction``, ``split_seed``, ``seed``, ``model``
+    (transformer arguments), ``training`` (Trainer arguments with ``threads`` and
+    ``batch_size`` None for full batch), ``eval_every``, ``tracking``
+    (``estimator`` spec, ``n_samples``, ``layers``), ``threshold`` and ``device``.
+
+    Returns
+    -------
+    dict
+        ``curves`` (one record per evaluation: ``step``, ``train_accuracy``,
+        ``train_loss``, ``val_accuracy``, ``val_loss``, and the tracker's ``epoch``,
+        ``ids`` per layer, ``llid``, ``pid``, ``log_pid_llid``, ``seconds``), the :func:`mark_grokking` fields, ``final_train_accuracy``,
+        ``final_val_accuracy``, ``llid_at_train_step``, ``llid_at_grok_step``,
+        ``llid_min``, ``llid_final``, ``largest_val_rise_step``,
+        ``largest_llid_drop_step``, ``n_train``, ``n_val``, ``id_seconds``,
+        ``id_share`` (the tracker's share of the run's time).
+    """
+    import torch
+
+    from ..data.modular import load_modular_division
+    from ..nn import Trainer
+    from ..nn.callbacks import ActivationIDTracker
+    from ..nn.models import transformer_classifier
+    from ..registry import resolve_estimator
+
+    training = dict(config["training"])
+    threads = training.pop("threads", None)
+    device = config.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    seed = int(config["seed"])
+    p, fraction, split = int(config["p"]), float(config["train_fraction"]), int(config["split_seed"])
+    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        train = load_modular_division(p=p, train_fraction=fraction, train=True, seed=split)
+        val = load_modular_division(p=p, train_fraction=fraction, train=False, seed=split)
+        model = transformer_classifier(vocab_size=p + 2, num_classes=p, **config["model"])
+        tracking = config["tracking"]
+        layers = tracking["layers"] or [
+            f"blocks.{i}.{part}" for i in range(len(model.blocks)) for part in ("attn", "mlp")
+        ]
+        spec = tracking["estimator"]
+        tracker = ActivationIDTracker(
+            layers,
+            estimator=resolve_estimator(spec["name"], **spec["params"]),
+            n_samples=int(tracking["n_samples"]),
+            random_state=seed,
+            batch_size=4096,
+        )
+        probe = _AccuracyProbe(train, val)
+        if training.get("batch_size") is None:
+            training["batch_size"] = len(train)
+        trainer = Trainer(
+            model, steps_per_epoch=int(config["eval_every"]), seed=seed, device=device,
+            progress=False, callbacks=[probe, tracker], **training,
+        ).fit(train)
+
+    rows = merge_by_step(probe.records_, id_history(tracker.records_))
+    col = {key: [r.get(key, math.nan) for r in rows] for key in ("step", "train_accuracy", "val_accuracy", "llid")}
+    steps = col["step"]
+    marks = mark_grokking(steps, col["train_accuracy"], col["val_accuracy"], threshold=config["threshold"])
+    llid_at = dict(zip(steps, col["llid"]))
+    finite_llid = [v for v in col["llid"] if math.isfinite(v)]
+    return {
+        "curves": rows,
+        **marks,
+        "final_train_accuracy": col["train_accuracy"][-1],
+        "final_val_accuracy": col["val_accuracy"][-1],
+        "llid_at_train_step": llid_at.get(marks["train_step"]),
+        "llid_at_grok_step": llid_at.get(marks["grok_step"]),
+        "llid_min": min(finite_llid) if finite_llid else math.nan,
+        "llid_final": col["llid"][-1],
+        "largest_val_rise_step": _largest_change(steps, col["val_accuracy"], 1),
+        "largest_llid_drop_step": _largest_change(steps, col["llid"], -1),
+        "n_train": len(train),
+        "n_val": len(val),
+        "steps": trainer.step,
+        "id_seconds": tracker.seconds_,
+        "id_share": tracker.share_,
+    }
+
+
+class _AccuracyProbe:
+    """Exact train and validation accuracy (eval mode) before training and after every epoch.
+
+    The Trainer's own ``train_accuracy`` is a running mean over the epoch's batches in
+    training mode; grokking is read from the model as it stands at each evaluation.
+    """
+
+    def __init__(self, train, val) -> None:
+        self.train, self.val = train, val
+
+    def _measure(self, trainer, logs=None) -> None:
+        from ..nn import evaluate
+
+        tr = evaluate(trainer.model, self.train, batch_size=4096, device=trainer.device)
+        va = evaluate(trainer.model, self.val, batch_size=4096, device=trainer.device)
+        self.records_.append({"step": trainer.step, "train_accuracy": tr["accuracy"], "train_loss": tr["loss"],
+                              "val_accuracy": va["accuracy"], "val_loss": va["loss"]})
+
+    def on_train_begin(self, trainer) -> None:
+        self.records_ = []
+        self._measure(trainer)
+
+    def on_step_end(self, trainer, step, logs) -> None:
+        pass
+
+    def on_epoch_end(self, trainer, epoch, logs) -> None:
+        self._measure(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        pass
+
+
+class GrokkingStudy(Study):
+    """Modular division with a small transformer: when does it grok, and what does LLID do?
+
+    Cells: ``weight_decays`` x ``seeds``, every other setting shared. Each cell runs
+    :func:`grokking_cell`. :meth:`report` draws, per cell, train and validation
+    accuracy and LLID/PID against steps with the grokking step marked, and each
+    layer's ID curve, and tabulates the steps at which training and validation
+    accuracy reached ``threshold`` and the LLID around them.
+
+    Parameters
+    ----------
+    p : int, default=31
+        Prime modulus (the paper: 97).
+    train_fraction : float, default=0.6
+        Share of the ``p (p - 1)`` equations used for training (the paper: 0.2).
+    seeds : sequence of int, default=(0,)
+        Initialisation, data order and the tracker's sample.
+    weight_decays : sequence of float, default=(1.0,)
+        The optimizer's weight decay per cell (0 usually does not grok in the same
+        number of steps).
+    model : mapping, optional
+        :func:`~idprops.nn.models.transformer_classifier` arguments; default width
+        128, 2 layers, 4 heads, MLP 512, dropout 0 (the paper: 0.1).
+    training : mapping, optional
+        Trainer arguments over the defaults (AdamW, lr 1e-3, betas (0.9, 0.98), 10
+        warm-up steps, full batch, 1,500 steps); ``preset`` starts from one of
+        :data:`idprops.nn.TRAINING_PRESETS` instead; ``batch_size`` None is the whole
+        training split; ``threads`` sets torch's threads.
+    eval_every : int, default=100
+        Steps between evaluations (the paper: 500).
+    tracking : mapping, optional
+        ``estimator`` (name or table, default ``"twonn"``), ``n_samples`` (training
+        equations in the ID sample, default 1000), ``layers`` (default every block's
+        ``attn`` and ``mlp``; LLID is the last).
+    threshold : float, default=0.9
+        Accuracy that marks "reached" (see :func:`mark_grokking`).
+    split_seed : int, default=0
+        Seed of the train/validation split, the same for every cell.
+    device : str, default="auto"
+    store, n_jobs, progress, study_file
+        See :class:`~idprops.pipelines.study.Study`.
+
+    Examples
+    --------
+    >>> study = GrokkingStudy(weight_decays=[0.0, 1.0], seeds=[0, 1])
+    >>> [(c["training"]["weight_decay"], c["seed"]) for c in study.cells()]
+    [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)]
+    >>> study.cells()[0]["training"]["optimizer"], study.cells()[0]["model"]["width"]
+    ('adamw', 128)
+    """
+
+    kind = "grokking"
+
+    def __init__(
+        self,
+        p: int = 31,
+        train_fraction: float = 0.6,
+        seeds: Sequence[int] = (0,),
+        weight_decays: Sequence[float] = (1.0,),
+        model: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+        eval_every: int = 100,
+        tracking: Mapping[str, Any] | None = None,
+        threshold: float = 0.9,
+        split_seed: int = 0,
+        device: str = "auto",
+        *,
+        store: str | os.PathLike | None = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+        study_file: str | None = None,
+    ) -> None:
+        self.p = p
+        self.train_fraction = train_fraction
+        self.seeds = seeds
+        self.weight_decays = weight_decays
+        self.model = model
+        self.training = training
+        self.eval_every = eval_every
+        self.tracking = tracking
+        self.threshold = threshold
+        self.split_seed = split_seed
+        self.device = device
+        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
+
+    run_cell = staticmethod(grokking_cell)
+
+    def _training(self) -> dict[str, Any]:
+        from ..nn.training import TRAINING_PRESETS
+
+        training = dict(self.training or {})
+        preset = training.pop("preset", None)
+        if preset is not None:
+            if preset not in TRAINING_PRESETS:
+                raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
+            base = {k: v for k, v in TRAINING_PRESETS[preset].items() if k not in ("steps_per_epoch", "seed")}
+            base.setdefault("max_steps", _DEFAULT_TRAINING["max_steps"])
+        else:
+            base = dict(_DEFAULT_TRAINING)
+        training = {**base, **training}
+        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
+                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
+        if training.get("epochs") is None and training.get("max_steps") is None:
+            raise ValueError("training needs max_steps (or epochs) to say how long to train")
+        return training
+
+    def _tracking(self) -> dict[str, Any]:
+        tracking = {**_DEFAULT_TRACKING, **dict(self.tracking or {})}
+        unknown = set(tracking) - set(_DEFAULT_TRACKING)
+        if unknown:
+            raise ValueError(f"tracking: unknown key(s) {sorted(unknown)}; use {sorted(_DEFAULT_TRACKING)}")
+        est = tracking["estimator"]
+        est = {"name": est} if isinstance(est, str) else dict(est)
+        tracking["estimator"] = {"name": est.pop("name", "twonn"), "params": est}
+        if isinstance(tracking["layers"], str):
+            tracking["layers"] = [tracking["layers"]]
+        return tracking
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One configuration per weight decay x seed."""
+        if not 0 < float(self.train_fraction) < 1:
+            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+            raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
+        if not 0 < float(self.threshold) <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
+        model = {**_DEFAULT_MODEL, **dict(self.model or {})}
+        training, tracking = self._training(), self._tracking()
+        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
+        decays = [self.weight_decays] if isinstance(self.weight_decays, (int, float)) else list(self.weight_decays)
+        if not seeds or not decays:
+            raise ValueError("seeds and weight_decays must not be empty")
+        return [
+            _plain(self._cell(
+                p=int(self.p), train_fraction=float(self.train_fraction), split_seed=int(self.split_seed),
+                seed=int(seed), model=model, training={**training, "weight_decay": float(wd)},
+                eval_every=self.eval_every, tracking=tracking, threshold=float(self.threshold),
+                device=self.device,
+            ))
+            for wd in decays
+            for seed in seeds
+        ]
+
+    # ------------------------------------------------------------------ report
+
+    def report(self, outdir: str | os.PathLike) -> Path:
+        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+
+        Figures: ``grokking.png`` (per cell: train and validation accuracy, LLID and
+        PID against steps, the grokking step marked) and ``id_curves.png`` (every
+        layer's ID over training, first cell of each weight decay).
+        """
+        from ..plotting import write_report
+
+        check_is_fitted(self, "results_")
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        rows = self.results_
+        figures = [_grokking_figure(rows, outdir / "grokking.png"), _id_curves_figure(rows, outdir / "id_curves.png")]
+        table = [
+            {
+                "weight_decay": r["training.weight_decay"], "seed": r["seed"],
+                "train_step": r["train_step"], "grok_step": r["grok_step"], "grokked": r["grokked"],
+                "final_val_accuracy": r["final_val_accuracy"],
+                "llid_at_train_step": r["llid_at_train_step"], "llid_at_grok_step": r["llid_at_grok_step"],
+                "llid_final": r["llid_final"], "largest_val_rise_step": r["largest_val_rise_step"],
+                "largest_llid_drop_step": r["largest_llid_drop_step"], "seconds": r["seconds"],
+                "id_share": r["id_share"],
+            }
+            for r in rows
+        ]
+        path = write_report(outdir / "report.md", title="Grokking study", table=table, figures=figures)
+        append_summary(path, [_cell_summary(r, self.threshold) for r in rows])
+        return path
+
+
+def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
+    head = f"weight decay {r['training.weight_decay']}, seed {r['seed']}: "
+    if r["grok_step"] is None:
+        train = "never" if r["train_step"] is None else f"at step {r['train_step']}"
+        return head + (f"validation accuracy never reached {threshold} in {r['steps']} steps "
+                       f"(train accuracy reached it {train}).")
+    same = r["largest_llid_drop_step"] == r["largest_val_rise_step"]
+    return head + (
+        f"train accuracy reached {threshold} at step {r['train_step']}, validation at {r['grok_step']}"
+        f" ({'grokked' if r['grokked'] else 'not a delayed rise'}); LLID {r['llid_at_train_step']:.3g} -> "
+        f"{r['llid_at_grok_step']:.3g} at the grokking step, {r['llid_final']:.3g} at the end; the largest LLID "
+        f"drop ended at step {r['largest_llid_drop_step']}, the largest validation rise at "
+        f"{r['largest_val_rise_step']}{' (the same evaluation)' if same else ''}. {r['seconds']:.0f} s."
+    )
+
+
+def _grokking_figure(rows, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 3.2 * len(rows)), squeeze=False)
+    for ax, r in zip(axes[:, 0], rows):
+        c = {k: [e.get(k, math.nan) for e in r["curves"]] for k in ("step", "train_accuracy", "val_accuracy", "llid", "pid")}
+        ax.plot(c["step"], c["train_accuracy"], "C0-", label="train accuracy")
+        ax.plot(c["step"], c["val_accuracy"], "C1-", label="validation accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.set_ylabel("accuracy")
+        if r["grok_step"] is not None:
+            ax.axvline(r["grok_step"], color="k", ls=":", lw=1, label=f"grok step {r['grok_step']}")
+        twin = ax.twinx()
+        twin.plot(c["step"], c["llid"], "C2-", lw=2, label="LLID")
+        twin.plot(c["step"], c["pid"], "C3--", lw=1, label="PID")
+        twin.set_ylabel("intrinsic dimension")
+        lines = ax.get_lines() + twin.get_lines()
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="center right")
+        ax.set_title(f"weight decay {r['training.weight_decay']}, seed {r['seed']}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _id_curves_figure(rows, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_id_curves
+
+    firsts: dict[float, Mapping[str, Any]] = {}
+    for r in rows:
+        firsts.setdefault(r["training.weight_decay"], r)
+    fig, axes = plt.subplots(len(firsts), 1, figsize=(7, 3.6 * len(firsts)), squeeze=False)
+    for ax, (wd, r) in zip(axes[:, 0], firsts.items()):
+        plot_id_curves([e for e in r["curves"] if "ids" in e], x="step", ax=ax)
+        if r["grok_step"] is not None:
+            ax.axvline(r["grok_step"], color="k", ls=":", lw=1)
+        ax.set_title(f"ID of the residual increments, weight decay {wd}, seed {r['seed']}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
