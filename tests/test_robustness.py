@@ -15,9 +15,13 @@ PAIRS = [[0, 1], [3, 8], [4, 9], [1, 7]]
 @pytest.fixture(scope="module")
 def study():
     return RobustnessStudy(
-        datasets=[{"name": "digits", "pairs": PAIRS}], size=40,
+        datasets=[{"name": "digits", "pairs": PAIRS}],
+        size=40,
         training={"epochs": 1, "batch_size": 16, "threads": 1},
-        attacks={"fgsm": {"eps": 0.1}}, sharpness={"M": "all"}, device="cpu", progress=False,
+        attacks={"fgsm": {"eps": 0.1}},
+        sharpness={"M": "all"},
+        device="cpu",
+        progress=False,
     ).fit()
 
 
@@ -58,8 +62,9 @@ def test_whole_training_split_and_errors():
 
 def test_cli_runs_a_robustness_study_file(study, tmp_path, capsys):
     config = tmp_path / "rob.toml"
-    config.write_text(textwrap.dedent(
-        """
+    config.write_text(
+        textwrap.dedent(
+            """
         kind = "robustness"
         size = 40
         device = "cpu"
@@ -75,10 +80,27 @@ def test_cli_runs_a_robustness_study_file(study, tmp_path, capsys):
         [attacks.fgsm]
         eps = 0.1
         """
-    ))
+        )
+    )
     out = tmp_path / "out"
-    assert main(["study", "robustness", "--config", str(config), "--out", str(out), "--set", "seeds=[0]",
-                 "--n-jobs", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "robustness",
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--set",
+                "seeds=[0]",
+                "--n-jobs",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "4 cell(s) run" in capsys.readouterr().out
     assert (out / "report.md").is_file() and (out / "kf_vs_loss_increase_fgsm.png").is_file()
     # The same configuration as the fixture, run by two loky workers: the same numbers.

@@ -41,20 +41,26 @@ def test_rows_hold_sane_measurements(study):
     for r in rows:
         n_test = len(load_dataset("digits", train=False, classes=r["data.classes"]))
         assert r["n_train"] == r["data.n"] and r["n_test"] == n_test
-        assert 0 <= r["test_error"] <= 1 and r["test_error"] == pytest.approx(1 - r["test_accuracy"])
+        assert 0 <= r["test_error"] <= 1 and r["test_error"] == pytest.approx(
+            1 - r["test_accuracy"]
+        )
         assert r["test_loss"] > 0 and r["train_loss"] > 0
         assert r["d_data.mle"] > 0 and r["d_data.twonn"] > 0 and r["d_data_std.mle"] > 0
         assert 0 < r["d_repr.relu"] < 64  # the layer has 64 units
         assert 0 < r["K_F"] < math.inf and r["pixel_scale"] == "unit [0, 1]"
         for attack in ("fgsm", "pgd"):
             assert 0 <= r[f"robust_accuracy.{attack}"] <= r["test_accuracy"]
-            assert r[f"loss_increase.{attack}"] == pytest.approx(r[f"adversarial_loss.{attack}"] - r["test_loss"])
+            assert r[f"loss_increase.{attack}"] == pytest.approx(
+                r[f"adversarial_loss.{attack}"] - r["test_loss"]
+            )
         assert r["warnings"] == []
 
 
 def test_measurements_equal_direct_computations(study):
     for r in study.results_:
-        train = load_dataset("digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"])
+        train = load_dataset(
+            "digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"]
+        )
         X = np.stack([x.numpy().ravel() for x, _ in train]).astype(np.float64)
         y = train.targets
         # K_F: one over the smallest distance between two training images of different classes.
@@ -84,9 +90,15 @@ def test_grid_and_step_resolution():
     assert lrs == {"small_cnn": 1e-3, "vgg16": 1e-4}  # the paper's per-family learning rates
     assert cells[-1]["model"]["params"] == {"hidden": 8}
     assert cells[0]["attacks"] == {"fgsm": {"name": "fgsm", "params": {"eps": 2 / 255}}}
-    assert cells[0]["estimators"] == {"mle": {"name": "mle", "params": {}}, "twonn": {"name": "twonn", "params": {}}}
+    assert cells[0]["estimators"] == {
+        "mle": {"name": "mle", "params": {}},
+        "twonn": {"name": "twonn", "params": {}},
+    }
     assert study._groups() == {("digits", "all"): "digits", ("digits", "2v7"): "natural"}
-    assert resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"] == "sgd"
+    assert (
+        resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"]
+        == "sgd"
+    )
     with pytest.raises(ValueError, match="unknown setting"):
         resolve_training("small_cnn", {"epoch": 2})
     with pytest.raises(ValueError, match="unknown attack"):
@@ -116,9 +128,12 @@ def test_any_registered_estimator_and_attack_plug_in(monkeypatch):
 
     monkeypatch.setitem(registry._ESTIMATORS._runtime, "half", HalfDimension)
     study = ScalingLawStudy(
-        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[30],
-        training={"epochs": 1, "threads": 1}, estimators={"h": {"name": "half", "scale": 0.5}},
-        sharpness=False, attacks={"l2": {"name": "idprops.nn.attacks:PGD", "eps": 0.5, "norm": "l2", "steps": 2}},
+        datasets=[{"name": "digits", "classes": [0, 1]}],
+        sizes=[30],
+        training={"epochs": 1, "threads": 1},
+        estimators={"h": {"name": "half", "scale": 0.5}},
+        sharpness=False,
+        attacks={"l2": {"name": "idprops.nn.attacks:PGD", "eps": 0.5, "norm": "l2", "steps": 2}},
         device="cpu",
     )
     (cell,) = study.cells()
@@ -131,7 +146,13 @@ def test_any_registered_estimator_and_attack_plug_in(monkeypatch):
 def test_report_writes_figures_and_fits(study, tmp_path):
     path = study.report(tmp_path)
     assert path == tmp_path / "report.md"
-    for name in ("scaling_law", "loss_vs_d_data", "loss_vs_d_repr", "kf_vs_robustness", "d_repr_vs_d_data"):
+    for name in (
+        "scaling_law",
+        "loss_vs_d_data",
+        "loss_vs_d_repr",
+        "kf_vs_robustness",
+        "d_repr_vs_d_data",
+    ):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = path.read_text()
     for pair in ("0v1", "3v8", "4v9"):
@@ -144,4 +165,6 @@ def test_report_writes_figures_and_fits(study, tmp_path):
     held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in study.results_)
     assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(study.results_)} cells" in md
     assert "Summary" in (tmp_path / "report.html").read_text()
-    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(study.results_)
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(
+        study.results_
+    )

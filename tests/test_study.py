@@ -73,7 +73,10 @@ def test_fit_runs_every_cell_into_the_store(serial, study_file):
     assert serial.n_cells_run_ == N_CELLS
     rows = serial.results_
     assert [(r["data.classes"], r["data.n"]) for r in rows] == [
-        ([0, 1], 30), ([0, 1], 60), ([3, 8], 30), ([3, 8], 60)
+        ([0, 1], 30),
+        ([0, 1], 60),
+        ([3, 8], 30),
+        ([3, 8], 60),
     ]
     assert all(r["study"] == "scaling-law" and r["pipeline"] == "scaling-law" for r in rows)
     assert all(r["study_file"] == str(study_file.resolve()) for r in rows)
@@ -94,7 +97,9 @@ def test_a_grown_grid_runs_only_the_new_cells(serial, tmp_path):
     with ResultsStore(serial.store) as src, ResultsStore(store) as dst:  # the serial run's cells
         for cfg in serial.cells():
             dst.put(cfg, src.get(cfg), study="scaling-law")
-    grown = ScalingLawStudy.from_toml(serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}).fit()
+    grown = ScalingLawStudy.from_toml(
+        serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}
+    ).fit()
     assert grown.n_cells_run_ == 2
     assert _stable([r for r in grown.results_ if r["data.n"] != 45]) == _stable(serial.results_)
 
@@ -136,11 +141,20 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
     distributed = pytest.importorskip("distributed")
     from joblib import parallel_config
 
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
-            study = ScalingLawStudy.from_toml(study_file, {"store": str(tmp_path / "r.sqlite")}).fit()
+            study = ScalingLawStudy.from_toml(
+                study_file, {"store": str(tmp_path / "r.sqlite")}
+            ).fit()
         workers = {task["worker"] for task in stream.data}
     assert study.n_cells_run_ == N_CELLS
     assert len(stream.data) >= N_CELLS and workers  # the cells did go through the cluster
@@ -172,7 +186,11 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
     with pytest.raises(ValueError, match="'scaling-law' study file, not a 'robustness'"):
         STUDY_CLASSES["robustness"].from_toml(study_file)
     assert parse_overrides(["a.b=1", "c=[1, 2]", "d=text", "e='x=y'", "f=true"]) == {
-        "a.b": 1, "c": [1, 2], "d": "text", "e": "x=y", "f": True
+        "a.b": 1,
+        "c": [1, 2],
+        "d": "text",
+        "e": "x=y",
+        "f": True,
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["epochs"])
@@ -196,7 +214,9 @@ def test_presets_are_shipped_and_build():
         assert study.cells()  # every preset's grid is well formed
     paper = STUDY_CLASSES["scaling-law"].from_toml(find_preset("paper")).cells()
     cell = paper[0]
-    assert cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
+    assert (
+        cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
+    )
     assert cell["training"]["epochs"] == 100 and cell["training"]["optimizer"] == "adam"
     assert {c["model"]["name"]: c["training"]["lr"] for c in paper}["vgg16"] == 1e-4
     assert {c["data"]["n"] for c in paper} == {500, 750, 1000, 1250, 1500, 1750}
@@ -206,11 +226,25 @@ def test_presets_are_shipped_and_build():
 
 def test_cli_study_runs_resumes_and_reports(tmp_path, capsys):
     argv = [
-        "study", "scaling-law", "--preset", "digits",
-        "--set", 'datasets=[{name = "digits", pairs = [[0, 1]]}]',
-        "--set", "sizes=[30]", "--set", "seeds=[0]", "--set", "training.epochs=1",
-        "--set", 'representation.layers=["relu"]', "--set", "attacks={fgsm = {eps = 0.1}}",
-        "--out", str(tmp_path / "out"), "--no-progress",
+        "study",
+        "scaling-law",
+        "--preset",
+        "digits",
+        "--set",
+        'datasets=[{name = "digits", pairs = [[0, 1]]}]',
+        "--set",
+        "sizes=[30]",
+        "--set",
+        "seeds=[0]",
+        "--set",
+        "training.epochs=1",
+        "--set",
+        'representation.layers=["relu"]',
+        "--set",
+        "attacks={fgsm = {eps = 0.1}}",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out

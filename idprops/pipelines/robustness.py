@@ -108,13 +108,17 @@ class RobustnessStudy(Study):
 
     def _sharpness_spec(self) -> dict[str, Any]:
         if self.sharpness is False or self.sharpness is None:
-            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
+            raise ValueError(
+                "a robustness study correlates K_F with robustness: sharpness cannot be off"
+            )
         spec = {} if self.sharpness is True else dict(self.sharpness)
         M = spec.get("M", 1000)
         return {"M": None if M in ("all", 0) else M}
 
     def _attack_specs(self) -> dict[str, dict[str, Any]]:
-        specs = normalize_steps({"fgsm": {"eps": 2 / 255}} if self.attacks is None else self.attacks, "attacks")
+        specs = normalize_steps(
+            {"fgsm": {"eps": 2 / 255}} if self.attacks is None else self.attacks, "attacks"
+        )
         if not specs:
             raise ValueError("a robustness study needs at least one attack")
         return specs
@@ -122,7 +126,9 @@ class RobustnessStudy(Study):
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x seed."""
         if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
-            raise ValueError(f"size must be a positive int or None (all training images), got {self.size!r}")
+            raise ValueError(
+                f"size must be a positive int or None (all training images), got {self.size!r}"
+            )
         seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
         if not seeds or not all(isinstance(s, int) for s in seeds):
             raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
@@ -142,8 +148,17 @@ class RobustnessStudy(Study):
             for model in map(normalize_model, models):
                 training = resolve_training(model["name"], self.training)
                 for seed in seeds:
-                    out.append(_plain(self._cell(data={**data, "n": self.size}, model=model, seed=seed,
-                                                 training=training, **common)))
+                    out.append(
+                        _plain(
+                            self._cell(
+                                data={**data, "n": self.size},
+                                model=model,
+                                seed=seed,
+                                training=training,
+                                **common,
+                            )
+                        )
+                    )
         return out
 
     def report(self, outdir: str | os.PathLike) -> Path:
@@ -160,11 +175,20 @@ class RobustnessStudy(Study):
         figures: list[Path] = []
         for attack in self._attack_specs():
             figures += _robustness_figures(
-                rows, attack, many_models, correlations, outdir,
+                rows,
+                attack,
+                many_models,
+                correlations,
+                outdir,
                 names=(f"kf_vs_robust_accuracy_{attack}.png", f"kf_vs_loss_increase_{attack}.png"),
             )
         _write_csv(rows, outdir / "results.csv")
-        path = write_report(outdir / "report.md", title="Robustness study: label sharpness against robustness",
-                            table=_table(rows), correlations=correlations, figures=figures)
+        path = write_report(
+            outdir / "report.md",
+            title="Robustness study: label sharpness against robustness",
+            table=_table(rows),
+            correlations=correlations,
+            figures=figures,
+        )
         append_summary(path, [_run_summary(rows, self.n_cells_run_)])
         return path

@@ -27,6 +27,7 @@ sequence of names is read as ``{name: {}}``. In a study file::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -48,7 +49,16 @@ ATTACKS = {"fgsm": "idprops.nn.attacks:FGSM", "pgd": "idprops.nn.attacks:PGD"}
 
 _DATASET_KEYS = {"name", "classes", "pairs", "root", "test_root", "scale", "n_test", "group"}
 # Trainer arguments that a cell sets itself or that do not change its result.
-_TRAINING_EXCLUDED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resume", "progress", "device", "seed"}
+_TRAINING_EXCLUDED = {
+    "model",
+    "callbacks",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "resume",
+    "progress",
+    "device",
+    "seed",
+}
 
 
 # --------------------------------------------------------------------------- specs
@@ -85,7 +95,8 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
         unknown = set(spec) - _DATASET_KEYS
         if unknown or "name" not in spec:
             raise ValueError(
-                f"dataset spec {spec!r}: needs 'name' and may have {sorted(_DATASET_KEYS - {'name'})}"
+                f"dataset spec {spec!r}: needs 'name' and may have "
+                f"{sorted(_DATASET_KEYS - {'name'})}"
                 + (f"; unknown {sorted(unknown)}" if unknown else "")
             )
         if "classes" in spec and "pairs" in spec:
@@ -93,13 +104,18 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
         selections = spec.pop("pairs", None) or [spec.pop("classes", None)]
         for classes in selections:
             if classes is not None and len(classes) < 2:
-                raise ValueError(f"dataset {spec['name']!r}: a class selection needs two classes or more, got {classes}")
+                raise ValueError(
+                    f"dataset {spec['name']!r}: a class selection needs two classes or more, "
+                    f"got {classes}"
+                )
             out.append(
                 {
                     "name": spec["name"],
                     "classes": None if classes is None else [int(c) for c in classes],
                     "root": None if spec.get("root") is None else os.fspath(spec["root"]),
-                    "test_root": None if spec.get("test_root") is None else os.fspath(spec["test_root"]),
+                    "test_root": None
+                    if spec.get("test_root") is None
+                    else os.fspath(spec["test_root"]),
                     "scale": spec.get("scale", "unit"),
                     "n_test": spec.get("n_test"),
                     "group": spec.get("group", spec["name"]),
@@ -155,16 +171,20 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
     """
     from ..nn.training import TRAINING_PRESETS, Trainer
 
-    import inspect
-
     training = dict(training or {})
-    preset = training.pop("preset", "konz2024_vgg" if model_name.startswith("vgg") else "konz2024_resnet")
+    preset = training.pop(
+        "preset", "konz2024_vgg" if model_name.startswith("vgg") else "konz2024_resnet"
+    )
     if preset not in TRAINING_PRESETS:
         raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
-    allowed = (set(inspect.signature(Trainer.__init__).parameters) - _TRAINING_EXCLUDED - {"self"}) | {"threads"}
+    allowed = (
+        set(inspect.signature(Trainer.__init__).parameters) - _TRAINING_EXCLUDED - {"self"}
+    ) | {"threads"}
     unknown = sorted(set(training) - allowed)
     if unknown:
-        raise ValueError(f"training: unknown setting(s) {unknown}; valid ones are {sorted(allowed)}")
+        raise ValueError(
+            f"training: unknown setting(s) {unknown}; valid ones are {sorted(allowed)}"
+        )
     kwargs = {**TRAINING_PRESETS[preset], **training}
     kwargs.pop("seed", None)
     return _plain(kwargs)
@@ -180,7 +200,9 @@ def build_attack(name: str, params: Mapping[str, Any]):
     """
     target = ATTACKS.get(name, name)
     if ":" not in target:
-        raise ValueError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)} or 'package.module:Class'")
+        raise ValueError(
+            f"unknown attack {name!r}; use one of {sorted(ATTACKS)} or 'package.module:Class'"
+        )
     return import_object(target)(**params)
 
 
@@ -206,19 +228,26 @@ def _load(data: Mapping[str, Any], *, train: bool, n: int | None, seed: int):
     root = data.get("root")
     if not train and data.get("test_root") is not None:
         root, train = data["test_root"], None  # the whole of a separate test folder
-    kwargs: dict[str, Any] = {"train": train, "classes": data["classes"], "n": n, "seed": seed, "scale": data["scale"]}
+    kwargs: dict[str, Any] = {
+        "train": train,
+        "classes": data["classes"],
+        "n": n,
+        "seed": seed,
+        "scale": data["scale"],
+    }
     if root is not None:
         # Expanded here, not in the configuration, so that "~/data" names the same cell anywhere.
         kwargs["root"] = os.path.expanduser(root)
     return load_dataset(data["name"], **kwargs)
 
 
-def _nan_on_error(warnings_out: list[str], what: str, compute):
-    """``compute()``, or NaN with a note when an estimate fails (as the research code did)."""
+def _dimension_or_nan(notes: list[str], what: str, estimator, data) -> float:
+    """``estimator``'s dimension of ``data``, or NaN with a note when the estimate fails
+    (as the research code did), so that one failed estimate does not lose the cell."""
     try:
-        return compute()
+        return float(estimator.fit(data).dimension_)
     except ValueError as exc:
-        warnings_out.append(f"{what}: {exc}")
+        notes.append(f"{what}: {exc}")
         return math.nan
 
 
@@ -264,8 +293,11 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
         channels, *size = tuple(train[0][0].shape)
         num_classes = len(data["classes"]) if data["classes"] else int(np.max(train.targets)) + 1
         model = build_model(
-            config["model"]["name"], in_channels=channels, num_classes=num_classes,
-            input_size=tuple(size), **config["model"]["params"],
+            config["model"]["name"],
+            in_channels=channels,
+            num_classes=num_classes,
+            input_size=tuple(size),
+            **config["model"]["params"],
         )
         trainer = Trainer(model, seed=seed, device=device, progress=False, **training).fit(train)
         clean = evaluate(model, test, device=device)
@@ -284,8 +316,12 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
             dims, stds = {}, {}
             for label, step in config["estimators"].items():
                 est = resolve_estimator(step["name"], **step["params"])
-                dims[label] = _nan_on_error(notes, f"d_data {label}", lambda: float(est.fit(X).dimension_))
-                stds[label] = float(getattr(est, "dimension_std_", math.nan)) if math.isfinite(dims[label]) else math.nan
+                dims[label] = _dimension_or_nan(notes, f"d_data {label}", est, X)
+                stds[label] = (
+                    float(getattr(est, "dimension_std_", math.nan))
+                    if math.isfinite(dims[label])
+                    else math.nan
+                )
             out["d_data"], out["d_data_std"] = dims, stds
         if config.get("sharpness") is not None:
             from ..estimators.sharpness import LabelSharpness
@@ -303,11 +339,13 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
             out["d_repr"] = {}
             for layer in rep["layers"]:
                 est = ReprDimension(model, layer, estimator=inner, device=device, progress=False)
-                out["d_repr"][layer] = _nan_on_error(notes, f"d_repr {layer}", lambda: float(est.fit(train).dimension_))
+                out["d_repr"][layer] = _dimension_or_nan(notes, f"d_repr {layer}", est, train)
         if config.get("attacks"):
             out["robust_accuracy"], out["adversarial_loss"], out["loss_increase"] = {}, {}, {}
             for label, step in config["attacks"].items():
-                res = robust_accuracy(model, test, build_attack(step["name"], step["params"]), device=device)
+                res = robust_accuracy(
+                    model, test, build_attack(step["name"], step["params"]), device=device
+                )
                 out["robust_accuracy"][label] = res["robust_accuracy"]
                 out["adversarial_loss"][label] = res["adversarial_loss"]
                 out["loss_increase"][label] = res["adversarial_loss"] - res["clean_loss"]
@@ -441,7 +479,9 @@ class ScalingLawStudy(Study):
             return None
         rep = dict(self.representation)
         layers = rep.pop("layers", None)
-        if isinstance(layers, Mapping):  # per model: {resnet18 = ["layer4"], vgg16 = ["classifier.3"]}
+        if isinstance(
+            layers, Mapping
+        ):  # per model: {resnet18 = ["layer4"], vgg16 = ["classifier.3"]}
             if model_name is not None and model_name not in layers:
                 raise ValueError(f"representation.layers has no entry for model {model_name!r}")
             layers = layers.get(model_name) or next(iter(layers.values()), None)
@@ -451,7 +491,9 @@ class ScalingLawStudy(Study):
             raise ValueError("representation needs 'layers', e.g. layers = ['fc1']")
         estimator = rep.pop("estimator", "twonn")
         if rep:
-            raise ValueError(f"representation: unknown key(s) {sorted(rep)}; use 'layers' and 'estimator'")
+            raise ValueError(
+                f"representation: unknown key(s) {sorted(rep)}; use 'layers' and 'estimator'"
+            )
         if isinstance(estimator, str):
             estimator = {"name": estimator}
         step = normalize_steps({"inner": estimator}, "representation.estimator")["inner"]
@@ -501,8 +543,12 @@ class ScalingLawStudy(Study):
                         out.append(
                             _plain(
                                 self._cell(
-                                    data={**data, "n": n}, model=model, seed=seed, training=training,
-                                    representation=representation, **common,
+                                    data={**data, "n": n},
+                                    model=model,
+                                    seed=seed,
+                                    training=training,
+                                    representation=representation,
+                                    **common,
                                 )
                             )
                         )
@@ -510,7 +556,10 @@ class ScalingLawStudy(Study):
 
     def _groups(self) -> dict[tuple[str, str], str]:
         """(dataset name, class selection) -> the dataset's ``group`` (domain) label."""
-        return {(d["name"], _selection(d["classes"])): d["group"] for d in normalize_datasets(self.datasets)}
+        return {
+            (d["name"], _selection(d["classes"])): d["group"]
+            for d in normalize_datasets(self.datasets)
+        }
 
     # ------------------------------------------------------------------ report
 
@@ -540,11 +589,16 @@ class ScalingLawStudy(Study):
         figures += _scaling_figure(rows, many_models, fits, outdir)
         dim_label = next(iter(normalize_steps(self.estimators, "estimators")), None)
         rep = self._representation_spec()
-        layers = list(dict.fromkeys(k[len("d_repr."):] for r in rows for k in r if k.startswith("d_repr.")))
+        layers = list(
+            dict.fromkeys(k[len("d_repr.") :] for r in rows for k in r if k.startswith("d_repr."))
+        )
         layer = layers[0] if layers else None
         # d_repr is compared with d_data by the same estimator when d_data has one.
-        same = [lab for lab, s in normalize_steps(self.estimators, "estimators").items()
-                if rep and s == {**rep["estimator"]}]
+        same = [
+            lab
+            for lab, s in normalize_steps(self.estimators, "estimators").items()
+            if rep and s == {**rep["estimator"]}
+        ]
         bound_label = same[0] if same else dim_label
         # The paper compares the slope of log L against d between domains at fixed N.
         domains = self._groups()
@@ -555,26 +609,49 @@ class ScalingLawStudy(Study):
             return (f"{domain}, " if many_domains else "") + f"N={r['data.n']}"
 
         if dim_label:
-            figures += _loss_vs_dimension_figure(rows, f"d_data.{dim_label}", f"d_data ({dim_label})",
-                                                 line_of, fits, outdir / "loss_vs_d_data.png")
+            figures += _loss_vs_dimension_figure(
+                rows,
+                f"d_data.{dim_label}",
+                f"d_data ({dim_label})",
+                line_of,
+                fits,
+                outdir / "loss_vs_d_data.png",
+            )
         if layer:
-            figures += _loss_vs_dimension_figure(rows, f"d_repr.{layer}", f"d_repr ({layer})",
-                                                 line_of, fits, outdir / "loss_vs_d_repr.png")
+            figures += _loss_vs_dimension_figure(
+                rows,
+                f"d_repr.{layer}",
+                f"d_repr ({layer})",
+                line_of,
+                fits,
+                outdir / "loss_vs_d_repr.png",
+            )
         attack = next(iter(self._attack_specs()), None)
         if attack and self._sharpness_spec() is not None:
             figures += _robustness_figures(
-                [r for r in rows if r["data.n"] == _largest_n(rows)], attack, many_models,
-                correlations, outdir, prefix=f"at N = {_largest_n(rows)}, ", names=("kf_vs_robustness.png", None),
+                [r for r in rows if r["data.n"] == _largest_n(rows)],
+                attack,
+                many_models,
+                correlations,
+                outdir,
+                prefix=f"at N = {_largest_n(rows)}, ",
+                names=("kf_vs_robustness.png", None),
             )
         for i, name in enumerate(layers if bound_label else ()):
-            path = outdir / ("d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{_slug(name)}.png")
+            path = outdir / (
+                "d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{_slug(name)}.png"
+            )
             figures += _bound_check(rows, name, bound_label, correlations, summary, path)
         summary.insert(0, _run_summary(rows, self.n_cells_run_))
 
         _write_csv(rows, outdir / "results.csv")
         path = write_report(
-            outdir / "report.md", title="Scaling-law study", table=_table(rows),
-            fits=fits, correlations=correlations, figures=figures,
+            outdir / "report.md",
+            title="Scaling-law study",
+            table=_table(rows),
+            fits=fits,
+            correlations=correlations,
+            figures=figures,
         )
         append_summary(path, summary)
         return path
@@ -591,19 +668,49 @@ def _largest_n(rows) -> Any:
 def _run_summary(rows, n_run: int) -> str:
     seconds = sum(r.get("seconds") or 0.0 for r in rows)
     files = sorted({str(r.get("study_file")) for r in rows})
-    return (f"{len(rows)} cells ({n_run} run by the last fit), {seconds:.1f} s of cell time; "
-            f"study file(s): {', '.join(files)}")
+    return (
+        f"{len(rows)} cells ({n_run} run by the last fit), {seconds:.1f} s of cell time; "
+        f"study file(s): {', '.join(files)}"
+    )
 
 
 def _table(rows) -> list[dict[str, Any]]:
-    skip = ("key", "study", "created", "code_version", "pipeline", "warnings", "study_file", "pixel_scale")
+    skip = (
+        "key",
+        "study",
+        "created",
+        "code_version",
+        "pipeline",
+        "warnings",
+        "study_file",
+        "pixel_scale",
+    )
     table = []
     for r in rows:
-        keep = {"dataset": r["data.name"], "classes": _selection(r["data.classes"]), "model": r["model.name"],
-                "N": r["data.n"], "seed": r["seed"]}
+        keep = {
+            "dataset": r["data.name"],
+            "classes": _selection(r["data.classes"]),
+            "model": r["model.name"],
+            "N": r["data.n"],
+            "seed": r["seed"],
+        }
         for k, v in r.items():
-            if k.startswith(("data.", "model.", "training.", "estimators.", "attacks.", "sharpness",
-                             "representation", "device")) or k in skip or k == "seed":
+            if (
+                k.startswith(
+                    (
+                        "data.",
+                        "model.",
+                        "training.",
+                        "estimators.",
+                        "attacks.",
+                        "sharpness",
+                        "representation",
+                        "device",
+                    )
+                )
+                or k in skip
+                or k == "seed"
+            ):
                 continue
             if k.startswith("d_data_std."):
                 continue
@@ -620,8 +727,14 @@ def _write_csv(rows, path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for r in rows:
-            writer.writerow(["" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), list) else r[c])
-                             for c in columns])
+            writer.writerow(
+                [
+                    ""
+                    if r.get(c) is None
+                    else (json.dumps(r[c]) if isinstance(r.get(c), list) else r[c])
+                    for c in columns
+                ]
+            )
 
 
 def append_summary(path: Path, lines: Sequence[str]) -> None:
@@ -632,11 +745,16 @@ def append_summary(path: Path, lines: Sequence[str]) -> None:
     if not lines:
         return
     md = path.read_text(encoding="utf-8")
-    path.write_text(md.rstrip("\n") + "\n\n## Summary\n\n" + "".join(f"- {ln}\n" for ln in lines), encoding="utf-8")
+    path.write_text(
+        md.rstrip("\n") + "\n\n## Summary\n\n" + "".join(f"- {ln}\n" for ln in lines),
+        encoding="utf-8",
+    )
     page = path.with_suffix(".html")
     if page.is_file():
         items = "".join(f"<li>{html.escape(ln)}</li>" for ln in lines)
-        text = page.read_text(encoding="utf-8").replace("</body>", f"<h2>Summary</h2><ul>{items}</ul></body>", 1)
+        text = page.read_text(encoding="utf-8").replace(
+            "</body>", f"<h2>Summary</h2><ul>{items}</ul></body>", 1
+        )
         page.write_text(text, encoding="utf-8")
 
 
@@ -664,7 +782,11 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
     from ..analysis import fit_scaling_law
     from ..plotting import plot_scaling_law
 
-    usable = [r for r in rows if r["data.n"] is not None and _finite(r, "test_loss") and r["test_loss"] > 0]
+    usable = [
+        r
+        for r in rows
+        if r["data.n"] is not None and _finite(r, "test_loss") and r["test_loss"] > 0
+    ]
     units = defaultdict(list)
     for r in usable:
         units[unit_label(r, many_models)].append(r)
@@ -676,18 +798,27 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
             continue
         fit = fit_scaling_law(N, loss)
         law_fits[unit] = fit
-        dims = {k[len("d_data."):]: np.nanmean([r.get(k, math.nan) for r in rs])
-                for k in rs[0] if k.startswith("d_data.")}
+        dims = {
+            k[len("d_data.") :]: np.nanmean([r.get(k, math.nan) for r in rs])
+            for k in rs[0]
+            if k.startswith("d_data.")
+        }
         measured = ", ".join(f"{k} {v:.2f}" for k, v in dims.items())
         fits[f"test loss vs N, {unit}"] = (
             f"{fit}; alpha = {fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], "
-            f"1/alpha = {fit.dimension:.3g}" + (f"; measured d_data: {measured}" if measured else "")
+            f"1/alpha = {fit.dimension:.3g}"
+            + (f"; measured d_data: {measured}" if measured else "")
         )
     if not usable:
         return []
     fig, ax = _new_axes()
-    plot_scaling_law([r["n_train"] for r in usable], [r["test_loss"] for r in usable],
-                     groups=[unit_label(r, many_models) for r in usable], fit=law_fits, ax=ax)
+    plot_scaling_law(
+        [r["n_train"] for r in usable],
+        [r["test_loss"] for r in usable],
+        groups=[unit_label(r, many_models) for r in usable],
+        fit=law_fits,
+        ax=ax,
+    )
     ax.set_xlabel("training-set size N")
     ax.set_ylabel("test loss")
     ax.set_title("test loss against training-set size")
@@ -695,7 +826,9 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
     return [_save(fig, outdir / "scaling_law.png")]
 
 
-def _loss_vs_dimension_figure(rows, field: str, xlabel: str, line_of, fits: dict, path: Path) -> list[Path]:
+def _loss_vs_dimension_figure(
+    rows, field: str, xlabel: str, line_of, fits: dict, path: Path
+) -> list[Path]:
     from ..analysis import fit_loss_vs_dimension
     from ..plotting import plot_scaling_law
 
@@ -706,13 +839,15 @@ def _loss_vs_dimension_figure(rows, field: str, xlabel: str, line_of, fits: dict
     d = [r[field] for r in usable]
     loss = [r["test_loss"] for r in usable]
     by_group = defaultdict(list)
-    for g, x in zip(groups, d):
+    for g, x in zip(groups, d, strict=True):
         by_group[g].append(x)
     fit_groups = {g for g, xs in by_group.items() if len(xs) >= 3 and np.ptp(xs) > 0}
     line_fits = {}
     if fit_groups:
         sel = [i for i, g in enumerate(groups) if g in fit_groups]
-        line_fits = fit_loss_vs_dimension([d[i] for i in sel], [loss[i] for i in sel], [groups[i] for i in sel])
+        line_fits = fit_loss_vs_dimension(
+            [d[i] for i in sel], [loss[i] for i in sel], [groups[i] for i in sel]
+        )
         for g, f in line_fits.items():
             fits[f"log test loss vs {xlabel}, {g}"] = f"{f}".replace(" d ", f" {field} ", 1)
     fig, ax = _new_axes()
@@ -724,8 +859,10 @@ def _loss_vs_dimension_figure(rows, field: str, xlabel: str, line_of, fits: dict
     return [_save(fig, path)]
 
 
-def _unit_means(rows, fields: Sequence[str], many_models: bool) -> tuple[list[str], dict[str, list[float]]]:
-    """Mean of each field over the seeds of each dataset (x model), for cross-dataset correlations."""
+def _unit_means(
+    rows, fields: Sequence[str], many_models: bool
+) -> tuple[list[str], dict[str, list[float]]]:
+    """Each field's mean over the seeds of each dataset (x model), to correlate across datasets."""
     units = defaultdict(list)
     for r in rows:
         if _finite(r, *fields):
@@ -734,26 +871,40 @@ def _unit_means(rows, fields: Sequence[str], many_models: bool) -> tuple[list[st
     return labels, {f: [float(np.mean([r[f] for r in units[u]])) for u in labels] for f in fields}
 
 
-def _robustness_figures(rows, attack: str, many_models: bool, correlations: dict, outdir: Path,
-                        *, prefix: str = "", names=("kf_vs_robust_accuracy.png", "kf_vs_loss_increase.png")) -> list[Path]:
+def _robustness_figures(
+    rows,
+    attack: str,
+    many_models: bool,
+    correlations: dict,
+    outdir: Path,
+    *,
+    prefix: str = "",
+    names=("kf_vs_robust_accuracy.png", "kf_vs_loss_increase.png"),
+) -> list[Path]:
     """K_F against robust accuracy (and loss increase) across datasets: correlation and scatter."""
     from ..analysis import correlation
     from ..plotting import plot_correlation
 
     figures = []
-    for field, name in ((f"robust_accuracy.{attack}", names[0]), (f"loss_increase.{attack}", names[1])):
+    for field, name in (
+        (f"robust_accuracy.{attack}", names[0]),
+        (f"loss_increase.{attack}", names[1]),
+    ):
         labels, means = _unit_means(rows, ("K_F", field), many_models)
         x, y = means["K_F"], means[field]
         if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
             correlations[f"{prefix}K_F vs {field}"] = (
-                f"not computed: {len(x)} dataset(s) with distinct values (needs 3 or more)")
+                f"not computed: {len(x)} dataset(s) with distinct values (needs 3 or more)"
+            )
             continue
         for method in ("pearson", "spearman"):
             correlations[f"{prefix}K_F vs {field} ({method})"] = correlation(x, y, method=method)
         if name is None:
             continue
         fig, ax = _new_axes()
-        plot_correlation(x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax)
+        plot_correlation(
+            x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax
+        )
         ax.set_xlabel("label sharpness K_F (training set)")
         ax.set_ylabel(field.replace(".", " under "))
         figures.append(_save(fig, outdir / name))
@@ -764,7 +915,9 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _bound_check(rows, layer: str, label: str, correlations: dict, summary: list, path: Path) -> list[Path]:
+def _bound_check(
+    rows, layer: str, label: str, correlations: dict, summary: list, path: Path
+) -> list[Path]:
     """Does d_repr <= d_data hold (same estimator where possible)? Count, correlate, plot."""
     from ..analysis import correlation
     from ..plotting import plot_correlation
@@ -777,7 +930,8 @@ def _bound_check(rows, layer: str, label: str, correlations: dict, summary: list
     ratio = np.array([r[yf] / r[xf] for r in usable])
     summary.append(
         f"d_repr ({layer}) <= d_data ({label}) held in {held} of {len(usable)} cells "
-        f"(d_repr / d_data: median {np.median(ratio):.2f}, range {ratio.min():.2f}-{ratio.max():.2f})"
+        f"(d_repr / d_data: median {np.median(ratio):.2f}, "
+        f"range {ratio.min():.2f}-{ratio.max():.2f})"
     )
     x, y = [r[xf] for r in usable], [r[yf] for r in usable]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -188,14 +188,21 @@ class Study(BaseEstimator):
         todo = store.missing(cells)
         n_unique = len({config_key(cfg) for cfg in cells})
         bar = progress_bar(
-            total=n_unique, initial=n_unique - len(todo), progress=self.progress, desc=f"{self.kind} cells"
+            total=n_unique,
+            initial=n_unique - len(todo),
+            progress=self.progress,
+            desc=f"{self.kind} cells",
         )
         done = 0
         try:
             if todo:
                 run_cell = type(self).run_cell
-                parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
-                for config, result, seconds in parallel(delayed(_run_one)(run_cell, cfg) for cfg in todo):
+                # No more workers than cells (one cell then runs here, with no process to start).
+                n_jobs = min(effective_n_jobs(self.n_jobs), len(todo))
+                parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+                for config, result, seconds in parallel(
+                    delayed(_run_one)(run_cell, cfg) for cfg in todo
+                ):
                     # Written as soon as it arrives: a killed study loses only cells in flight.
                     result = {**result, "seconds": seconds, "study_file": self.study_file}
                     store.put(config, result, study=self.kind)
@@ -232,9 +239,7 @@ class Study(BaseEstimator):
         params = load_study_file(path, overrides)
         kind = params.pop("kind", cls.kind)
         if kind != cls.kind:
-            raise ValueError(
-                f"{os.fspath(path)} is a {kind!r} study file, not a {cls.kind!r} one"
-            )
+            raise ValueError(f"{os.fspath(path)} is a {kind!r} study file, not a {cls.kind!r} one")
         allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(params) - allowed)
         if unknown:
@@ -260,7 +265,9 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_study_file(
+    path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The parameters in a TOML study file, with dotted-key overrides applied.
 
     Examples
@@ -277,7 +284,9 @@ def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None
         try:
             import tomli as tomllib
         except ImportError as exc:
-            raise ImportError("reading study files on Python 3.10 needs tomli: pip install tomli") from exc
+            raise ImportError(
+                "reading study files on Python 3.10 needs tomli: pip install tomli"
+            ) from exc
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {os.fspath(path)!r} does not exist")
