@@ -56,7 +56,7 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
 class LabelSharpness(BaseEstimator):
     """Label sharpness K_F, the empirical Lipschitz constant of the labelling.
 
-    Konz & Mazurowski (ICLR 2024, Sec. 3.2) define
+    Konz & Mazurowski (ICLR 2024, Sec. 3.2) define::
 
         K_F = max over pairs j != k of |f(x_j) - f(x_k)| / ||x_j - x_k||_2
 
@@ -117,7 +117,7 @@ class LabelSharpness(BaseEstimator):
         pair attaining K_F, so the two images can be looked at. Rows are counted
         in the order the data were read. Among tied pairs one is chosen
         deterministically.
-    sample_indices_ : ndarray of shape (n_samples_fit_,)
+    sample_indices_ : ndarray of shape (``n_samples_fit_``,)
         Rows of the original input that were sampled, ascending.
     n_samples_fit_ : int
         Size of the sample.
