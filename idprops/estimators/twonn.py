@@ -60,7 +60,7 @@ class TwoNNDimension(BaseDimension):
     >>> from idprops.data import sample_cube
     >>> X = sample_cube(2000, 2, ambient_dim=5, random_state=0)
     >>> round(TwoNNDimension().fit(X).dimension_, 1)
-    2.0
+    1.9
     """
 
     _parameter_constraints: dict = {
