@@ -1,0 +1,393 @@
+"""Randomization tests (Zhang et al. 2017) with the intrinsic dimension of data and representations.
+
+Zhang et al. show that a network fits random labels, shuffled or random pixels and
+Gaussian inputs to 100 % training accuracy, with test accuracy at chance for the
+random ones: capacity alone does not explain generalization. :class:`RandomizationStudy`
+trains the same model on each corruption of :mod:`idprops.data.randomization` (x seed),
+recording training and test loss and accuracy through training, the intrinsic
+dimension of the corrupted inputs (d_data) and of the model's layers through training
+(d_repr, :class:`~idprops.nn.callbacks.ActivationIDTracker` on a fixed sample of the
+corrupted training inputs).
+
+Test data: labels are never corrupted (so a model trained on random labels is scored
+against the truth); inputs are corrupted as the training inputs are, with the SAME
+permutation for ``shuffled_pixels`` and fresh draws for ``random_pixels`` and
+``gaussian`` (the wrapper's seed plus :data:`TEST_SEED_OFFSET`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from .dynamics import (
+    _DEFAULT_LAYERS,
+    _check_training,
+    _estimator_spec,
+    _history,
+    _new_axes,
+    _plain,
+    _save,
+    _torch_threads,
+    append_summary,
+    first_step_at_least,
+    id_history,
+)
+from .scaling import normalize_model, normalize_steps
+from .study import Study
+
+__all__ = ["TEST_SEED_OFFSET", "RandomizationStudy", "randomization_cell"]
+
+#: Added to a cell's seed for the test set's own draws of random pixels and Gaussian inputs.
+TEST_SEED_OFFSET = 1_000_003
+
+_DEFAULT_CORRUPTIONS = {
+    "true_labels": {},
+    "partial_labels_0.5": {"name": "partial_labels", "p": 0.5},
+    "random_labels": {},
+    "shuffled_pixels": {},
+    "random_pixels": {},
+    "gaussian": {},
+}
+_DEFAULT_TRAINING = {"optimizer": "adam", "lr": 1e-3, "epochs": 40, "batch_size": 32}
+_DEFAULT_TRACKING = {"layers": None, "estimator": "twonn", "n_samples": 1000, "every": 5}
+
+
+def _materialize(dataset):
+    """The items of a (corrupted) dataset as one TensorDataset: the corruption is fixed
+    anyway, and training then reads tensors instead of redrawing permutations."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    xs, ys = zip(*(dataset[i][:2] for i in range(len(dataset))))
+    return TensorDataset(torch.stack([torch.as_tensor(x) for x in xs]).float(), torch.as_tensor(ys, dtype=torch.long))
+
+
+def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Train one model on one corruption of a dataset; a pure function of ``config``.
+
+    ``config`` holds ``data`` (``name``, ``n``), ``corruption`` (``name`` of
+    :data:`idprops.data.CORRUPTIONS` and ``params``), ``model``, ``seed``, ``training``
+    (Trainer arguments and ``threads``), ``tracking`` (``layers``, ``estimator``,
+    ``n_samples``, ``every`` in epochs), ``estimators`` (d_data, label -> spec) and
+    ``device``.
+
+    Returns
+    -------
+    dict
+        ``corrupted_fraction`` (training items whose label or input changed),
+        ``train_accuracy`` and ``train_loss`` (final, in eval mode, on the corrupted
+        training set), ``test_accuracy``, ``test_loss``, ``fit_epoch`` (first epoch
+        whose running training accuracy reached 0.99, None if none), ``d_data``
+        (per estimator label) of the corrupted training inputs, final ``llid``,
+        ``pid``, ``ids``, ``history`` (per epoch: ``epoch``, ``step``,
+        ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``) and
+        ``id_history`` (see :func:`~idprops.pipelines.dynamics.id_history`),
+        ``n_train``, ``n_test``, ``id_seconds``, ``id_share``.
+    """
+    import torch
+
+    from ..base import as_matrix
+    from ..data import RandomizedLabels, corrupt, load_dataset
+    from ..nn import Trainer, build_model, evaluate
+    from ..nn.callbacks import ActivationIDTracker
+    from ..registry import resolve_estimator
+
+    training = dict(config["training"])
+    threads = training.pop("threads", None)
+    device = config.get("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    seed = int(config["seed"])
+    data, corruption = config["data"], config["corruption"]
+    notes: list[str] = []
+    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clean_train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
+        clean_test = load_dataset(data["name"], train=False, seed=0)
+        wrapped = corrupt(clean_train, corruption["name"], seed=seed, **corruption["params"])
+        if isinstance(wrapped, RandomizedLabels):
+            test = clean_test  # scored against the true labels
+        elif corruption["name"] == "shuffled_pixels":
+            test = corrupt(clean_test, "shuffled_pixels", seed=seed)  # the same permutation
+        else:
+            test = corrupt(clean_test, corruption["name"], seed=seed + TEST_SEED_OFFSET, **corruption["params"])
+        train, test = _materialize(wrapped), _materialize(test)
+
+        X = as_matrix(train)
+        d_data = {}
+        for label, spec in config["estimators"].items():
+            try:
+                d_data[label] = float(resolve_estimator(spec["name"], **spec["params"]).fit(X).dimension_)
+            except ValueError as exc:
+                notes.append(f"d_data {label}: {exc}")
+                d_data[label] = math.nan
+
+        channels, *size = tuple(train[0][0].shape)
+        num_classes = int(max(np.max(wrapped.targets), np.max(clean_train.targets))) + 1
+        model = build_model(config["model"]["name"], in_channels=channels, num_classes=num_classes,
+                            input_size=tuple(size), **config["model"]["params"])
+        tracking = config["tracking"]
+        spec = tracking["estimator"]
+        tracker = ActivationIDTracker(
+            tracking["layers"], estimator=resolve_estimator(spec["name"], **spec["params"]),
+            every=int(tracking["every"]), n_samples=int(tracking["n_samples"]), random_state=seed,
+        )
+        trainer = Trainer(model, seed=seed, device=device, progress=False, callbacks=[tracker], **training)
+        trainer.fit(train, test)
+        final_train = evaluate(model, train, device=device)
+        final_test = evaluate(model, test, device=device)
+
+    history = [
+        {**{k: h[k] for k in ("epoch", "step", "train_loss", "train_accuracy")},
+         "test_loss": h["val_loss"], "test_accuracy": h["val_accuracy"]}
+        for h in _history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
+    ]
+    last = tracker.records_[-1]
+    return {
+        "corrupted_fraction": float(np.mean(wrapped.corrupted_)),
+        "train_accuracy": final_train["accuracy"],
+        "train_loss": final_train["loss"],
+        "test_accuracy": final_test["accuracy"],
+        "test_loss": final_test["loss"],
+        "fit_epoch": first_step_at_least([h["epoch"] for h in history], [h["train_accuracy"] for h in history], 0.99),
+        "d_data": d_data,
+        "llid": last["llid"],
+        "pid": last["pid"],
+        "ids": last["ids"],
+        "history": history,
+        "id_history": id_history(tracker.records_),
+        "n_train": len(train),
+        "n_test": len(test),
+        "id_seconds": tracker.seconds_,
+        "id_share": tracker.share_,
+        "warnings": notes,
+    }
+
+
+class RandomizationStudy(Study):
+    """Train one model per corruption of a dataset: fit, generalization and IDs.
+
+    Cells: ``corruptions`` x ``seeds``. Each cell runs :func:`randomization_cell`.
+    :meth:`report` draws the paper's figure (training loss against steps, one curve
+    per corruption), training and test accuracy through training, LLID and every
+    layer's ID through training per corruption, and tabulates the corrupted fraction,
+    final train and test accuracy, d_data and the final LLID / PID.
+
+    Parameters
+    ----------
+    dataset : str, default="digits"
+        A registered dataset name (training split to train on, test split to test).
+    n_train : int, optional
+        Training images (a seeded stratified subset); None: all.
+    corruptions : mapping or sequence, optional
+        label -> spec (``name`` of :data:`idprops.data.CORRUPTIONS`, default the
+        label, and its parameters, e.g. ``{"partial_labels_0.5": {"name":
+        "partial_labels", "p": 0.5}}``); a sequence of names is read as ``{name: {}}``.
+        Default: true labels, labels corrupted with p = 0.5, random labels, shuffled
+        pixels, random pixels, Gaussian.
+    model : str or mapping, default="mlp3x512"
+        Registered name or ``{"name": ..., **factory arguments}``.
+    seeds : sequence of int, default=(0,)
+        Seed of the corruption, initialisation, data order and ID sample.
+    training : mapping, optional
+        Trainer arguments over Adam lr 1e-3, 40 epochs, batch 32 (``threads``: torch
+        threads per cell).
+    tracking : mapping, optional
+        ``layers`` (default per model; the last is the LLID layer), ``estimator``
+        (``"twonn"``), ``n_samples`` (1000 corrupted training inputs), ``every``
+        (epochs, 5).
+    estimators : mapping or sequence, default=("mle", "twonn")
+        d_data estimators of the corrupted training inputs.
+    device : str, default="auto"
+    store, n_jobs, progress, study_file
+        See :class:`~idprops.pipelines.study.Study`.
+
+    Examples
+    --------
+    >>> study = RandomizationStudy(corruptions=["true_labels", "random_labels"], seeds=[0, 1])
+    >>> [(c["corruption"]["name"], c["seed"]) for c in study.cells()]
+    [('true_labels', 0), ('true_labels', 1), ('random_labels', 0), ('random_labels', 1)]
+    """
+
+    kind = "randomization"
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        n_train: int | None = None,
+        corruptions: Any = None,
+        model: Any = "mlp3x512",
+        seeds: Sequence[int] = (0,),
+        training: Mapping[str, Any] | None = None,
+        tracking: Mapping[str, Any] | None = None,
+        estimators: Any = ("mle", "twonn"),
+        device: str = "auto",
+        *,
+        store: str | os.PathLike | None = None,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+        study_file: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.n_train = n_train
+        self.corruptions = corruptions
+        self.model = model
+        self.seeds = seeds
+        self.training = training
+        self.tracking = tracking
+        self.estimators = estimators
+        self.device = device
+        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
+
+    run_cell = staticmethod(randomization_cell)
+
+    def _corruptions(self) -> dict[str, dict[str, Any]]:
+        from ..data import CORRUPTIONS
+
+        specs = normalize_steps(_DEFAULT_CORRUPTIONS if self.corruptions is None else self.corruptions, "corruptions")
+        if not specs:
+            raise ValueError("corruptions is empty")
+        for label, spec in specs.items():
+            if spec["name"] not in CORRUPTIONS:
+                raise ValueError(f"corruptions.{label}: unknown corruption {spec['name']!r}; "
+                                 f"choose one of {sorted(CORRUPTIONS)}")
+        return specs
+
+    def _tracking(self, model_name: str) -> dict[str, Any]:
+        tracking = {**_DEFAULT_TRACKING, **dict(self.tracking or {})}
+        unknown = sorted(set(tracking) - set(_DEFAULT_TRACKING))
+        if unknown:
+            raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(_DEFAULT_TRACKING)}")
+        if tracking["layers"] is None:
+            if model_name not in _DEFAULT_LAYERS:
+                raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
+            tracking["layers"] = _DEFAULT_LAYERS[model_name]
+        if isinstance(tracking["layers"], str):
+            tracking["layers"] = [tracking["layers"]]
+        tracking["estimator"] = _estimator_spec(tracking["estimator"])
+        return tracking
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One configuration per corruption x seed."""
+        model = normalize_model(self.model)
+        training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
+        _check_training(training)
+        tracking = self._tracking(model["name"])
+        estimators = normalize_steps(self.estimators, "estimators")
+        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
+        if not seeds:
+            raise ValueError("seeds is empty")
+        data = {"name": self.dataset, "n": self.n_train}
+        return [
+            _plain(self._cell(data=data, corruption=spec, label=label, model=model, seed=int(seed),
+                              training=training, tracking=tracking, estimators=estimators, device=self.device))
+            for label, spec in self._corruptions().items()
+            for seed in seeds
+        ]
+
+    # ------------------------------------------------------------------ report
+
+    def report(self, outdir: str | os.PathLike) -> Path:
+        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+
+        Figures (first seed of each corruption): ``training_loss.png`` (the paper's
+        Figure 1a: training loss against steps), ``accuracy.png`` (train and test
+        accuracy through training), ``llid_curves.png`` (LLID and PID through
+        training, one curve per corruption) and ``id_curves.png`` (every layer's ID
+        through training, one panel per corruption).
+        """
+        from ..plotting import plot_training_curves, write_report
+
+        check_is_fitted(self, "results_")
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        rows = self.results_
+        firsts: dict[str, Mapping[str, Any]] = {}
+        for r in rows:
+            firsts.setdefault(r["label"], r)
+        figures = []
+
+        fig, ax = _new_axes()
+        plot_training_curves({k: r["history"] for k, r in firsts.items()}, "train_loss", x="step", ax=ax)
+        ax.set_title("training loss against steps, per corruption", fontsize=9)
+        figures.append(_save(fig, outdir / "training_loss.png"))
+        figures.append(_accuracy_figure(firsts, outdir / "accuracy.png"))
+        figures.append(_llid_figure(firsts, outdir / "llid_curves.png"))
+        figures.append(_id_curves_figure(firsts, outdir / "id_curves.png"))
+
+        table = []
+        for r in rows:
+            row = {"corruption": r["label"], "seed": r["seed"], "corrupted_fraction": r["corrupted_fraction"],
+                   "train_accuracy": r["train_accuracy"], "test_accuracy": r["test_accuracy"],
+                   "fit_epoch": r["fit_epoch"]}
+            row.update({k: v for k, v in r.items() if k.startswith("d_data.")})
+            h = r["id_history"]
+            row.update(llid_start=h[0]["llid"], llid_final=r["llid"], pid_final=r["pid"],
+                       seconds=r["seconds"], id_share=r["id_share"])
+            table.append(row)
+        path = write_report(outdir / "report.md", title="Randomization tests: fit, generalization and ID",
+                            table=table, figures=figures)
+        append_summary(path, [_summary_line(r) for r in firsts.values()])
+        return path
+
+
+def _summary_line(r: Mapping[str, Any]) -> str:
+    h = r["id_history"]
+    d = ", ".join(f"{k[len('d_data.'):]} {v:.3g}" for k, v in r.items() if k.startswith("d_data."))
+    fit = f"reached 99 % training accuracy at epoch {r['fit_epoch']}" if r["fit_epoch"] else "never reached 99 %"
+    return (f"{r['label']} (seed {r['seed']}, {r['corrupted_fraction']:.0%} corrupted): {fit}; final train "
+            f"accuracy {r['train_accuracy']:.3f}, test {r['test_accuracy']:.3f}; d_data {d}; LLID "
+            f"{h[0]['llid']:.3g} -> {min(e['llid'] for e in h):.3g} (min) -> {r['llid']:.3g} (end), PID "
+            f"{h[0]['pid']:.3g} -> {r['pid']:.3g}.")
+
+
+def _accuracy_figure(firsts, path: Path) -> Path:
+    fig, ax = _new_axes()
+    for i, (label, r) in enumerate(firsts.items()):
+        steps = [h["step"] for h in r["history"]]
+        ax.plot(steps, [h["train_accuracy"] for h in r["history"]], "-", color=f"C{i}", label=f"{label} train")
+        ax.plot(steps, [h["test_accuracy"] for h in r["history"]], ":", color=f"C{i}", label=f"{label} test")
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.set_title("train (solid) and test (dotted) accuracy", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def _llid_figure(firsts, path: Path) -> Path:
+    fig, ax = _new_axes()
+    for i, (label, r) in enumerate(firsts.items()):
+        h = r["id_history"]
+        steps = [e["step"] for e in h]
+        ax.plot(steps, [e["llid"] for e in h], "-", color=f"C{i}", label=f"{label} LLID")
+        ax.plot(steps, [e["pid"] for e in h], "--", color=f"C{i}", lw=1, label=f"{label} PID")
+    ax.set_xlabel("step")
+    ax.set_ylabel("intrinsic dimension")
+    ax.set_title("LLID (solid) and PID (dashed) of the training inputs' representations", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def _id_curves_figure(firsts, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_id_curves
+
+    n = len(firsts)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (label, r) in zip(axes.ravel(), firsts.items()):
+        plot_id_curves(r["id_history"], x="step", ax=ax)
+        ax.set_title(label, fontsize=9)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
