@@ -247,7 +247,8 @@ class GrokkingStudy(Study):
     training : mapping, optional
         Trainer arguments over the defaults (AdamW, lr 1e-3, betas (0.9, 0.98), 10
         warm-up steps, full batch, 1,500 steps); ``preset`` starts from one of
-        :data:`idprops.nn.TRAINING_PRESETS` instead; ``batch_size`` None is the whole
+        :data:`idprops.nn.TRAINING_PRESETS` instead (its weight decay is replaced by
+        ``weight_decays``: the paper's is ``[1e-4]``); ``batch_size`` None is the whole
         training split; ``threads`` sets torch's threads.
     eval_every : int, default=100
         Steps between evaluations (the paper: 500).
@@ -313,16 +314,18 @@ class GrokkingStudy(Study):
 
         training = dict(self.training or {})
         preset = training.pop("preset", None)
+        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
+                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
         if preset is not None:
             if preset not in TRAINING_PRESETS:
                 raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
-            base = {k: v for k, v in TRAINING_PRESETS[preset].items() if k not in ("steps_per_epoch", "seed")}
+            # The study's own parameters decide these (the paper's decay: weight_decays=[1e-4]).
+            owned = ("steps_per_epoch", "seed", "weight_decay")
+            base = {k: v for k, v in TRAINING_PRESETS[preset].items() if k not in owned}
             base.setdefault("max_steps", _DEFAULT_TRAINING["max_steps"])
         else:
             base = dict(_DEFAULT_TRAINING)
         training = {**base, **training}
-        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
-                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
         if training.get("epochs") is None and training.get("max_steps") is None:
             raise ValueError("training needs max_steps (or epochs) to say how long to train")
         return training

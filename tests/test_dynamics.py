@@ -1,0 +1,104 @@
+"""DynamicsStudy: the sweep's grid, the shift augmentation, a tiny run end to end, resume."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from idprops.pipelines.dynamics import DynamicsStudy, RandomShift, first_step_at_least, merge_by_step
+
+TINY = dict(
+    n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1]}, seeds=[0],
+    training={"epochs": 2, "threads": 1}, tracking={"n_samples": 80}, device="cpu", progress=False,
+)
+
+
+def test_random_shift_translates_exactly():
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 3, 4] = 1.0
+    data = RandomShift(TensorDataset(image, torch.tensor([7])), 2)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        x, y = data[0]
+        assert y == 7 and x.shape == (1, 8, 8) and float(x.sum()) == 1.0  # the pixel stays inside
+        r, c = (int(v) for v in torch.nonzero(x[0])[0])
+        assert abs(r - 3) <= 2 and abs(c - 4) <= 2
+        seen.add((r - 3, c - 4))
+    assert len(seen) == 25  # every shift in -2..2 x -2..2 occurs
+    assert torch.equal(RandomShift(TensorDataset(image, torch.tensor([7])), 0)[0][0], image[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        RandomShift(TensorDataset(image, torch.tensor([7])), -1)
+
+
+def test_settings_share_the_baseline():
+    study = DynamicsStudy(regularizers={"dropout": [0, 0.5, 0.9], "shift": [0, 2]}, baseline={"weight_decay": 1e-4})
+    settings = study.settings()
+    assert len(settings) == 4  # the baseline once, two dropouts, one shift
+    baseline, sweeps = settings[0]
+    assert baseline == {"weight_decay": 1e-4, "dropout": 0.0, "label_smoothing": 0.0, "shift": 0}
+    assert sweeps == ["dropout", "shift"]
+    for setting, _ in settings:
+        assert setting["weight_decay"] == 1e-4
+    assert len(DynamicsStudy(seeds=[0, 1], regularizers={"dropout": [0, 0.5]}).cells()) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(regularizers={"mixup": [0.1]}), "unknown"),
+        (dict(training={"weight_decay": 0.1}), "set by the study"),
+        (dict(training={"label_smoothing": 0.1}), "set by the study"),
+        (dict(baseline={"dropuot": 0.1}), "baseline"),
+        (dict(model="resnet18"), "no default"),
+        (dict(tracking={"data": "val"}), "'test' or 'train'"),
+    ],
+)
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DynamicsStudy(**kwargs).cells()
+
+
+def test_helpers():
+    assert first_step_at_least([0, 5, 10], [0.2, 0.8, 0.95], 0.8) == 5
+    assert merge_by_step([{"step": 3, "a": 1}], [{"step": 0, "b": 2}, {"step": 3, "b": 3}]) == [
+        {"step": 0, "b": 2}, {"step": 3, "a": 1, "b": 3}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return DynamicsStudy(**TINY, store=tmp_path_factory.mktemp("dyn") / "store.sqlite").fit()
+
+
+def test_tiny_sweep_end_to_end(tiny):
+    assert tiny.n_cells_run_ == 3 and len(tiny.results_) == 3
+    settings = [(r["regularization.dropout"], r["regularization.weight_decay"]) for r in tiny.results_]
+    assert settings == [(0.0, 0.0), (0.5, 0.0), (0.0, 0.1)]
+    for r in tiny.results_:
+        assert r["n_train"] == 100 and r["n_val"] == 450
+        assert [h["epoch"] for h in r["history"]] == [1, 2]
+        assert r["val_accuracy"] == r["history"][-1]["val_accuracy"]
+        ids = r["id_history"]
+        assert [e["epoch"] for e in ids] == [0, 1, 2]
+        assert [e["step"] for e in ids] == [0, 2, 4]  # 100 images, batch 64: 2 steps per epoch
+        for e in ids:
+            assert list(e["ids"]) == ["features.relu1", "features.relu2", "features.pool", "relu"]
+            assert e["llid"] == e["ids"]["relu"] and e["pid"] == max(e["ids"].values()) >= e["llid"]
+            assert e["log_pid_llid"] == pytest.approx(math.log(e["pid"] / e["llid"]))
+        assert r["llid"] == ids[-1]["llid"] and r["log_pid_llid"] == ids[-1]["log_pid_llid"]
+        assert r["id_seconds_per_evaluation"] == pytest.approx(r["id_seconds"] / 3)
+        assert 0 < r["id_share"] < 1
+
+
+def test_resume_and_report(tiny, tmp_path):
+    again = DynamicsStudy(**TINY, store=tiny.store).fit()
+    assert again.n_cells_run_ == 0
+    assert [r["key"] for r in again.results_] == [r["key"] for r in tiny.results_]
+    path = again.report(tmp_path)
+    for name in ("id_vs_regularization", "accuracy_vs_log_pid_llid", "accuracy_vs_llid", "llid_curves",
+                 "id_curves_baseline"):
+        assert (tmp_path / f"{name}.png").is_file(), name
+    text = path.read_text()
+    assert "validation accuracy vs log(PID / LLID) (pearson)" in text
+    assert "dropout 0.0 -> 0.5" in text

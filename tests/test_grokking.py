@@ -1,0 +1,92 @@
+"""GrokkingStudy: the grokking mark, and a tiny run's fields, invariants and resume."""
+
+import math
+
+import pytest
+
+from idprops.pipelines.grokking import GrokkingStudy, grokking_cell, mark_grokking
+
+TINY = dict(
+    p=7, train_fraction=0.5, eval_every=3, device="cpu", progress=False,
+    model={"width": 16, "depth": 1, "heads": 2, "mlp_width": 32},
+    training={"max_steps": 6, "threads": 1},
+    tracking={"n_samples": 30},
+)
+
+
+def _timeless(curves):
+    return [{k: v for k, v in c.items() if k != "seconds"} for c in curves]
+
+
+def test_mark_grokking_hand_cases():
+    steps = [0, 100, 200, 300, 400]
+    late = mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.5, 0.93])
+    assert late == {"train_step": 100, "grok_step": 400, "delay": 300, "grokked": True}
+    # Validation follows training at once: learning, not grokking.
+    together = mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.5, 0.92, 0.95, 0.97])
+    assert together == {"train_step": 100, "grok_step": 200, "delay": 100, "grokked": True}
+    assert mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.5, 0.92, 0.95, 0.97], min_ratio=3)["grokked"] is False
+    never = mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.3, 0.4])
+    assert never == {"train_step": 100, "grok_step": None, "delay": None, "grokked": False}
+    assert mark_grokking([0, 10], [0.0, 0.5], [0.0, 0.1])["train_step"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    store = tmp_path_factory.mktemp("grok") / "store.sqlite"
+    return GrokkingStudy(**TINY, store=store).fit()
+
+
+def test_tiny_run_fields_and_invariants(tiny):
+    assert tiny.n_cells_run_ == 1
+    r = tiny.results_[0]
+    assert r["n_train"] + r["n_val"] == 7 * 6 and r["n_train"] == 21
+    assert r["steps"] == 6
+    curves = r["curves"]
+    assert [c["step"] for c in curves] == [0, 3, 6]
+    for c in curves:
+        # Accuracies are exact counts over the splits.
+        assert math.isclose(c["train_accuracy"] * 21, round(c["train_accuracy"] * 21), abs_tol=1e-9)
+        assert math.isclose(c["val_accuracy"] * 21, round(c["val_accuracy"] * 21), abs_tol=1e-9)
+        assert list(c["ids"]) == ["blocks.0.attn", "blocks.0.mlp"]
+        assert c["llid"] == c["ids"]["blocks.0.mlp"]
+        assert c["pid"] == max(c["ids"].values()) >= c["llid"]
+        assert c["log_pid_llid"] == pytest.approx(math.log(c["pid"] / c["llid"]))
+    assert r["final_val_accuracy"] == curves[-1]["val_accuracy"]
+    assert r["llid_final"] == curves[-1]["llid"]
+    assert r["llid_min"] == min(c["llid"] for c in curves)
+    for key in ("train_step", "grok_step", "delay", "grokked", "largest_llid_drop_step", "id_seconds", "id_share"):
+        assert key in r
+    assert r["training.optimizer"] == "adamw" and r["training.weight_decay"] == 1.0
+
+
+def test_cell_is_deterministic(tiny):
+    config = GrokkingStudy(**TINY).cells()[0]
+    again = grokking_cell(config)
+    assert _timeless(again["curves"]) == _timeless(tiny.results_[0]["curves"])
+
+
+def test_resume_runs_no_cell_and_report(tiny, tmp_path):
+    resumed = GrokkingStudy(**TINY, store=tiny.store).fit()
+    assert resumed.n_cells_run_ == 0
+    assert resumed.results_[0]["key"] == tiny.results_[0]["key"]
+    assert resumed.results_[0]["created"] == tiny.results_[0]["created"]
+    path = resumed.report(tmp_path)
+    assert (tmp_path / "grokking.png").is_file() and (tmp_path / "id_curves.png").is_file()
+    assert "Grokking study" in path.read_text()
+
+
+def test_grid_and_bad_settings():
+    cells = GrokkingStudy(weight_decays=[0.0, 1.0], seeds=[0, 1, 2]).cells()
+    assert [(c["training"]["weight_decay"], c["seed"]) for c in cells][:4] == [(0.0, 0), (0.0, 1), (0.0, 2), (1.0, 0)]
+    assert len({c["split_seed"] for c in cells}) == 1
+    paper = GrokkingStudy(training={"preset": "brown2022_grokking", "max_steps": 10}).cells()[0]["training"]
+    assert (paper["optimizer"], paper["warmup_steps"], paper["batch_size"]) == ("adam", 10_000, 512)
+    with pytest.raises(ValueError, match="eval_every"):
+        GrokkingStudy(training={"steps_per_epoch": 5}).cells()
+    with pytest.raises(ValueError, match="weight_decays"):
+        GrokkingStudy(training={"weight_decay": 5}).cells()
+    with pytest.raises(ValueError, match="unknown setting"):
+        GrokkingStudy(training={"learning_rate": 5}).cells()
+    with pytest.raises(ValueError, match="train_fraction"):
+        GrokkingStudy(train_fraction=1.5).cells()

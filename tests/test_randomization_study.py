@@ -1,0 +1,84 @@
+"""RandomizationStudy: each corruption end to end on a tiny digits run, exact properties, resume."""
+
+import math
+
+import numpy as np
+import pytest
+
+from idprops.data import corrupt, load_digits
+from idprops.pipelines.randomization import RandomizationStudy
+
+TINY = dict(
+    n_train=120, seeds=[0], training={"epochs": 2, "batch_size": 40, "threads": 1},
+    tracking={"n_samples": 60, "every": 1}, estimators={"twonn": {}}, model="mlp1x512",
+    device="cpu", progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return RandomizationStudy(**TINY, store=tmp_path_factory.mktemp("rand") / "store.sqlite").fit()
+
+
+def test_every_corruption_runs_with_its_exact_properties(tiny):
+    by = {r["label"]: r for r in tiny.results_}
+    assert list(by) == ["true_labels", "partial_labels_0.5", "random_labels", "shuffled_pixels",
+                        "random_pixels", "gaussian"]
+    train = load_digits(n=120, seed=0)
+    for label, name, params in (("partial_labels_0.5", "partial_labels", {"p": 0.5}),
+                                ("random_labels", "random_labels", {})):
+        expected = corrupt(train, name, seed=0, **params).corrupted_.mean()
+        assert by[label]["corrupted_fraction"] == expected
+    assert by["true_labels"]["corrupted_fraction"] == 0.0
+    assert 0.3 < by["partial_labels_0.5"]["corrupted_fraction"] < by["random_labels"]["corrupted_fraction"]
+    for label in ("shuffled_pixels", "random_pixels", "gaussian"):
+        assert by[label]["corrupted_fraction"] == 1.0
+    # Labels alone and one shared permutation of pixels do not move the inputs' distances.
+    d = by["true_labels"]["d_data.twonn"]
+    for label in ("partial_labels_0.5", "random_labels"):
+        assert by[label]["d_data.twonn"] == d
+    assert by["shuffled_pixels"]["d_data.twonn"] == pytest.approx(d, rel=1e-9)
+    # A different permutation per image, or noise, destroys the low-dimensional structure.
+    for label in ("random_pixels", "gaussian"):
+        assert by[label]["d_data.twonn"] > 1.5 * d
+
+
+def test_curves_and_id_invariants(tiny):
+    for r in tiny.results_:
+        assert r["n_train"] == 120 and r["n_test"] == 450
+        hist = r["history"]
+        assert [h["epoch"] for h in hist] == [1, 2] and [h["step"] for h in hist] == [3, 6]
+        for h in hist:
+            for key in ("train_accuracy", "test_accuracy"):
+                assert 0.0 <= h[key] <= 1.0
+        assert math.isclose(r["test_accuracy"] * 450, round(r["test_accuracy"] * 450), abs_tol=1e-9)
+        ids = r["id_history"]
+        assert [e["step"] for e in ids] == [0, 3, 6]
+        for e in ids:
+            assert list(e["ids"]) == ["fc1", "relu1"]
+            assert e["llid"] == e["ids"]["relu1"] and e["pid"] == max(e["ids"].values()) >= e["llid"]
+        assert (r["llid"], r["pid"]) == (ids[-1]["llid"], ids[-1]["pid"])
+
+
+def test_resume_and_report(tiny, tmp_path):
+    again = RandomizationStudy(**TINY, store=tiny.store).fit()
+    assert again.n_cells_run_ == 0
+    path = again.report(tmp_path)
+    for name in ("training_loss", "accuracy", "llid_curves", "id_curves"):
+        assert (tmp_path / f"{name}.png").is_file(), name
+    text = path.read_text()
+    assert "random_labels (seed 0" in text and "d_data twonn" in text
+
+
+def test_grid_and_bad_settings():
+    study = RandomizationStudy(corruptions={"p02": {"name": "partial_labels", "p": 0.2}, "random_labels": {}},
+                               seeds=[0, 1])
+    cells = study.cells()
+    assert [(c["label"], c["seed"]) for c in cells] == [("p02", 0), ("p02", 1), ("random_labels", 0),
+                                                        ("random_labels", 1)]
+    assert cells[0]["corruption"] == {"name": "partial_labels", "params": {"p": 0.2}}
+    with pytest.raises(ValueError, match="unknown corruption"):
+        RandomizationStudy(corruptions=["noisy"]).cells()
+    with pytest.raises(ValueError, match="unknown setting"):
+        RandomizationStudy(training={"epoch": 3}).cells()
+    assert np.all([c["tracking"]["layers"] == ["relu1", "relu2", "relu3"] for c in cells])
