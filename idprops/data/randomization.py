@@ -243,6 +243,7 @@ class GaussianInputs(_PixelWrapper):
         )
 
 
+#: Corruption name to its wrapper class (see :func:`corrupt` and the module's table).
 CORRUPTIONS = {
     "true_labels": partial(RandomizedLabels, p=0.0),
     "partial_labels": RandomizedLabels,

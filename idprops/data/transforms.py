@@ -119,6 +119,7 @@ class PaperScale:
         return f"PaperScale(size={self.size})"
 
 
+#: Pixel scales by name, as :func:`get_scale` accepts them.
 SCALES: dict[str, Callable[[], object]] = {"unit": UnitScale, "paper": PaperScale}
 
 ScaleSpec = str | UnitScale | PaperScale

@@ -41,6 +41,8 @@ _CHECKPOINT = re.compile(r"checkpoint_step(\d+)\.pt$")
 
 # --------------------------------------------------------------------------- presets
 
+#: The papers' training settings by name: keyword arguments of :class:`Trainer`
+#: (see :func:`training_preset`).
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # Konz & Mazurowski (ICLR 2024), train.py: Adam, weight decay 1e-4, 100 epochs, mixed
     # precision, seed 1337, last epoch kept; lr 1e-3 for ResNets, 1e-4 for VGGs (1e-6 for
