@@ -133,6 +133,9 @@ def format_measurement(result: dict[str, Any]) -> str:
 STUDIES = {
     "scaling-law": "idprops.pipelines.scaling:ScalingLawStudy",
     "robustness": "idprops.pipelines.robustness:RobustnessStudy",
+    "dynamics": "idprops.pipelines.dynamics:DynamicsStudy",
+    "grokking": "idprops.pipelines.grokking:GrokkingStudy",
+    "randomization": "idprops.pipelines.randomization:RandomizationStudy",
 }
 
 
