@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 from idprops.pipelines.dynamics import DynamicsStudy, RandomShift, first_step_at_least, merge_by_step
 
 TINY = dict(
-    n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1]}, seeds=[0],
+    n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]}, seeds=[0],
     training={"epochs": 2, "threads": 1}, tracking={"n_samples": 80}, device="cpu", progress=False,
 )
 
@@ -72,9 +72,10 @@ def tiny(tmp_path_factory):
 
 
 def test_tiny_sweep_end_to_end(tiny):
-    assert tiny.n_cells_run_ == 3 and len(tiny.results_) == 3
-    settings = [(r["regularization.dropout"], r["regularization.weight_decay"]) for r in tiny.results_]
-    assert settings == [(0.0, 0.0), (0.5, 0.0), (0.0, 0.1)]
+    assert tiny.n_cells_run_ == 4 and len(tiny.results_) == 4
+    settings = [(r["regularization.dropout"], r["regularization.weight_decay"], r["regularization.shift"])
+                for r in tiny.results_]
+    assert settings == [(0.0, 0.0, 0), (0.5, 0.0, 0), (0.0, 0.1, 0), (0.0, 0.0, 1)]
     for r in tiny.results_:
         assert r["n_train"] == 100 and r["n_val"] == 450
         assert [h["epoch"] for h in r["history"]] == [1, 2]

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
-from torch.utils.data import Dataset
 
 from .scaling import _new_axes, _plain, _save, append_summary, normalize_model
 from .study import Study
@@ -157,12 +156,14 @@ def _estimator_spec(spec: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- augmentation
 
 
-class RandomShift(Dataset):
+class RandomShift:
     """Data augmentation: translate each image by up to ``max_shift`` pixels, zero-filled.
 
     A new shift (dx, dy), each uniform in ``-max_shift .. max_shift``, is drawn on every
     access from torch's global generator, which :class:`~idprops.nn.Trainer` seeds, so
-    a run is reproducible.
+    a run is reproducible. It is indexable like a torch Dataset without importing torch
+    here; give :class:`~idprops.nn.Trainer` ``torch.utils.data.Subset(shifted,
+    range(len(shifted)))``, which is one.
 
     Parameters
     ----------
@@ -267,7 +268,9 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
             every=int(tracking["every"]), n_samples=int(tracking["n_samples"]),
             data=val if tracking["data"] == "test" else train, random_state=seed,
         )
-        fit_data = RandomShift(train, reg["shift"]) if reg["shift"] else train
+        fit_data = train
+        if reg["shift"]:
+            fit_data = torch.utils.data.Subset(RandomShift(train, reg["shift"]), range(len(train)))
         trainer = Trainer(
             model, seed=seed, device=device, progress=False, callbacks=[tracker],
             weight_decay=float(reg["weight_decay"]), label_smoothing=float(reg["label_smoothing"]), **training,
