@@ -7,6 +7,10 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The gallery's networks are tiny: one thread runs them fastest, and keeps the build's
+# time from exploding when other processes share the cores (set before numpy and
+# torch are imported).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import idprops
 

@@ -55,6 +55,8 @@ for col, (name, search) in enumerate(searches.items()):
     ax = axes[1, col]
     ax.plot(ks, dims, "o-")
     ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks], minor=False)
+    ax.minorticks_off()
     ax.set_xlabel("k")
     ax.axhline(TwoNNDimension().fit(datasets[name]).dimension_, color="C1", ls="--", label="TwoNN")
     if col == 0:
