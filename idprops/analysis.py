@@ -66,6 +66,12 @@ class LinearFit:
     confidence : float
     x_name, y_name : str
         How :meth:`__str__` names the variables.
+
+    Examples
+    --------
+    >>> fit = fit_loss_vs_dimension([1.0, 2.0, 3.0, 4.0], np.exp([0.5, 0.7, 0.9, 1.1]))["all"]
+    >>> round(fit.slope, 6), round(fit.intercept, 6), fit.n, round(float(fit.predict(5.0)), 6)
+    (0.2, 0.3, 4, 1.3)
     """
 
     slope: float
@@ -98,7 +104,15 @@ class LinearFit:
 
 @dataclass(frozen=True)
 class ScalingLawFit(LinearFit):
-    """:class:`LinearFit` of ``log L`` on ``log N``, read as the power law ``L ∝ N^-alpha``."""
+    """:class:`LinearFit` of ``log L`` on ``log N``, read as the power law ``L ∝ N^-alpha``.
+
+    Examples
+    --------
+    >>> N = np.array([500, 1000, 2000, 4000])
+    >>> fit = fit_scaling_law(N, 2.0 * N ** -0.125)
+    >>> round(fit.alpha, 6), round(fit.dimension, 6)
+    (0.125, 8.0)
+    """
 
     @property
     def alpha(self) -> float:
@@ -298,6 +312,14 @@ class Correlation:
     n : int
     method : str
     confidence : float
+
+    Examples
+    --------
+    >>> c = correlation([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])
+    >>> round(c.r, 3), c.n, c.method
+    (0.775, 5, 'pearson')
+    >>> print(c)
+    Pearson r = 0.77 [95% CI ..., 1.00], p = 0.12, n = 5
     """
 
     r: float
@@ -409,7 +431,13 @@ def _layer_position(names: list[str] | None, n_layers: int, layer: str | int | N
 
 
 class LayerIDSummary(NamedTuple):
-    """LLID, PID and ``log(PID / LLID)`` of one network at one time."""
+    """LLID, PID and ``log(PID / LLID)`` of one network at one time.
+
+    Examples
+    --------
+    >>> llid_pid({"conv": 10.0, "fc": 5.0})
+    LayerIDSummary(llid=5.0, pid=10.0, log_ratio=0.693...)
+    """
 
     llid: float
     pid: float
