@@ -330,6 +330,14 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 150) -> Path:
     """Save a Figure (or the Figure of an Axes) to ``path``, its folder created.
 
     The format follows the suffix (.png, .pdf, .svg). Returns the path.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> ax = plot_id_profile([12.0, 20.0, 6.0])
+    >>> path = save_figure(ax, os.path.join(tempfile.mkdtemp(), "figures", "profile.png"))
+    >>> path.name, path.stat().st_size > 0
+    ('profile.png', True)
     """
     fig = getattr(fig, "figure", fig)  # an Axes knows its Figure
     path = Path(path)

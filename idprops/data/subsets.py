@@ -179,6 +179,15 @@ class SubsetDataset(Dataset):
     """Some items of a dataset, with their labels replaced by ``targets``.
 
     Keeps the wrapped dataset's ``pixel_scale`` (``"as given"`` when it has none).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> data = TensorDataset(torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 2]))
+    >>> part = SubsetDataset(data, indices=[2, 0], targets=[1, 0])
+    >>> len(part), part[0], part.pixel_scale
+    (2, (tensor([4., 5.]), 1), 'as given')
     """
 
     def __init__(self, dataset, indices, targets) -> None:

@@ -19,7 +19,18 @@ __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
 
 class IdenticalConflictsWarning(UserWarning):
-    """Identical inputs carry different labels, so label sharpness is infinite."""
+    """Identical inputs carry different labels, so label sharpness is infinite.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = LabelSharpness().fit(X, [0, 1, 1])
+    >>> caught[0].category.__name__, est.sharpness_, est.argmax_pair_
+    ('IdenticalConflictsWarning', inf, (0, 1))
+    """
 
 
 def _n_rows(obj) -> int | None:
