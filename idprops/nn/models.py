@@ -321,6 +321,12 @@ class CifarResNet(nn.Module):
     ``block_dropout`` is applied after the stem and after every stage (as in Brown et
     al.'s code), ``dropout`` before ``fc``; both are separate modules, so hooks on the
     stages see the outputs before dropout.
+
+    Examples
+    --------
+    >>> model = CifarResNet(in_channels=3, num_classes=10)
+    >>> model(torch.zeros(2, 3, 32, 32)).shape, sum(p.numel() for p in model.parameters())
+    (torch.Size([2, 10]), 11173962)
     """
 
     def __init__(
@@ -622,6 +628,12 @@ class SmallCNN(nn.Module):
     Modules: ``features`` (``conv1``, ``relu1``, ``conv2``, ``relu2``, ``pool``),
     ``flatten``, ``fc1``, ``relu`` (the last hidden representation), ``dropout``,
     ``fc2`` (the classifier).
+
+    Examples
+    --------
+    >>> model = SmallCNN(in_channels=1, num_classes=10)
+    >>> model(torch.zeros(4, 1, 8, 8)).shape, sum(p.numel() for p in model.parameters())
+    (torch.Size([4, 10]), 38282)
     """
 
     def __init__(
@@ -698,7 +710,20 @@ def small_cnn(
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention; returns the residual increment (GPT-2's attn)."""
+    """Multi-head causal self-attention; returns the residual increment (GPT-2's attn).
+
+    Examples
+    --------
+    Causal: changing the last token leaves the outputs at earlier positions unchanged.
+
+    >>> _ = torch.manual_seed(0)
+    >>> attn = CausalSelfAttention(width=16, heads=4, dropout=0.0)
+    >>> x = torch.randn(1, 5, 16)
+    >>> changed = x.clone()
+    >>> changed[0, 4] += 1.0
+    >>> attn(x).shape, torch.allclose(attn(changed)[0, :4], attn(x)[0, :4])
+    (torch.Size([1, 5, 16]), True)
+    """
 
     def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -749,6 +774,13 @@ class TransformerClassifier(nn.Module):
     Modules: ``tok_emb``, ``pos_emb``, ``drop``, ``blocks.<i>.attn`` and
     ``blocks.<i>.mlp`` (whose outputs are the residual increments, shape (batch, length,
     width)), ``ln_f``, ``head``.
+
+    Examples
+    --------
+    >>> model = TransformerClassifier(vocab_size=33, num_classes=31, width=32, mlp_width=64)
+    >>> tokens = torch.tensor([[3, 31, 5, 32], [7, 31, 2, 32]])  # a, op, b, =
+    >>> model(tokens).shape
+    torch.Size([2, 31])
     """
 
     def __init__(
