@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from idprops.pipelines.grokking import GrokkingStudy, grokking_cell, mark_grokking
+from idprops.pipelines.grokking import GrokkingStudy, _llid_val_spearman, grokking_cell, mark_grokking
 
 TINY = dict(
     p=7, train_fraction=0.5, eval_every=3, device="cpu", progress=False,
@@ -31,6 +31,15 @@ def test_mark_grokking_hand_cases():
     assert mark_grokking([0, 10], [0.0, 0.5], [0.0, 0.1])["train_step"] is None
 
 
+def test_llid_val_spearman_after_memorization():
+    steps, llid = [0, 10, 20, 30, 40], [5.0, 16.0, 14.0, 12.0, 10.0]
+    val = [0.0, 0.1, 0.4, 0.8, 0.95]
+    assert _llid_val_spearman(steps, llid, val, 10) == pytest.approx(-1.0)  # step 0 left out
+    assert _llid_val_spearman(steps, llid, val, 0) == pytest.approx(0.0)  # ranks 1,5,4,3,2 vs 1..5
+    assert _llid_val_spearman(steps, llid, val, None) is None
+    assert _llid_val_spearman(steps, llid, val, 30) is None  # two evaluations only
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     store = tmp_path_factory.mktemp("grok") / "store.sqlite"
@@ -55,7 +64,7 @@ def test_tiny_run_fields_and_invariants(tiny):
     assert r["final_val_accuracy"] == curves[-1]["val_accuracy"]
     assert r["llid_final"] == curves[-1]["llid"]
     assert r["llid_min"] == min(c["llid"] for c in curves)
-    for key in ("train_step", "grok_step", "delay", "grokked", "largest_llid_drop_step", "id_seconds", "id_share"):
+    for key in ("train_step", "grok_step", "delay", "grokked", "llid_val_spearman", "id_seconds", "id_share"):
         assert key in r
     assert r["training.optimizer"] == "adamw" and r["training.weight_decay"] == 1.0
 

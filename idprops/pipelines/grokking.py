@@ -94,15 +94,17 @@ def mark_grokking(
     return {"train_step": train_step, "grok_step": grok_step, "delay": delay, "grokked": grokked}
 
 
-def _largest_change(steps: Sequence[int], values: Sequence[float], sign: int) -> int | None:
-    """The step ending the largest rise (sign=1) or drop (sign=-1) between evaluations."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size < 2:
+def _llid_val_spearman(steps, llid, val, from_step: int | None) -> float | None:
+    """Spearman correlation of LLID with validation accuracy over the evaluations from
+    ``from_step`` on (after memorization); None when there are fewer than 3 or one is constant."""
+    from scipy.stats import spearmanr
+
+    if from_step is None:
         return None
-    diff = sign * np.diff(v)
-    if not np.any(np.isfinite(diff)):
+    pairs = [(a, b) for s, a, b in zip(steps, llid, val) if s >= from_step and math.isfinite(a)]
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
         return None
-    return int(steps[int(np.nanargmax(diff)) + 1])
+    return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs])[0])
 
 
 def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,8 +122,9 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         ``train_loss``, ``val_accuracy``, ``val_loss``, and the tracker's ``epoch``,
         ``ids`` per layer, ``llid``, ``pid``, ``log_pid_llid``, ``seconds``), the :func:`mark_grokking` fields, ``final_train_accuracy``,
         ``final_val_accuracy``, ``llid_at_train_step``, ``llid_at_grok_step``,
-        ``llid_min``, ``llid_final``, ``largest_val_rise_step``,
-        ``largest_llid_drop_step``, ``n_train``, ``n_val``, ``id_seconds``,
+        ``llid_min``, ``llid_final``, ``llid_val_spearman`` (Spearman correlation
+        of LLID with validation accuracy over the evaluations from ``train_step`` on:
+        negative when LLID falls as the model generalizes), ``n_train``, ``n_val``, ``id_seconds``,
         ``id_share`` (the tracker's share of the run's time).
     """
     import torch
@@ -179,8 +182,7 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         "llid_at_grok_step": llid_at.get(marks["grok_step"]),
         "llid_min": min(finite_llid) if finite_llid else math.nan,
         "llid_final": col["llid"][-1],
-        "largest_val_rise_step": _largest_change(steps, col["val_accuracy"], 1),
-        "largest_llid_drop_step": _largest_change(steps, col["llid"], -1),
+        "llid_val_spearman": _llid_val_spearman(steps, col["llid"], col["val_accuracy"], marks["train_step"]),
         "n_train": len(train),
         "n_val": len(val),
         "steps": trainer.step,
@@ -389,8 +391,8 @@ class GrokkingStudy(Study):
                 "train_step": r["train_step"], "grok_step": r["grok_step"], "grokked": r["grokked"],
                 "final_val_accuracy": r["final_val_accuracy"],
                 "llid_at_train_step": r["llid_at_train_step"], "llid_at_grok_step": r["llid_at_grok_step"],
-                "llid_final": r["llid_final"], "largest_val_rise_step": r["largest_val_rise_step"],
-                "largest_llid_drop_step": r["largest_llid_drop_step"], "seconds": r["seconds"],
+                "llid_final": r["llid_final"], "llid_min": r["llid_min"],
+                "llid_val_spearman": r["llid_val_spearman"], "seconds": r["seconds"],
                 "id_share": r["id_share"],
             }
             for r in rows
@@ -406,13 +408,14 @@ def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
         train = "never" if r["train_step"] is None else f"at step {r['train_step']}"
         return head + (f"validation accuracy never reached {threshold} in {r['steps']} steps "
                        f"(train accuracy reached it {train}).")
-    same = r["largest_llid_drop_step"] == r["largest_val_rise_step"]
+    rho = r["llid_val_spearman"]
+    trend = "" if rho is None else (
+        f"; from then on LLID and validation accuracy have Spearman correlation {rho:.2f}")
     return head + (
         f"train accuracy reached {threshold} at step {r['train_step']}, validation at {r['grok_step']}"
-        f" ({'grokked' if r['grokked'] else 'not a delayed rise'}); LLID {r['llid_at_train_step']:.3g} -> "
-        f"{r['llid_at_grok_step']:.3g} at the grokking step, {r['llid_final']:.3g} at the end; the largest LLID "
-        f"drop ended at step {r['largest_llid_drop_step']}, the largest validation rise at "
-        f"{r['largest_val_rise_step']}{' (the same evaluation)' if same else ''}. {r['seconds']:.0f} s."
+        f" ({'grokked' if r['grokked'] else 'not a delayed rise'}); LLID {r['llid_at_train_step']:.3g} at the "
+        f"first step, {r['llid_at_grok_step']:.3g} at the second, {r['llid_final']:.3g} at the end (minimum "
+        f"{r['llid_min']:.3g}){trend}. {r['seconds']:.0f} s."
     )
 
 
