@@ -229,6 +229,16 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         ``train_accuracy``, ``val_loss``, ``val_accuracy``) and ``id_history``
         (:func:`id_history`); ``n_train``, ``n_val``, ``id_seconds`` (total),
         ``id_seconds_per_evaluation`` and ``id_share`` (of the run's time).
+
+    Examples
+    --------
+    One cell of a tiny sweep: 100 digits, one epoch, IDs before and after it.
+
+    >>> study = DynamicsStudy(n_train=100, regularizers={"dropout": [0.0]}, seeds=[0],
+    ...                       training={"epochs": 1}, tracking={"n_samples": 100}, device="cpu")
+    >>> out = dynamics_cell(study.cells()[0])
+    >>> out["n_train"], [r["epoch"] for r in out["id_history"]], list(out["ids"])
+    (100, [0, 1], ['features.relu1', 'features.relu2', 'features.pool', 'relu'])
     """
     import torch
 

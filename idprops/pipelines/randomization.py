@@ -90,6 +90,17 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``) and
         ``id_history`` (see :func:`~idprops.pipelines.dynamics.id_history`),
         ``n_train``, ``n_test``, ``id_seconds``, ``id_share``.
+
+    Examples
+    --------
+    One cell: 100 digits with random labels, one epoch.
+
+    >>> study = RandomizationStudy(corruptions=["random_labels"], n_train=100, seeds=[0],
+    ...                            training={"epochs": 1}, tracking={"n_samples": 100},
+    ...                            device="cpu")
+    >>> out = randomization_cell(study.cells()[0])
+    >>> out["n_train"], out["corrupted_fraction"], sorted(out["d_data"])
+    (100, 0.88, ['mle', 'twonn'])
     """
     import torch
 

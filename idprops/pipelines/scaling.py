@@ -268,6 +268,17 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
         estimator label), ``K_F``, ``d_repr`` (per layer), ``robust_accuracy``,
         ``adversarial_loss`` and ``loss_increase`` (per attack label) when asked for;
         ``warnings`` (estimates that failed and were recorded as NaN).
+
+    Examples
+    --------
+    One cell of a tiny study: 40 images of digits 0 and 1, one epoch.
+
+    >>> study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[40],
+    ...                         training={"epochs": 1}, estimators=["twonn"],
+    ...                         attacks={"fgsm": {"eps": 0.1}}, device="cpu")
+    >>> out = train_and_measure(study.cells()[0])
+    >>> out["n_train"], out["n_test"], sorted(out["d_data"]), sorted(out["robust_accuracy"])
+    (40, 91, ['twonn'], ['fgsm'])
     """
     import torch
 
