@@ -50,7 +50,21 @@ RESERVED_RESULT_FIELDS = ("seconds", "study_file")
 
 
 class CellError(RuntimeError):
-    """A cell of a study failed; the message names the cell and the original error."""
+    """A cell of a study failed; the message names the cell and the original error.
+
+    The cells finished before it are in the store, so fixing the cause and running
+    the study again resumes it. The original exception is the ``__cause__``.
+
+    Examples
+    --------
+    >>> from idprops.pipelines import ScalingLawStudy
+    >>> study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}],
+    ...                         sizes=[10_000], training={"epochs": 1}, device="cpu")
+    >>> study.fit()
+    Traceback (most recent call last):
+    ...
+    idprops.pipelines.study.CellError: cell {...} failed: ValueError: n=10000 samples requested but 269 are available ...
+    """
 
 
 def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
@@ -102,6 +116,31 @@ class Study(BaseEstimator):
         Cells computed by the last ``fit`` (the others came from the store).
     store_path_ : pathlib.Path or None
         The store used, None when it was temporary.
+
+    Examples
+    --------
+    A study whose cells square numbers; a second ``fit`` with a larger grid and the
+    same store runs only the new cell.
+
+    >>> class SquareStudy(Study):
+    ...     kind = "square"
+    ...     def __init__(self, values=(1, 2, 3), *, store=None, n_jobs=1, progress=None,
+    ...                  study_file=None):
+    ...         self.values = values
+    ...         super().__init__(store=store, n_jobs=n_jobs, progress=progress,
+    ...                          study_file=study_file)
+    ...     def cells(self):
+    ...         return [self._cell(x=x) for x in self.values]
+    ...     @staticmethod
+    ...     def run_cell(config):
+    ...         return {"square": config["x"] ** 2}
+    >>> import os, tempfile
+    >>> store = os.path.join(tempfile.mkdtemp(), "results.sqlite")
+    >>> study = SquareStudy(store=store).fit()
+    >>> [r["square"] for r in study.results_], study.n_cells_run_
+    ([1, 4, 9], 3)
+    >>> SquareStudy(values=(1, 2, 3, 4), store=store).fit().n_cells_run_
+    1
     """
 
     #: The study's name in study files, the CLI and the store's ``study`` column.
