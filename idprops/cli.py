@@ -198,7 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``idprops`` command; errors are one line, unless ``--debug``."""
+    """Run the ``idprops`` command; errors are one line, unless ``--debug``.
+
+    ``argv`` defaults to the command line's arguments; the exit status is returned.
+
+    Examples
+    --------
+    >>> main(["measure", "--classes", "0,1", "--estimator", "twonn", "--no-sharpness"])
+    data: digits  (360 samples, 64 features, 2 classes, pixels: unit [0, 1])
+    <BLANKLINE>
+    quantity                                     value  duplicates   seconds
+    ------------------------------------------------------------------------
+    d_data  twonn regression             8.587 ± 0.453           0      ...
+    ------------------------------------------------------------------------
+    ± is one standard error (a lower bound: neighbourhoods overlap).
+    total time: ... s
+    0
+
+    An error is one line on standard error ("idprops: error: --layer needs --model")
+    and exit status 2:
+
+    >>> main(["measure", "--layer", "fc1"])
+    2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.debug or os.environ.get("IDPROPS_DEBUG"):
