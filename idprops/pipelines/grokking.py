@@ -126,6 +126,18 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         of LLID with validation accuracy over the evaluations from ``train_step`` on:
         negative when LLID falls as the model generalizes), ``n_train``, ``n_val``, ``id_seconds``,
         ``id_share`` (the tracker's share of the run's time).
+
+    Examples
+    --------
+    One tiny cell: division modulo 7, a narrow transformer, 20 steps.
+
+    >>> study = GrokkingStudy(p=7, training={"max_steps": 20}, eval_every=10,
+    ...                       model={"width": 32, "mlp_width": 64}, device="cpu")
+    >>> out = grokking_cell(study.cells()[0])
+    >>> out["n_train"], out["n_val"], [r["step"] for r in out["curves"]]
+    (25, 17, [0, 10, 20])
+    >>> list(out["curves"][-1]["ids"])
+    ['blocks.0.attn', 'blocks.0.mlp', 'blocks.1.attn', 'blocks.1.mlp']
     """
     import torch
 
