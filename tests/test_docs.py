@@ -107,6 +107,7 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
         env=env,
         capture_output=True,
         text=True,
+        timeout=1200,  # a hung example fails the test instead of the whole suite
     )
     assert build.returncode == 0, f"{build.stdout[-6000:]}\n{build.stderr[-6000:]}"
 
