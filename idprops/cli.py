@@ -43,7 +43,7 @@ def _add_measure(sub) -> None:
     p.add_argument("--model", help="registered model name for d_repr")
     p.add_argument("--layer", action="append", dest="layers", default=[], metavar="NAME", help="layer for d_repr, repeatable")
     p.add_argument("--weights", help="local state_dict file for --model (random init otherwise)")
-    p.add_argument("--device", help="torch device for the model (default: GPU if present)")
+    p.add_argument("--device", help="torch device for the model (default: where the model is, the CPU for a model built by name)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=_run_measure)
