@@ -27,6 +27,7 @@ import contextlib
 import inspect
 import math
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -522,7 +523,12 @@ class DynamicsStudy(Study):
         ]
         path = write_report(outdir / "report.md", title="Training-dynamics study: regularization and activation ID",
                             table=table, correlations=correlations, figures=figures)
-        append_summary(path, _summary(sweeps, unique))
+        lines = _summary(sweeps, unique)
+        n_finite = sum(_finite(r["llid"]) for r in unique)
+        if n_finite < len(unique):
+            lines.append(f"correlations over the {n_finite} cells with a finite LLID; "
+                         f"{len(unique) - n_finite} collapsed cell(s) left out.")
+        append_summary(path, lines)
         return path
 
     def _last_hidden(self) -> str:
@@ -543,8 +549,10 @@ def _by_value(rows: Sequence[Mapping[str, Any]], name: str, field: str) -> tuple
     for r in rows:
         groups[r[f"regularization.{name}"]].append(r[field])
     values = sorted(groups)
-    means = np.array([np.nanmean(groups[v]) for v in values])
-    stds = np.array([np.nanstd(groups[v]) for v in values])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a collapsed setting: every seed NaN
+        means = np.array([np.nanmean(groups[v]) for v in values])
+        stds = np.array([np.nanstd(groups[v]) for v in values])
     return values, means, stds
 
 
@@ -556,10 +564,14 @@ def _summary(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], unique) -> list[
         _, acc, _ = _by_value(rows, name, "val_accuracy")
         if len(values) < 2:
             continue
+        collapsed = [v for v, x in zip(values, llid) if math.isnan(x)]
+        lowest = "" if len(collapsed) == len(values) else (
+            f" (lowest {np.nanmin(llid):.3g} at {values[int(np.nanargmin(llid))]})")
+        dead = f"; LLID undefined at {collapsed}: every activation of the layer equal (collapsed)" if collapsed else ""
         lines.append(
-            f"{name} {values[0]} -> {values[-1]}: LLID {llid[0]:.3g} -> {llid[-1]:.3g} (lowest {llid.min():.3g} at "
-            f"{values[int(np.nanargmin(llid))]}), PID {pid[0]:.3g} -> {pid[-1]:.3g}, validation accuracy "
-            f"{acc[0]:.3f} -> {acc[-1]:.3f} (best {acc.max():.3f} at {values[int(np.nanargmax(acc))]})."
+            f"{name} {values[0]} -> {values[-1]}: LLID {llid[0]:.3g} -> {llid[-1]:.3g}{lowest}, PID "
+            f"{pid[0]:.3g} -> {pid[-1]:.3g}, validation accuracy {acc[0]:.3f} -> {acc[-1]:.3f} (best "
+            f"{np.nanmax(acc):.3f} at {values[int(np.nanargmax(acc))]}){dead}."
         )
     seconds = sum(r["seconds"] for r in unique)
     per_eval = np.mean([r["id_seconds_per_evaluation"] for r in unique])
@@ -580,6 +592,9 @@ def _id_vs_regularization_figure(sweeps, path: Path) -> Path:
         xs = np.arange(len(values))  # strengths span decades and include 0: evenly spaced ticks
         ax.errorbar(xs, llid, yerr=llid_sd, fmt="o-", color="C0", label="LLID")
         ax.errorbar(xs, pid, yerr=pid_sd, fmt="s--", color="C3", label="PID")
+        for x, v in zip(xs, llid):
+            if math.isnan(v):  # a dead LLID layer: no ID to draw, say so where it would be
+                ax.annotate("LLID\ncollapsed", (x, np.nanmin(pid)), ha="center", va="top", fontsize=7, color="C0")
         ax.set_xticks(xs, [f"{v:g}" for v in values])
         ax.set_xlabel(name)
         ax.set_ylabel("intrinsic dimension")
