@@ -25,12 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from .dynamics import (
     _check_training,
-    _new_axes,
     _plain,
     _save,
     _torch_threads,
