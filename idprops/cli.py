@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -169,11 +170,18 @@ def _run_study(args) -> int:
 
     from .pipelines.study import find_preset, import_object, parse_overrides
 
+    if importlib.util.find_spec("matplotlib") is None:
+        # Fail before the cells run, not after: the report is what the user asked for.
+        raise RuntimeError(
+            "the study's report draws figures with matplotlib, which is not installed; "
+            "pip install 'idprops[plot]'"
+        )
     cls = import_object(args.study_class)
     path = find_preset(args.preset) if args.preset else Path(args.config)
     out = Path(args.out or f"{args.kind}-report")
     overrides = parse_overrides(args.overrides)
-    overrides["store"] = args.store or str(out / "results.sqlite")
+    if args.store or "store" not in overrides:
+        overrides["store"] = args.store or str(out / "results.sqlite")
     if args.n_jobs is not None:
         overrides["n_jobs"] = args.n_jobs
     if args.no_progress:

@@ -255,6 +255,22 @@ def test_cli_study_runs_resumes_and_reports(tmp_path, capsys):
     assert row["study_file"] == str(find_preset("digits")) and row["training.epochs"] == 1
     assert main(argv) == 0  # resumed from the default store: nothing to run
     assert "0 cell(s) run, 1 taken from" in capsys.readouterr().out
+    # A store named in --set is the one used (and --out's default is not).
+    other = tmp_path / "other.sqlite"
+    assert main([*argv, "--set", f"store={str(other)!r}"]) == 0
+    assert f"1 cell(s) run, 0 taken from {other}" in capsys.readouterr().out
+
+
+def test_cli_study_without_matplotlib_fails_before_running(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    assert main(["study", "scaling-law", "--preset", "digits", "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'idprops[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
