@@ -196,3 +196,17 @@ def test_log_dir_without_tensorboard_warns(tmp_path):
     with pytest.warns(UserWarning, match="tensorboard"):
         Trainer(make_model(), epochs=1, batch_size=40, callbacks=[tracker]).fit(make_data())
     assert len(tracker.records_) == 2
+
+
+def test_log_dir_writes_tensorboard_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tracker = ActivationIDTracker(["0", "2"], estimator=WidthDimension, log_dir=str(tmp_path))
+    Trainer(make_model(), epochs=1, batch_size=40, callbacks=[tracker]).fit(make_data())
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"id/0", "id/2", "id/LLID", "id/PID", "id/log_PID_LLID"} <= tags
+    llid = [e.value for e in events.Scalars("id/LLID")]
+    assert llid == pytest.approx([r["llid"] for r in tracker.records_])

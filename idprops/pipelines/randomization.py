@@ -27,9 +27,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from .dynamics import (
-    _DEFAULT_LAYERS,
     _check_training,
-    _estimator_spec,
     _history,
     _new_axes,
     _plain,
@@ -38,6 +36,7 @@ from .dynamics import (
     append_summary,
     first_step_at_least,
     id_history,
+    resolve_tracking,
 )
 from .scaling import normalize_model, normalize_steps
 from .study import Study
@@ -272,18 +271,7 @@ class RandomizationStudy(Study):
         return specs
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
-        tracking = {**_DEFAULT_TRACKING, **dict(self.tracking or {})}
-        unknown = sorted(set(tracking) - set(_DEFAULT_TRACKING))
-        if unknown:
-            raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(_DEFAULT_TRACKING)}")
-        if tracking["layers"] is None:
-            if model_name not in _DEFAULT_LAYERS:
-                raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
-            tracking["layers"] = _DEFAULT_LAYERS[model_name]
-        if isinstance(tracking["layers"], str):
-            tracking["layers"] = [tracking["layers"]]
-        tracking["estimator"] = _estimator_spec(tracking["estimator"])
-        return tracking
+        return resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per corruption x seed."""
