@@ -7,6 +7,11 @@ in float64 from the vectors and re-ranks them. The matrix-product trick
 ``|x|^2 + |y|^2 - 2 x.y`` loses precision for close points (faiss returns 0 for
 near-duplicates, which makes log-ratios infinite); the re-ranking removes that
 error before any logarithm is taken.
+
+The result is exact, not just likely right: the float32 error has a known bound, so
+a row whose k-th exact distance lies below the first unexamined candidate's float32
+distance minus that bound cannot be missing a neighbour. Rows that cannot be proven
+so (many points tied at the k-th distance) are searched again in float64.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ __all__ = ["available_backends", "kneighbors"]
 
 BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
 
-# Bytes allowed for one batch of float32 distances (batch x n), and for one chunk of
-# float64 candidate differences during re-ranking: keeps memory O(batch x n + n x k).
+# Bytes allowed for one batch of float32 distances (batch x n): keeps memory
+# O(batch x n + n x k). A chunk of float64 candidate differences during re-ranking is
+# kept small enough to stay in a core's cache, which makes that step twice as fast.
 _BATCH_BYTES = 256 * 2**20
-_RERANK_BYTES = 64 * 2**20
+_RERANK_BYTES = 2 * 2**20
 
 
 def _faiss():
@@ -104,10 +110,12 @@ def _search_faiss(X, Y, n_cand, batch_size, gpu, device):
     if gpu:
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device or 0, index)
     index.add(Y)
+    approx = np.empty((len(X), n_cand), dtype=np.float32)
     out = np.empty((len(X), n_cand), dtype=np.int64)
     for start in range(0, len(X), batch_size):
-        _, out[start : start + batch_size] = index.search(X[start : start + batch_size], n_cand)
-    return out
+        stop = start + batch_size
+        approx[start:stop], out[start:stop] = index.search(X[start:stop], n_cand)
+    return approx, out
 
 
 def _search_torch(X, Y, n_cand, batch_size, device):
@@ -115,17 +123,27 @@ def _search_torch(X, Y, n_cand, batch_size, device):
 
     if device is None:
         device = "cuda" if _cuda_available() else "cpu"
-    Yt = torch.from_numpy(Y).to(device)
-    y_sq = (Yt * Yt).sum(1)
-    out = np.empty((len(X), n_cand), dtype=np.int64)
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            xb = torch.from_numpy(X[start : start + batch_size]).to(device)
-            # |x - y|^2 up to the per-row constant |x|^2, which does not change the ranking.
-            d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
-            idx = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
-            out[start : start + len(xb)] = idx.cpu().numpy()
-    return out
+    # TF32 products (allowed by torch.set_float32_matmul_precision) would break the
+    # float32 error bound that the re-ranking relies on.
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        Yt = torch.from_numpy(Y).to(device)
+        y_sq = (Yt * Yt).sum(1)
+        approx = np.empty((len(X), n_cand), dtype=np.float32)
+        out = np.empty((len(X), n_cand), dtype=np.int64)
+        with torch.no_grad():
+            for start in range(0, len(X), batch_size):
+                xb = torch.from_numpy(X[start : start + batch_size]).to(device)
+                # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
+                d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
+                values, idx = torch.topk(d2, n_cand, dim=1, largest=False)
+                values += (xb * xb).sum(1, keepdim=True)
+                approx[start : start + len(xb)] = values.cpu().numpy()
+                out[start : start + len(xb)] = idx.cpu().numpy()
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    return approx, out
 
 
 def _n_threads() -> int:
@@ -135,26 +153,101 @@ def _n_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _exact_rerank(X, Y, candidates, k, exclude_self):
-    """Exact float64 distances to the candidates, sorted by (distance, index)."""
-    n, n_cand = candidates.shape
-    distances = np.empty((n, n_cand))
-    chunk = max(1, _RERANK_BYTES // (8 * n_cand * X.shape[1]))
+def _error_bound(x_sq, y_sq_max, n_features, unit_roundoff):
+    """Per query, a bound on |computed - exact| squared distance to any point.
 
-    def rerank_chunk(start):
+    The expansion |x|^2 + |y|^2 - 2 x.y with dot products of length D errs by at most
+    gamma (|x| + |y|)^2, gamma = (D + 2) u / (1 - (D + 2) u) for unit roundoff u
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1); the factor 2
+    covers rounding the centred data to the search's precision.
+    """
+    m = (n_features + 2) * unit_roundoff
+    return 2 * m / (1 - m) * (np.sqrt(x_sq) + np.sqrt(y_sq_max)) ** 2
+
+
+def _exact_distances(X, Y, rows, candidates):
+    """float64 distances from X[rows[i]] to Y[candidates[i]], computed from differences."""
+    n, width = candidates.shape
+    out = np.empty((n, width))
+    chunk = max(1, _RERANK_BYTES // (8 * width * X.shape[1]))
+
+    def one_chunk(start):
         stop = min(start + chunk, n)
-        # One pass that gathers, casts and subtracts: the re-ranking is memory bound.
-        diff = np.subtract(Y[candidates[start:stop]], X[start:stop, None, :], dtype=np.float64)
-        distances[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        # One pass that gathers, casts and subtracts: this step is memory bound.
+        diff = np.subtract(Y[candidates[start:stop]], X[rows[start:stop], None, :], dtype=np.float64)
+        out[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
 
     starts = range(0, n, chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
     with ThreadPoolExecutor(min(_n_threads(), len(starts))) as pool:
-        list(pool.map(rerank_chunk, starts))
+        list(pool.map(one_chunk, starts))
+    return out
+
+
+def _top_k(X, Y, rows, candidates, k, exclude_self):
+    """The k nearest of each row's candidates, by exact (distance, index)."""
+    dist = _exact_distances(X, Y, rows, candidates)
     if exclude_self:
-        distances[candidates == np.arange(n)[:, None]] = np.inf
-    order = np.lexsort((candidates, distances), axis=-1)[:, :k]
-    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+        dist[candidates == rows[:, None]] = np.inf
+    order = np.lexsort((candidates, dist), axis=-1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
+
+def _certified_top_k(X, Y, candidates, approx, bound, k, exclude_self):
+    """Exact neighbours from float32 candidates, with a proof for every row.
+
+    A point not evaluated exactly has a float32 squared distance of at least the next
+    candidate's, so an exact squared distance of at least that minus ``bound``; when
+    the k-th exact distance is below it, no such point can be nearer. The k + 2
+    float32-nearest candidates settle most rows; the others get all candidates, and
+    the few still unsettled (ties across the candidate list) a float64 search.
+    """
+    n, n_cand = candidates.shape
+    distances = np.empty((n, k))
+    indices = np.empty((n, k), dtype=np.int64)
+    rows = np.arange(n)
+    for width in sorted({min(k + exclude_self + 2, n_cand), n_cand}):
+        dist, idx = _top_k(X, Y, rows, candidates[rows, :width], k, exclude_self)
+        if width == len(Y):
+            settled = np.ones(len(rows), dtype=bool)
+        else:
+            settled = dist[:, -1] ** 2 < approx[rows, min(width, n_cand - 1)] - bound[rows]
+        distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
+        rows = rows[~settled]
+        if not len(rows):
+            return distances, indices
+    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self)
+    return distances, indices
+
+
+def _float64_search(X, Y, rows, k, exclude_self):
+    """Exact neighbours of X[rows] by a float64 scan of all of Y (for a few rows)."""
+    center = Y.mean(axis=0, dtype=np.float64)
+    y_chunk = max(1, _BATCH_BYTES // (32 * Y.shape[1]))
+    blocks = [slice(i, i + y_chunk) for i in range(0, len(Y), y_chunk)]
+    # Centred float64 copies of Y are made a block at a time: memory stays O(batch x n).
+    y_sq = np.concatenate([np.einsum("ij,ij->i", Y[b] - center, Y[b] - center) for b in blocks])
+    distances = np.empty((len(rows), k))
+    indices = np.empty((len(rows), k), dtype=np.int64)
+    chunk = max(1, _BATCH_BYTES // (8 * len(Y)))
+    for start in range(0, len(rows), chunk):
+        block = rows[start : start + chunk]
+        Xc = X[block] - center
+        x_sq = np.einsum("ij,ij->i", Xc, Xc)
+        bound = _error_bound(x_sq, y_sq.max(), X.shape[1], 2.0**-53)
+        d2 = np.empty((len(block), len(Y)))
+        for b in blocks:
+            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ (Y[b] - center).T)
+        if exclude_self:
+            d2[np.arange(len(block)), block] = np.inf
+        kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
+        for j, row in enumerate(block):
+            # The true k nearest all lie in this window: twice the bound, once for the
+            # window's points and once for the k-th.
+            window = np.flatnonzero(d2[j] <= kth[j] + 2 * bound[j])
+            dist, idx = _top_k(X, Y, np.array([row]), window[None, :], k, exclude_self)
+            distances[start + j], indices[start + j] = dist[0], idx[0]
+    return distances, indices
 
 
 def kneighbors(
@@ -225,8 +318,8 @@ def kneighbors(
         )
     backend = _resolve_backend(backend)
 
-    # Extra candidates absorb float32 ranking errors near the k-th neighbour; the exact
-    # re-ranking then picks the true k.
+    # Extra candidates let the exact re-ranking prove most rows right without the
+    # float64 fallback, also when several points tie at the k-th distance.
     n_cand = min(k + exclude_self + max(k, 8), len(Y))
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision.
@@ -240,7 +333,10 @@ def kneighbors(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
 
     if backend == "torch":
-        candidates = _search_torch(Xc, Yc, n_cand, batch_size, device)
+        approx, candidates = _search_torch(Xc, Yc, n_cand, batch_size, device)
     else:
-        candidates = _search_faiss(Xc, Yc, n_cand, batch_size, backend == "faiss-gpu", device)
-    return _exact_rerank(X, Y, candidates, k, exclude_self)
+        approx, candidates = _search_faiss(Xc, Yc, n_cand, batch_size, backend == "faiss-gpu", device)
+    x_sq = np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
+    y_sq_max = x_sq.max() if exclude_self else np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64).max()
+    bound = _error_bound(x_sq, y_sq_max, X.shape[1], 2.0**-24)
+    return _certified_top_k(X, Y, candidates, approx, bound, k, exclude_self)

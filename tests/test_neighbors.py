@@ -47,6 +47,24 @@ def test_ties_on_a_grid(backend):
     X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T  # many equal distances
     dist, idx, ref_idx = assert_same_neighbours(X, 6, backend=backend)
     assert dist[0, 0] == 1.0
+    np.testing.assert_array_equal(idx, ref_idx)  # ties ordered by index, as promised
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_more_ties_than_candidates_take_the_float64_path(backend, monkeypatch):
+    # On a 3-D grid an inner point's 7th neighbour ties with eleven others at sqrt(2):
+    # more than the float32 search's spare candidates, so no row can be proven right
+    # from them and the float64 scan must settle it.
+    import idprops.neighbors as nb
+
+    calls = []
+    real = nb._float64_search
+    monkeypatch.setattr(nb, "_float64_search", lambda *a: calls.append(len(a[2])) or real(*a))
+    g = np.arange(6.0)
+    X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T
+    _, idx, ref_idx = assert_same_neighbours(X, 7, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert calls and calls[0] > 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
