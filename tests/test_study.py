@@ -182,7 +182,13 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
     with pytest.raises(ValueError, match="unknown parameter"):
         ScalingLawStudy.from_toml(study_file, {"epochs": 3})
     with pytest.raises(ValueError, match="not a table"):
+        load_study_file(study_file, {"training.epochs.max": 3})
+    with pytest.raises(ValueError, match="'sizes.first' is not one of the 2 entries"):
         load_study_file(study_file, {"sizes.first": 3})
+    with pytest.raises(ValueError, match="'sizes.2' is not one of the 2 entries"):
+        load_study_file(study_file, {"sizes.2": 3})
+    params = load_study_file(study_file, {"datasets.0.root": "/data", "sizes.1": 99})
+    assert params["datasets"][0]["root"] == "/data" and params["sizes"][1] == 99
     with pytest.raises(ValueError, match="'scaling-law' study file, not a 'robustness'"):
         STUDY_CLASSES["robustness"].from_toml(study_file)
     assert parse_overrides(["a.b=1", "c=[1, 2]", "d=text", "e='x=y'", "f=true"]) == {

@@ -294,14 +294,26 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     if not all(parts):
         raise ValueError(f"override key {dotted!r} has an empty part; write e.g. training.epochs")
-    node = table
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            where = ".".join(parts[: i + 1])
-            raise ValueError(f"cannot set {dotted!r}: {where!r} is {child!r}, not a table")
-        node = child
-    node[parts[-1]] = value
+    node: Any = table
+    for i, part in enumerate(parts):
+        where = ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            # datasets.0.root: a number picks an entry of an array of tables.
+            if not (part.isdigit() and int(part) < len(node)):
+                raise ValueError(f"cannot set {dotted!r}: {where!r} is not one of the "
+                                 f"{len(node)} entries (0 to {len(node) - 1})")
+            key: Any = int(part)
+        elif isinstance(node, dict):
+            key = part
+            if not last:
+                node.setdefault(key, {})
+        else:
+            raise ValueError(f"cannot set {dotted!r}: {'.'.join(parts[:i])!r} is {node!r}, not a table")
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
 
 
 def load_study_file(
@@ -314,8 +326,8 @@ def load_study_file(
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "s.toml")
     >>> _ = open(path, "w").write('sizes = [50, 100]\\n[training]\\nepochs = 5\\n')
-    >>> load_study_file(path, {"training.epochs": 1, "training.lr": 0.01})
-    {'sizes': [50, 100], 'training': {'epochs': 1, 'lr': 0.01}}
+    >>> load_study_file(path, {"training.epochs": 1, "training.lr": 0.01, "sizes.1": 80})
+    {'sizes': [50, 80], 'training': {'epochs': 1, 'lr': 0.01}}
     """
     try:
         import tomllib
