@@ -155,6 +155,8 @@ def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.ascontiguousarray(X + 0.0)
     as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
     _, kept = np.unique(as_bytes, return_index=True)
+    if len(kept) == len(X):  # the common case: no copy of what may be gigabytes
+        return X, np.arange(len(X))
     kept.sort()
     return X[kept], kept
 

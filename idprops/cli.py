@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -161,6 +162,7 @@ def _add_study(sub) -> None:
         k.add_argument("--store", help="SQLite results store (default: OUT/results.sqlite); resumed when it exists")
         k.add_argument("--out", help=f"folder of the report (default: ./{kind}-report)")
         k.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
+        k.add_argument("--dask", metavar="ADDRESS", help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]")
         k.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         k.set_defaults(run=_run_study, study_class=target)
 
@@ -186,7 +188,18 @@ def _run_study(args) -> int:
         overrides["n_jobs"] = args.n_jobs
     if args.no_progress:
         overrides["progress"] = False
-    study = cls.from_toml(path, overrides).fit()
+    study = cls.from_toml(path, overrides)
+    with contextlib.ExitStack() as stack:
+        if args.dask:
+            try:
+                from dask.distributed import Client
+            except ImportError as exc:
+                raise RuntimeError("--dask needs dask.distributed: pip install 'idprops[dask]'") from exc
+            from joblib import parallel_config
+
+            stack.enter_context(Client(args.dask))
+            stack.enter_context(parallel_config(backend="dask"))
+        study.fit()
     reused = len(study.results_) - study.n_cells_run_
     print(f"{args.kind}: {study.n_cells_run_} cell(s) run, {reused} taken from {study.store}")
     print(f"report: {study.report(out)}")

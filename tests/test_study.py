@@ -156,9 +156,17 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
                 study_file, {"store": str(tmp_path / "r.sqlite")}
             ).fit()
         workers = {task["worker"] for task in stream.data}
+        # The command line's --dask connects to the same cluster by its address.
+        argv = ["study", "scaling-law", "--config", str(study_file), "--dask",
+                cluster.scheduler_address, "--out", str(tmp_path / "cli"), "--no-progress"]
+        with distributed.get_task_stream(client) as cli_stream:
+            assert main(argv) == 0
     assert study.n_cells_run_ == N_CELLS
     assert len(stream.data) >= N_CELLS and workers  # the cells did go through the cluster
     assert _stable(study.results_) == _stable(serial.results_)
+    assert len(cli_stream.data) >= N_CELLS
+    with ResultsStore(tmp_path / "cli" / "results.sqlite") as store:
+        assert len(store.records()) == N_CELLS
 
 
 def test_temporary_store_and_failed_cell(tmp_path):

@@ -23,7 +23,6 @@ Also the helpers that the grokking and randomization studies share.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import os
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _new_axes, _plain, _save, append_summary, normalize_model
+from .scaling import _new_axes, _plain, _save, _torch_threads, append_summary, normalize_model
 from .study import Study
 
 __all__ = [
@@ -66,20 +65,6 @@ _CELL_OWNED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resu
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """torch's intra-op threads set to ``n`` (None: unchanged) for the duration."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), hint: str = "") -> None:
