@@ -153,6 +153,11 @@ def _n_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _sq_norms(A) -> np.ndarray:
+    """Squared Euclidean norm of every row, accumulated in float64."""
+    return np.einsum("ij,ij->i", A, A, dtype=np.float64)
+
+
 def _error_bound(x_sq, y_sq_max, n_features, unit_roundoff):
     """Per query, a bound on |computed - exact| squared distance to any point.
 
@@ -226,14 +231,14 @@ def _float64_search(X, Y, rows, k, exclude_self):
     y_chunk = max(1, _BATCH_BYTES // (32 * Y.shape[1]))
     blocks = [slice(i, i + y_chunk) for i in range(0, len(Y), y_chunk)]
     # Centred float64 copies of Y are made a block at a time: memory stays O(batch x n).
-    y_sq = np.concatenate([np.einsum("ij,ij->i", Y[b] - center, Y[b] - center) for b in blocks])
+    y_sq = np.concatenate([_sq_norms(Y[b] - center) for b in blocks])
     distances = np.empty((len(rows), k))
     indices = np.empty((len(rows), k), dtype=np.int64)
     chunk = max(1, _BATCH_BYTES // (8 * len(Y)))
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
         Xc = X[block] - center
-        x_sq = np.einsum("ij,ij->i", Xc, Xc)
+        x_sq = _sq_norms(Xc)
         bound = _error_bound(x_sq, y_sq.max(), X.shape[1], 2.0**-53)
         d2 = np.empty((len(block), len(Y)))
         for b in blocks:
@@ -336,7 +341,7 @@ def kneighbors(
         approx, candidates = _search_torch(Xc, Yc, n_cand, batch_size, device)
     else:
         approx, candidates = _search_faiss(Xc, Yc, n_cand, batch_size, backend == "faiss-gpu", device)
-    x_sq = np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64)
-    y_sq_max = x_sq.max() if exclude_self else np.einsum("ij,ij->i", Yc, Yc, dtype=np.float64).max()
+    x_sq = _sq_norms(Xc)
+    y_sq_max = (x_sq if exclude_self else _sq_norms(Yc)).max()
     bound = _error_bound(x_sq, y_sq_max, X.shape[1], 2.0**-24)
     return _certified_top_k(X, Y, candidates, approx, bound, k, exclude_self)
