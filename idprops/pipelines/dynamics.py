@@ -139,6 +139,24 @@ def _estimator_spec(spec: Any) -> dict[str, Any]:
     return {"name": spec.pop("name", "twonn"), "params": spec}
 
 
+def _resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,
+                      defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A study's ``tracking`` table completed with ``defaults`` and checked: known keys
+    only, the model's default layers when none are named, the estimator as a spec."""
+    tracking = {**defaults, **dict(tracking or {})}
+    unknown = sorted(set(tracking) - set(defaults))
+    if unknown:
+        raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(defaults)}")
+    if tracking["layers"] is None:
+        if model_name not in _DEFAULT_LAYERS:
+            raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
+        tracking["layers"] = _DEFAULT_LAYERS[model_name]
+    if isinstance(tracking["layers"], str):
+        tracking["layers"] = [tracking["layers"]]
+    tracking["estimator"] = _estimator_spec(tracking["estimator"])
+    return tracking
+
+
 # --------------------------------------------------------------------------- augmentation
 
 
@@ -194,24 +212,6 @@ class RandomShift:
 
 
 # --------------------------------------------------------------------------- one cell
-
-
-def resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,
-                     defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """A study's ``tracking`` table completed with ``defaults`` and checked: known keys
-    only, the model's default layers when none are named, the estimator as a spec."""
-    tracking = {**defaults, **dict(tracking or {})}
-    unknown = sorted(set(tracking) - set(defaults))
-    if unknown:
-        raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(defaults)}")
-    if tracking["layers"] is None:
-        if model_name not in _DEFAULT_LAYERS:
-            raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
-        tracking["layers"] = _DEFAULT_LAYERS[model_name]
-    if isinstance(tracking["layers"], str):
-        tracking["layers"] = [tracking["layers"]]
-    tracking["estimator"] = _estimator_spec(tracking["estimator"])
-    return tracking
 
 
 def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,7 +424,7 @@ class DynamicsStudy(Study):
         return {k: int(v) if k == "shift" else float(v) for k, v in base.items()}
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
-        tracking = resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
+        tracking = _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
         if tracking["data"] not in ("test", "train"):
             raise ValueError(f"tracking.data must be 'test' or 'train', got {tracking['data']!r}")
         return tracking

@@ -31,12 +31,12 @@ from .dynamics import (
     _history,
     _new_axes,
     _plain,
+    _resolve_tracking,
     _save,
     _torch_threads,
     append_summary,
     first_step_at_least,
     id_history,
-    resolve_tracking,
 )
 from .scaling import normalize_model, normalize_steps
 from .study import Study
@@ -271,7 +271,7 @@ class RandomizationStudy(Study):
         return specs
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
-        return resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
+        return _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per corruption x seed."""
