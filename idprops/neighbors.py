@@ -11,7 +11,8 @@ error before any logarithm is taken.
 The result is exact, not just likely right: the float32 error has a known bound, so
 a row whose k-th exact distance lies below the first unexamined candidate's float32
 distance minus that bound cannot be missing a neighbour. Rows that cannot be proven
-so (many points tied at the k-th distance) are searched again in float64.
+so (points tied at the k-th distance) are searched again with more candidates, and
+the few still unproven are scanned in float64.
 """
 
 from __future__ import annotations
@@ -198,32 +199,17 @@ def _top_k(X, Y, rows, candidates, k, exclude_self):
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
 
 
-def _certified_top_k(X, Y, candidates, approx, bound, k, exclude_self):
-    """Exact neighbours from float32 candidates, with a proof for every row.
+def _certify(X, Y, rows, candidates, approx, bound, k, exclude_self):
+    """The k nearest of each row's float32 candidates, and which rows are proven right.
 
-    A point not evaluated exactly has a float32 squared distance of at least the next
-    candidate's, so an exact squared distance of at least that minus ``bound``; when
-    the k-th exact distance is below it, no such point can be nearer. The k + 2
-    float32-nearest candidates settle most rows; the others get all candidates, and
-    the few still unsettled (ties across the candidate list) a float64 search.
+    A point that is not a candidate has a float32 squared distance of at least the
+    last candidate's, so an exact squared distance of at least that minus ``bound``;
+    when the k-th exact distance is below it, no such point can be nearer.
     """
-    n, n_cand = candidates.shape
-    distances = np.empty((n, k))
-    indices = np.empty((n, k), dtype=np.int64)
-    rows = np.arange(n)
-    for width in sorted({min(k + exclude_self + 2, n_cand), n_cand}):
-        dist, idx = _top_k(X, Y, rows, candidates[rows, :width], k, exclude_self)
-        if width == len(Y):
-            settled = np.ones(len(rows), dtype=bool)
-        else:
-            settled = dist[:, -1] ** 2 < approx[rows, min(width, n_cand - 1)] - bound[rows]
-        distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
-        rows = rows[~settled]
-        if not len(rows):
-            return distances, indices
-    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self)
-    return distances, indices
-
+    dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self)
+    if candidates.shape[1] == len(Y):
+        return dist, idx, np.ones(len(rows), dtype=bool)
+    return dist, idx, dist[:, -1] ** 2 < approx[:, -1] - bound
 
 def _float64_search(X, Y, rows, k, exclude_self):
     """Exact neighbours of X[rows] by a float64 scan of all of Y (for a few rows)."""
@@ -323,9 +309,6 @@ def kneighbors(
         )
     backend = _resolve_backend(backend)
 
-    # Extra candidates let the exact re-ranking prove most rows right without the
-    # float64 fallback, also when several points tie at the k-th distance.
-    n_cand = min(k + exclude_self + max(k, 8), len(Y))
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision.
     center = Y.mean(axis=0)
@@ -336,12 +319,28 @@ def kneighbors(
         batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
     elif batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-
-    if backend == "torch":
-        approx, candidates = _search_torch(Xc, Yc, n_cand, batch_size, device)
-    else:
-        approx, candidates = _search_faiss(Xc, Yc, n_cand, batch_size, backend == "faiss-gpu", device)
     x_sq = _sq_norms(Xc)
     y_sq_max = (x_sq if exclude_self else _sq_norms(Yc)).max()
     bound = _error_bound(x_sq, y_sq_max, X.shape[1], 2.0**-24)
-    return _certified_top_k(X, Y, candidates, approx, bound, k, exclude_self)
+
+    distances = np.empty((len(X), k))
+    indices = np.empty((len(X), k), dtype=np.int64)
+    rows = np.arange(len(X))
+    # Two spare candidates prove almost every row right. Rows with ties around the
+    # k-th distance are searched again with more, and the few still unproven (more
+    # ties than that) are scanned in float64.
+    for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
+        queries = Xc if len(rows) == len(X) else Xc[rows]
+        if backend == "torch":
+            approx, candidates = _search_torch(queries, Yc, n_cand, batch_size, device)
+        else:
+            approx, candidates = _search_faiss(
+                queries, Yc, n_cand, batch_size, backend == "faiss-gpu", device
+            )
+        dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self)
+        distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
+        rows = rows[~settled]
+        if not len(rows):
+            return distances, indices
+    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self)
+    return distances, indices

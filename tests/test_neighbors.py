@@ -51,6 +51,26 @@ def test_ties_on_a_grid(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_at_the_kth_distance_are_searched_again_with_more_candidates(backend, monkeypatch):
+    # An inner grid point has six neighbours at distance 1: with k = 4 the two spare
+    # candidates of the first search are tied with the 4th, so those rows cannot be
+    # proven right from it; the wider second search (which reaches sqrt(2)) can.
+    import idprops.neighbors as nb
+
+    searched = []
+    name = "_search_torch" if backend == "torch" else "_search_faiss"
+    real = getattr(nb, name)
+    monkeypatch.setattr(nb, name, lambda X, *a: searched.append(len(X)) or real(X, *a))
+    monkeypatch.setattr(nb, "_float64_search", lambda *a: pytest.fail("float64 scan used"))
+    g = np.arange(6.0)
+    X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T
+    _, idx, ref_idx = assert_same_neighbours(X, 4, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    inner = np.all((X > 0) & (X < 5), axis=1).sum()
+    assert searched[0] == len(X) and inner <= searched[1] < len(X)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_more_ties_than_candidates_take_the_float64_path(backend, monkeypatch):
     # On a 3-D grid an inner point's 7th neighbour ties with eleven others at sqrt(2):
     # more than the float32 search's spare candidates, so no row can be proven right
