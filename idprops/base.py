@@ -136,13 +136,34 @@ def as_matrix(X, *, batch_size: int = 256, progress: bool | None = None) -> np.n
     return as_matrix_and_labels(X, batch_size=batch_size, progress=progress)[0]
 
 
+def _row_hashes(X: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every row's bytes, computed a few MiB at a time.
+
+    Equal rows get equal hashes; unequal rows collide rarely (a random linear map
+    modulo 2**64), and :func:`drop_duplicates` checks collisions exactly.
+    """
+    words = np.uint32 if X.dtype.itemsize == 4 else np.uint64
+    multipliers = np.random.default_rng(0).integers(1, 2**63, X.shape[1], dtype=np.uint64) * 2 + 1
+    hashes = np.empty(len(X), dtype=np.uint64)
+    chunk = max(1, 2**21 // X.shape[1])
+    for start in range(0, len(X), chunk):
+        # Adding 0.0 turns -0.0 into 0.0, so that equal values also have equal bytes.
+        rows = np.ascontiguousarray(X[start : start + chunk] + 0.0)
+        # Integer products and sums wrap around modulo 2**64, which is the hash.
+        hashes[start : start + chunk] = (rows.view(words) * multipliers).sum(axis=1, dtype=np.uint64)
+    return hashes
+
+
 def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keep the first occurrence of every distinct row.
+
+    Rows are hashed a chunk at a time and only rows that share a hash are compared,
+    so duplicate-free data costs no copy of ``X``.
 
     Returns
     -------
     X_unique : ndarray
-        The distinct rows, in their original order.
+        The distinct rows, in their original order (``X`` itself when all are).
     kept : ndarray of int
         Their row numbers in ``X``.
 
@@ -151,13 +172,17 @@ def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> drop_duplicates(np.array([[1.0], [2.0], [1.0]]))[1]
     array([0, 1])
     """
-    # Adding 0.0 turns -0.0 into 0.0, so that equal values also have equal bytes.
-    rows = np.ascontiguousarray(X + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, kept = np.unique(as_bytes, return_index=True)
-    if len(kept) == len(X):  # the common case: no copy of what may be gigabytes
+    hashes = _row_hashes(X)
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    if len(first) == len(X):  # the common case
         return X, np.arange(len(X))
-    kept.sort()
+    shared = np.flatnonzero(np.isin(hashes, hashes[first[counts > 1]]))
+    rows = np.ascontiguousarray(X[shared] + 0.0)
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first_shared = np.unique(as_bytes, return_index=True)
+    kept = np.sort(np.concatenate([first[counts == 1], shared[first_shared]]))
+    if len(kept) == len(X):
+        return X, kept
     return X[kept], kept
 
 

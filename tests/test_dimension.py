@@ -178,6 +178,23 @@ def test_duplicates_are_dropped_with_a_count(Estimator, rng):
     assert est.dimension_ == Estimator().fit(X).dimension_
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("collide", [False, True])
+def test_drop_duplicates_keeps_first_occurrences(dtype, collide, rng, monkeypatch):
+    import idprops.base as base
+
+    if collide:  # every row shares one hash: the exact comparison alone must decide
+        monkeypatch.setattr(base, "_row_hashes", lambda X: np.zeros(len(X), dtype=np.uint64))
+    X = rng.standard_normal((300, 7)).astype(dtype)
+    X[0, 3] = 0.0
+    X_dup = np.vstack([X, X[::3], X[:1]])
+    X_dup[-1, 3] = -0.0  # equal to 0.0 although its bytes differ
+    unique, kept = base.drop_duplicates(X_dup)
+    np.testing.assert_array_equal(kept, np.arange(300))
+    np.testing.assert_array_equal(unique, X)
+    assert base.drop_duplicates(X)[0] is X  # no copy when nothing is dropped
+
+
 def test_no_warning_without_duplicates(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
