@@ -107,15 +107,21 @@ def _resolve_backend(backend: str) -> str:
 
 def _search_faiss(X, Y, n_cand, batch_size, gpu, device):
     faiss = _faiss()
-    index = faiss.IndexFlatL2(Y.shape[1])
     if gpu:
+        index = faiss.IndexFlatL2(Y.shape[1])
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device or 0, index)
-    index.add(Y)
+        index.add(Y)
+        search = index.search
+    else:
+        # The same search as a flat index's, without the index's copy of Y.
+        def search(queries, k):
+            return faiss.knn(queries, Y, k)
+
     approx = np.empty((len(X), n_cand), dtype=np.float32)
     out = np.empty((len(X), n_cand), dtype=np.int64)
     for start in range(0, len(X), batch_size):
         stop = start + batch_size
-        approx[start:stop], out[start:stop] = index.search(X[start:stop], n_cand)
+        approx[start:stop], out[start:stop] = search(X[start:stop], n_cand)
     return approx, out
 
 
