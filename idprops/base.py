@@ -26,6 +26,7 @@ __all__ = [
     "as_matrix",
     "as_matrix_and_labels",
     "drop_duplicates",
+    "group_identical_rows",
 ]
 
 
@@ -140,7 +141,7 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     """A 64-bit hash of every row's bytes, computed a few MiB at a time.
 
     Equal rows get equal hashes; unequal rows collide rarely (a random linear map
-    modulo 2**64), and :func:`drop_duplicates` checks collisions exactly.
+    modulo 2**64), and :func:`group_identical_rows` checks collisions exactly.
     """
     words = np.uint32 if X.dtype.itemsize == 4 else np.uint64
     multipliers = np.random.default_rng(0).integers(1, 2**63, X.shape[1], dtype=np.uint64) * 2 + 1
@@ -154,11 +155,42 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     return hashes
 
 
+def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort the rows of ``X`` into groups of identical rows (0.0 equals -0.0).
+
+    Rows are hashed a chunk at a time and only rows that share a hash are compared
+    byte for byte, so data without repeats costs no copy of ``X``.
+
+    Returns
+    -------
+    first : ndarray of int
+        The first row of every group, ascending.
+    group : ndarray of int
+        The group of every row: ``X[i]`` equals ``X[first[group[i]]]``.
+
+    Examples
+    --------
+    >>> group_identical_rows(np.array([[1.0], [2.0], [1.0]]))
+    (array([0, 1]), array([0, 1, 0]))
+    """
+    _, first, group, counts = np.unique(
+        _row_hashes(X), return_index=True, return_inverse=True, return_counts=True
+    )
+    shared = np.flatnonzero(counts[group] > 1)
+    if len(shared):
+        rows = np.ascontiguousarray(X[shared] + 0.0)
+        as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+        group[shared] = len(first) + np.unique(as_bytes, return_inverse=True)[1].ravel()
+        _, first, group = np.unique(group, return_index=True, return_inverse=True)
+    # Number the groups in the order in which they first appear.
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[group]
+
+
 def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keep the first occurrence of every distinct row.
-
-    Rows are hashed a chunk at a time and only rows that share a hash are compared,
-    so duplicate-free data costs no copy of ``X``.
 
     Returns
     -------
@@ -172,18 +204,10 @@ def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> drop_duplicates(np.array([[1.0], [2.0], [1.0]]))[1]
     array([0, 1])
     """
-    hashes = _row_hashes(X)
-    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-    if len(first) == len(X):  # the common case
+    first, _ = group_identical_rows(X)
+    if len(first) == len(X):  # the common case: no copy of what may be gigabytes
         return X, np.arange(len(X))
-    shared = np.flatnonzero(np.isin(hashes, hashes[first[counts > 1]]))
-    rows = np.ascontiguousarray(X[shared] + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first_shared = np.unique(as_bytes, return_index=True)
-    kept = np.sort(np.concatenate([first[counts == 1], shared[first_shared]]))
-    if len(kept) == len(X):
-        return X, kept
-    return X[kept], kept
+    return X[first], first
 
 
 class BaseDimension(BaseEstimator):

@@ -193,6 +193,8 @@ def test_drop_duplicates_keeps_first_occurrences(dtype, collide, rng, monkeypatc
     np.testing.assert_array_equal(kept, np.arange(300))
     np.testing.assert_array_equal(unique, X)
     assert base.drop_duplicates(X)[0] is X  # no copy when nothing is dropped
+    first, group = base.group_identical_rows(X_dup)
+    np.testing.assert_array_equal(first[group], np.r_[np.arange(300), np.arange(0, 300, 3), 0])
 
 
 def test_no_warning_without_duplicates(rng):

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..base import _torch_kind, as_matrix_and_labels
+from ..base import _torch_kind, as_matrix_and_labels, group_identical_rows
 from ..neighbors import BACKENDS, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
@@ -46,11 +46,7 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
     The pair returned is (first row of a group of identical rows, first row of that
     group with another label), from the group that appears first.
     """
-    # Adding 0.0 turns -0.0 into 0.0, so that equal values also have equal bytes.
-    rows = np.ascontiguousarray(X + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first, group = np.unique(as_bytes, return_index=True, return_inverse=True)
-    group = group.ravel()
+    first, group = group_identical_rows(X)
     n_groups, n_classes = len(first), codes.max() + 1
     size = np.bincount(group, minlength=n_groups)
     size_by_label = np.bincount(group * n_classes + codes, minlength=n_groups * n_classes)
