@@ -105,51 +105,53 @@ def _resolve_backend(backend: str) -> str:
     return backend
 
 
-def _search_faiss(X, Y, n_cand, batch_size, gpu, device):
+def _faiss_search(Y, gpu, device):
+    """A search of Y for one batch: (queries, n) -> float32 squared distances, indices."""
     faiss = _faiss()
-    if gpu:
-        index = faiss.IndexFlatL2(Y.shape[1])
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device or 0, index)
-        index.add(Y)
-        search = index.search
-    else:
+    if not gpu:
         # The same search as a flat index's, without the index's copy of Y.
-        def search(queries, k):
-            return faiss.knn(queries, Y, k)
+        return lambda queries, n: faiss.knn(queries, Y, n)
+    index = faiss.IndexFlatL2(Y.shape[1])
+    index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device or 0, index)
+    index.add(Y)
+    return index.search
 
+
+def _torch_search(Y, device):
+    """A search of Y for one batch: (queries, n) -> float32 squared distances, indices."""
+    import torch
+
+    if device is None:
+        device = "cuda" if _cuda_available() else "cpu"
+    Yt = torch.from_numpy(Y).to(device)
+    y_sq = (Yt * Yt).sum(1)
+
+    def search(queries, n):
+        # TF32 products (allowed by torch.set_float32_matmul_precision) would break
+        # the float32 error bound that the re-ranking relies on.
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            with torch.no_grad():
+                xb = torch.from_numpy(queries).to(device)
+                # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
+                d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
+                values, idx = torch.topk(d2, n, dim=1, largest=False)
+                values += (xb * xb).sum(1, keepdim=True)
+                return values.cpu().numpy(), idx.cpu().numpy()
+        finally:
+            torch.set_float32_matmul_precision(precision)
+
+    return search
+
+
+def _search(search, X, n_cand, batch_size):
+    """The n_cand float32-nearest candidates of every row of X, a batch at a time."""
     approx = np.empty((len(X), n_cand), dtype=np.float32)
     out = np.empty((len(X), n_cand), dtype=np.int64)
     for start in range(0, len(X), batch_size):
         stop = start + batch_size
         approx[start:stop], out[start:stop] = search(X[start:stop], n_cand)
-    return approx, out
-
-
-def _search_torch(X, Y, n_cand, batch_size, device):
-    import torch
-
-    if device is None:
-        device = "cuda" if _cuda_available() else "cpu"
-    # TF32 products (allowed by torch.set_float32_matmul_precision) would break the
-    # float32 error bound that the re-ranking relies on.
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        Yt = torch.from_numpy(Y).to(device)
-        y_sq = (Yt * Yt).sum(1)
-        approx = np.empty((len(X), n_cand), dtype=np.float32)
-        out = np.empty((len(X), n_cand), dtype=np.int64)
-        with torch.no_grad():
-            for start in range(0, len(X), batch_size):
-                xb = torch.from_numpy(X[start : start + batch_size]).to(device)
-                # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
-                d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
-                values, idx = torch.topk(d2, n_cand, dim=1, largest=False)
-                values += (xb * xb).sum(1, keepdim=True)
-                approx[start : start + len(xb)] = values.cpu().numpy()
-                out[start : start + len(xb)] = idx.cpu().numpy()
-    finally:
-        torch.set_float32_matmul_precision(precision)
     return approx, out
 
 
@@ -216,6 +218,7 @@ def _certify(X, Y, rows, candidates, approx, bound, k, exclude_self):
     if candidates.shape[1] == len(Y):
         return dist, idx, np.ones(len(rows), dtype=bool)
     return dist, idx, dist[:, -1] ** 2 < approx[:, -1] - bound
+
 
 def _float64_search(X, Y, rows, k, exclude_self):
     """Exact neighbours of X[rows] by a float64 scan of all of Y (for a few rows)."""
@@ -329,6 +332,11 @@ def kneighbors(
     y_sq_max = (x_sq if exclude_self else _sq_norms(Yc)).max()
     bound = _error_bound(x_sq, y_sq_max, X.shape[1], 2.0**-24)
 
+    if backend == "torch":
+        search = _torch_search(Yc, device)
+    else:
+        search = _faiss_search(Yc, backend == "faiss-gpu", device)
+
     distances = np.empty((len(X), k))
     indices = np.empty((len(X), k), dtype=np.int64)
     rows = np.arange(len(X))
@@ -337,12 +345,7 @@ def kneighbors(
     # ties than that) are scanned in float64.
     for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
         queries = Xc if len(rows) == len(X) else Xc[rows]
-        if backend == "torch":
-            approx, candidates = _search_torch(queries, Yc, n_cand, batch_size, device)
-        else:
-            approx, candidates = _search_faiss(
-                queries, Yc, n_cand, batch_size, backend == "faiss-gpu", device
-            )
+        approx, candidates = _search(search, queries, n_cand, batch_size)
         dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self)
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]

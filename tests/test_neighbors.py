@@ -58,9 +58,8 @@ def test_ties_at_the_kth_distance_are_searched_again_with_more_candidates(backen
     import idprops.neighbors as nb
 
     searched = []
-    name = "_search_torch" if backend == "torch" else "_search_faiss"
-    real = getattr(nb, name)
-    monkeypatch.setattr(nb, name, lambda X, *a: searched.append(len(X)) or real(X, *a))
+    real = nb._search
+    monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
     monkeypatch.setattr(nb, "_float64_search", lambda *a: pytest.fail("float64 scan used"))
     g = np.arange(6.0)
     X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T
