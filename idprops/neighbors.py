@@ -8,6 +8,10 @@ in float64 from the vectors and re-ranks them. The matrix-product trick
 near-duplicates, which makes log-ratios infinite); the re-ranking removes that
 error before any logarithm is taken.
 
+A search of X against itself on the CPU with faiss multiplies each pair of row
+blocks once and feeds both ends' candidate heaps from the one product
+(:mod:`idprops._symmetric`): half the products of searching X against X.
+
 The result is exact, not just likely right: the float32 error has a known bound, so
 a row whose k-th exact distance lies below the first unexamined candidate's float32
 distance minus that bound cannot be missing a neighbour. Rows that cannot be proven
@@ -24,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import check_array
+
+from ._symmetric import symmetric_candidates
 
 __all__ = ["available_backends", "kneighbors"]
 
@@ -277,7 +283,9 @@ def kneighbors(
         torch on the CPU.
     batch_size : int, default=None
         Queries per batch. ``None`` keeps one batch's float32 distances near 256 MiB
-        for torch (faiss tiles its own products and gets 65,536 queries a batch).
+        for torch (faiss tiles its own products and gets 65,536 queries a batch). A
+        search of ``X`` against itself with faiss on the CPU works in its own blocks
+        of at most 1,024 x 1,024 products and ignores it.
     device : str or int, default=None
         Torch device (``"cpu"``, ``"cuda:1"``) or faiss GPU number.
 
@@ -344,8 +352,13 @@ def kneighbors(
     # k-th distance are searched again with more, and the few still unproven (more
     # ties than that) are scanned in float64.
     for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
-        queries = Xc if len(rows) == len(X) else Xc[rows]
-        approx, candidates = _search(search, queries, n_cand, batch_size)
+        if len(rows) < len(X):
+            approx, candidates = _search(search, Xc[rows], n_cand, batch_size)
+        elif exclude_self and backend == "faiss":
+            # faiss' thread count honours OMP_NUM_THREADS and threadpoolctl limits.
+            approx, candidates = symmetric_candidates(Xc, n_cand, _faiss().omp_get_max_threads())
+        else:
+            approx, candidates = _search(search, Xc, n_cand, batch_size)
         dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self)
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]

@@ -58,8 +58,9 @@ def test_ties_at_the_kth_distance_are_searched_again_with_more_candidates(backen
     import idprops.neighbors as nb
 
     searched = []
-    real = nb._search
+    real, real_symmetric = nb._search, nb.symmetric_candidates
     monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
+    monkeypatch.setattr(nb, "symmetric_candidates", lambda X, *a: searched.append(len(X)) or real_symmetric(X, *a))
     monkeypatch.setattr(nb, "_float64_search", lambda *a: pytest.fail("float64 scan used"))
     g = np.arange(6.0)
     X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T
@@ -84,6 +85,38 @@ def test_more_ties_than_candidates_take_the_float64_path(backend, monkeypatch):
     _, idx, ref_idx = assert_same_neighbours(X, 7, backend=backend)
     np.testing.assert_array_equal(idx, ref_idx)
     assert calls and calls[0] > 0
+
+
+@pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_symmetric_blocks_match_brute_force(monkeypatch, rng, n_threads):
+    # 11 blocks of 40 rows and a last one of 17: an odd count (a bye in every round of
+    # the schedule), a short block, and heaps that are not full after the diagonal.
+    import faiss
+
+    import idprops._symmetric as sym
+
+    monkeypatch.setattr(sym, "_BLOCK", 40)
+    monkeypatch.setattr(faiss, "omp_get_max_threads", lambda: n_threads)
+    X = rng.standard_normal((457, 9))
+    _, idx, ref_idx = assert_same_neighbours(X, 45, backend="faiss")
+    np.testing.assert_array_equal(idx, ref_idx)
+    approx, candidates = sym.symmetric_candidates(X.astype(np.float32), 45, n_threads)
+    _, ref_candidates = brute_force(X, 44)
+    np.testing.assert_array_equal(np.sort(candidates[:, 1:], axis=1), np.sort(ref_candidates, axis=1))
+    np.testing.assert_allclose(np.sqrt(np.maximum(approx[:, 1:], 0)), brute_force(X, 44)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 7, 12])
+def test_round_robin_pairs_every_block_once_in_disjoint_rounds(n_blocks):
+    from idprops._symmetric import _round_robin
+
+    rounds = _round_robin(n_blocks)
+    pairs = [p for r in rounds for p in r]
+    assert sorted(pairs) == [(i, j) for i in range(n_blocks) for j in range(i + 1, n_blocks)]
+    for r in rounds:
+        blocks = [b for p in r for b in p]
+        assert len(blocks) == len(set(blocks))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
