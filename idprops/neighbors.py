@@ -8,9 +8,9 @@ in float64 from the vectors and re-ranks them. The matrix-product trick
 near-duplicates, which makes log-ratios infinite); the re-ranking removes that
 error before any logarithm is taken.
 
-A search of X against itself on the CPU with faiss multiplies each pair of row
-blocks once and feeds both ends' candidate heaps from the one product
-(:mod:`idprops._symmetric`): half the products of searching X against X.
+A search of X against itself (of 2,048 rows or more) on the CPU with faiss
+multiplies each pair of row blocks once and feeds both ends' candidate heaps from
+the one product (:mod:`idprops._symmetric`): half the products of X against X.
 
 The result is exact, not just likely right: the float32 error has a known bound, so
 a row whose k-th exact distance lies below the first unexamined candidate's float32
@@ -40,6 +40,9 @@ BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
 # kept small enough to stay in a core's cache, which makes that step twice as fast.
 _BATCH_BYTES = 256 * 2**20
 _RERANK_BYTES = 2 * 2**20
+# Below this many rows, starting threads and setting process-wide thread limits costs
+# more than the symmetric search saves (500 x 10: 17 ms against faiss.knn's 6 ms).
+_SYMMETRIC_MIN_ROWS = 2048
 
 
 def _faiss():
@@ -284,8 +287,8 @@ def kneighbors(
     batch_size : int, default=None
         Queries per batch. ``None`` keeps one batch's float32 distances near 256 MiB
         for torch (faiss tiles its own products and gets 65,536 queries a batch). A
-        search of ``X`` against itself with faiss on the CPU works in its own blocks
-        of at most 1,024 x 1,024 products and ignores it.
+        search of ``X`` (2,048 rows or more) against itself with faiss on the CPU works
+        in its own blocks of at most 1,024 x 1,024 products and ignores it.
     device : str or int, default=None
         Torch device (``"cpu"``, ``"cuda:1"``) or faiss GPU number.
 
@@ -354,7 +357,7 @@ def kneighbors(
     for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
         if len(rows) < len(X):
             approx, candidates = _search(search, Xc[rows], n_cand, batch_size)
-        elif exclude_self and backend == "faiss":
+        elif exclude_self and backend == "faiss" and len(X) >= _SYMMETRIC_MIN_ROWS:
             # faiss' thread count honours OMP_NUM_THREADS and threadpoolctl limits.
             approx, candidates = symmetric_candidates(Xc, n_cand, _faiss().omp_get_max_threads())
         else:

@@ -95,11 +95,17 @@ def test_symmetric_blocks_match_brute_force(monkeypatch, rng, n_threads):
     import faiss
 
     import idprops._symmetric as sym
+    import idprops.neighbors as nb
 
+    monkeypatch.setattr(nb, "_SYMMETRIC_MIN_ROWS", 0)
     monkeypatch.setattr(sym, "_BLOCK", 40)
     monkeypatch.setattr(faiss, "omp_get_max_threads", lambda: n_threads)
+    calls = []
+    real = nb.symmetric_candidates
+    monkeypatch.setattr(nb, "symmetric_candidates", lambda X, *a: calls.append(len(X)) or real(X, *a))
     X = rng.standard_normal((457, 9))
     _, idx, ref_idx = assert_same_neighbours(X, 45, backend="faiss")
+    assert calls == [457]
     np.testing.assert_array_equal(idx, ref_idx)
     approx, candidates = sym.symmetric_candidates(X.astype(np.float32), 45, n_threads)
     _, ref_candidates = brute_force(X, 44)
