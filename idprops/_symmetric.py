@@ -50,13 +50,15 @@ def _augment(X, sq, left: bool) -> np.ndarray:
     return out
 
 
-def symmetric_candidates(X: np.ndarray, n_cand: int, n_threads: int):
+def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_threads: int):
     """The n_cand float32-nearest rows of X to every row of X, the row itself included.
 
     Parameters
     ----------
     X : ndarray of shape (n, d), float32, C-contiguous
         Points, best centred (the product trick loses precision with large norms).
+    sq_norms : ndarray of shape (n,)
+        Squared norms of the rows (rounded to float32 here).
     n_cand : int
         Candidates per row, at most n.
     n_threads : int
@@ -73,7 +75,7 @@ def symmetric_candidates(X: np.ndarray, n_cand: int, n_threads: int):
     n = len(X)
     block = min(_BLOCK, max(128, -(-n // 8)))
     starts = range(0, n, block)
-    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64).astype(np.float32)
+    sq = sq_norms.astype(np.float32)
     dist = np.empty((n, n_cand), dtype=np.float32)
     idx = np.empty((n, n_cand), dtype=np.int64)
     heaps = faiss.float_maxheap_array_t()
@@ -86,7 +88,7 @@ def symmetric_candidates(X: np.ndarray, n_cand: int, n_threads: int):
     def pair(blocks):
         i, j = starts[blocks[0]], starts[blocks[1]]
         rows, cols = slice(i, i + block), slice(j, j + block)
-        ni, nj = len(X[rows]), len(X[cols])
+        ni, nj = min(block, n - i), min(block, n - j)
         if not hasattr(local, "product"):
             local.product = np.empty(block * block, dtype=np.float32)
             local.below = np.empty(block * block, dtype=bool)

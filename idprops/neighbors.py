@@ -348,6 +348,7 @@ def kneighbors(
     else:
         search = _faiss_search(Yc, backend == "faiss-gpu", device)
 
+    symmetric = exclude_self and backend == "faiss" and len(X) >= _SYMMETRIC_MIN_ROWS
     distances = np.empty((len(X), k))
     indices = np.empty((len(X), k), dtype=np.int64)
     rows = np.arange(len(X))
@@ -355,13 +356,12 @@ def kneighbors(
     # k-th distance are searched again with more, and the few still unproven (more
     # ties than that) are scanned in float64.
     for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
-        if len(rows) < len(X):
-            approx, candidates = _search(search, Xc[rows], n_cand, batch_size)
-        elif exclude_self and backend == "faiss" and len(X) >= _SYMMETRIC_MIN_ROWS:
+        if symmetric and len(rows) == len(X):
             # faiss' thread count honours OMP_NUM_THREADS and threadpoolctl limits.
-            approx, candidates = symmetric_candidates(Xc, n_cand, _faiss().omp_get_max_threads())
+            approx, candidates = symmetric_candidates(Xc, x_sq, n_cand, _faiss().omp_get_max_threads())
         else:
-            approx, candidates = _search(search, Xc, n_cand, batch_size)
+            queries = Xc if len(rows) == len(X) else Xc[rows]
+            approx, candidates = _search(search, queries, n_cand, batch_size)
         dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self)
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]

@@ -107,10 +107,11 @@ def test_symmetric_blocks_match_brute_force(monkeypatch, rng, n_threads):
     _, idx, ref_idx = assert_same_neighbours(X, 45, backend="faiss")
     assert calls == [457]
     np.testing.assert_array_equal(idx, ref_idx)
-    approx, candidates = sym.symmetric_candidates(X.astype(np.float32), 45, n_threads)
-    _, ref_candidates = brute_force(X, 44)
+    X32 = X.astype(np.float32)
+    approx, candidates = sym.symmetric_candidates(X32, np.einsum("ij,ij->i", X32, X32), 45, n_threads)
+    ref_dist, ref_candidates = brute_force(X, 44)
     np.testing.assert_array_equal(np.sort(candidates[:, 1:], axis=1), np.sort(ref_candidates, axis=1))
-    np.testing.assert_allclose(np.sqrt(np.maximum(approx[:, 1:], 0)), brute_force(X, 44)[0], atol=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.maximum(approx[:, 1:], 0)), ref_dist, atol=1e-5)
 
 
 @pytest.mark.parametrize("n_blocks", [1, 2, 7, 12])
