@@ -188,17 +188,45 @@ def _error_bound(x_sq, y_sq_max, n_features, unit_roundoff):
     return 2 * m / (1 - m) * (np.sqrt(x_sq) + np.sqrt(y_sq_max)) ** 2
 
 
-def _exact_distances(X, Y, rows, candidates):
+def _power_of_two_scale(center, *arrays) -> float:
+    """A power of two at least the largest ``|a - center|`` (1.0 when all are zero).
+
+    Dividing by it is exact and brings the data near 1, where neither float32's nor
+    float64's squares overflow or leave the normal numbers.
+    """
+    center = center.astype(np.float64)
+    peak = max(
+        float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0))))
+        for a in arrays
+    )
+    return 2.0 ** int(np.frexp(peak)[1]) if peak > 0 else 1.0
+
+
+def _centred_float32(A, center, scale) -> np.ndarray:
+    """(A - center) / scale as a C-contiguous float32 array (one temporary at most)."""
+    A = A - center
+    A /= scale
+    return np.ascontiguousarray(A, dtype=np.float32)
+
+
+def _exact_distances(X, Y, rows, candidates, scale):
     """float64 distances from X[rows[i]] to Y[candidates[i]], computed from differences."""
     n, width = candidates.shape
     out = np.empty((n, width))
     chunk = max(1, _RERANK_BYTES // (8 * width * X.shape[1]))
+    # Squared differences overflow float64 from about 1e154 and lose precision below
+    # 1e-154; far inside those limits the rescaling would be a wasted pass.
+    rescale = not 2.0**-400 <= scale <= 2.0**400
 
     def one_chunk(start):
         stop = min(start + chunk, n)
         # One pass that gathers, casts and subtracts: this step is memory bound.
         diff = np.subtract(Y[candidates[start:stop]], X[rows[start:stop], None, :], dtype=np.float64)
+        if rescale:
+            diff /= scale
         out[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        if rescale:
+            out[start:stop] *= scale
 
     starts = range(0, n, chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
@@ -207,46 +235,48 @@ def _exact_distances(X, Y, rows, candidates):
     return out
 
 
-def _top_k(X, Y, rows, candidates, k, exclude_self):
+def _top_k(X, Y, rows, candidates, k, exclude_self, scale):
     """The k nearest of each row's candidates, by exact (distance, index)."""
-    dist = _exact_distances(X, Y, rows, candidates)
+    dist = _exact_distances(X, Y, rows, candidates, scale)
     if exclude_self:
         dist[candidates == rows[:, None]] = np.inf
     order = np.lexsort((candidates, dist), axis=-1)[:, :k]
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
 
 
-def _certify(X, Y, rows, candidates, approx, bound, k, exclude_self):
+def _certify(X, Y, rows, candidates, approx, bound, k, exclude_self, scale):
     """The k nearest of each row's float32 candidates, and which rows are proven right.
 
     A point that is not a candidate has a float32 squared distance of at least the
     last candidate's, so an exact squared distance of at least that minus ``bound``;
-    when the k-th exact distance is below it, no such point can be nearer.
+    when the k-th exact distance is below it, no such point can be nearer. The float32
+    search works on the data divided by ``scale``.
     """
-    dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self)
+    dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self, scale)
     if candidates.shape[1] == len(Y):
         return dist, idx, np.ones(len(rows), dtype=bool)
-    return dist, idx, dist[:, -1] ** 2 < approx[:, -1] - bound
+    return dist, idx, (dist[:, -1] / scale) ** 2 < approx[:, -1] - bound
 
 
-def _float64_search(X, Y, rows, k, exclude_self):
+def _float64_search(X, Y, rows, k, exclude_self, scale):
     """Exact neighbours of X[rows] by a float64 scan of all of Y (for a few rows)."""
     center = Y.mean(axis=0, dtype=np.float64)
     y_chunk = max(1, _BATCH_BYTES // (32 * Y.shape[1]))
     blocks = [slice(i, i + y_chunk) for i in range(0, len(Y), y_chunk)]
-    # Centred float64 copies of Y are made a block at a time: memory stays O(batch x n).
-    y_sq = np.concatenate([_sq_norms(Y[b] - center) for b in blocks])
+    # Centred, scaled float64 copies of Y are made a block at a time: memory stays
+    # O(batch x n).
+    y_sq = np.concatenate([_sq_norms((Y[b] - center) / scale) for b in blocks])
     distances = np.empty((len(rows), k))
     indices = np.empty((len(rows), k), dtype=np.int64)
     chunk = max(1, _BATCH_BYTES // (8 * len(Y)))
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
-        Xc = X[block] - center
+        Xc = (X[block] - center) / scale
         x_sq = _sq_norms(Xc)
         bound = _error_bound(x_sq, y_sq.max(), X.shape[1], 2.0**-53)
         d2 = np.empty((len(block), len(Y)))
         for b in blocks:
-            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ (Y[b] - center).T)
+            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ ((Y[b] - center) / scale).T)
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
@@ -254,7 +284,7 @@ def _float64_search(X, Y, rows, k, exclude_self):
             # The true k nearest all lie in this window: twice the bound, once for the
             # window's points and once for the k-th.
             window = np.flatnonzero(d2[j] <= kth[j] + 2 * bound[j])
-            dist, idx = _top_k(X, Y, np.array([row]), window[None, :], k, exclude_self)
+            dist, idx = _top_k(X, Y, np.array([row]), window[None, :], k, exclude_self, scale)
             distances[start + j], indices[start + j] = dist[0], idx[0]
     return distances, indices
 
@@ -330,10 +360,14 @@ def kneighbors(
     backend = _resolve_backend(backend)
 
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
-    # float32 matrix-product trick loses its precision.
+    # float32 matrix-product trick loses its precision. Dividing by a power of two
+    # changes no neighbour; without it, squared norms of data near 1e19 overflow
+    # float32 and those near 1e-22 fall below its normal numbers, and the error bound
+    # below no longer holds.
     center = Y.mean(axis=0)
-    Xc = np.ascontiguousarray(X - center, dtype=np.float32)
-    Yc = Xc if exclude_self else np.ascontiguousarray(Y - center, dtype=np.float32)
+    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
+    Xc = _centred_float32(X, center, scale)
+    Yc = Xc if exclude_self else _centred_float32(Y, center, scale)
     if batch_size is None:
         # faiss tiles its own matrix products, so a batch only bounds its output.
         batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
@@ -362,10 +396,10 @@ def kneighbors(
         else:
             queries = Xc if len(rows) == len(X) else Xc[rows]
             approx, candidates = _search(search, queries, n_cand, batch_size)
-        dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self)
+        dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self, scale)
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]
         if not len(rows):
             return distances, indices
-    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self)
+    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self, scale)
     return distances, indices

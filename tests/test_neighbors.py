@@ -162,6 +162,40 @@ def test_close_points_far_from_origin_keep_their_distances(backend, rng):
     np.testing.assert_allclose(dist, ref, rtol=1e-12)
 
 
+# Unscaled, float32 squared norms overflow near 1e19 and leave the normal numbers near
+# 1e-22, and float64 squares do so near 1e+-154: each of these once gave wrong
+# neighbours without a warning.
+SCALES = [1e-300, 1e-160, 1e-22, 1e19, 1e160, 1e300]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_neighbours_do_not_depend_on_the_scale_of_the_data(backend, scale, rng):
+    X = rng.standard_normal((300, 6))
+    Y = rng.standard_normal((80, 6))
+    for queries, points, k in [(X, None, 5), (Y, X, 3)]:
+        ref_dist, ref_idx = brute_force(queries, k, points)
+        dist, idx = kneighbors(queries * scale, k, Y=None if points is None else points * scale, backend=backend)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_allclose(dist, ref_dist * scale, rtol=1e-12, atol=0)
+
+
+@pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
+@pytest.mark.parametrize("scale", [2.0**e for e in (-1000, -530, -75, 63, 530, 1000)], ids=lambda s: f"2^{np.log2(s):.0f}")
+def test_symmetric_search_and_float64_scan_do_not_depend_on_the_scale(scale, monkeypatch):
+    # k = 7 on a grid: more ties than spare candidates, so the float64 scan runs too.
+    # Powers of two keep the grid's ties exact.
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_SYMMETRIC_MIN_ROWS", 0)
+    g = np.arange(6.0)
+    X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T
+    ref_dist, ref_idx = brute_force(X, 7)
+    dist, idx = kneighbors(X * scale, 7, backend="faiss")
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist * scale, rtol=1e-12, atol=0)
+
+
 def test_backends_agree(rng):
     X = rng.standard_normal((500, 20))
     results = [kneighbors(X, 10, backend=b) for b in BACKENDS]
