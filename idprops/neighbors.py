@@ -280,12 +280,15 @@ def _float64_search(X, Y, rows, k, exclude_self, scale):
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
-        for j, row in enumerate(block):
-            # The true k nearest all lie in this window: twice the bound, once for the
-            # window's points and once for the k-th.
-            window = np.flatnonzero(d2[j] <= kth[j] + 2 * bound[j])
-            dist, idx = _top_k(X, Y, np.array([row]), window[None, :], k, exclude_self, scale)
-            distances[start + j], indices[start + j] = dist[0], idx[0]
+        # The true k nearest all lie within twice the bound of the computed k-th (once
+        # for them, once for the k-th). The `width` smallest computed distances hold
+        # every row's window; the farther points they add to some rows lie beyond the
+        # exact k-th and are never chosen.
+        width = int(np.max(np.sum(d2 <= (kth + 2 * bound)[:, None], axis=1)))
+        window = np.argpartition(d2, width - 1, axis=1)[:, :width]
+        distances[start : start + chunk], indices[start : start + chunk] = _top_k(
+            X, Y, block, window, k, exclude_self, scale
+        )
     return distances, indices
 
 
