@@ -176,8 +176,8 @@ def _sq_norms(A) -> np.ndarray:
     return np.einsum("ij,ij->i", A, A, dtype=np.float64)
 
 
-def _error_bound(x_sq, y_sq_max, n_features, unit_roundoff):
-    """Per query, a bound on |computed - exact| squared distance to any point.
+def _error_bound(x_norm, y_norm, n_features, unit_roundoff):
+    """A bound on |computed - exact| squared distance between points of these norms.
 
     The expansion |x|^2 + |y|^2 - 2 x.y with dot products of length D errs by at most
     gamma (|x| + |y|)^2, gamma = (D + 2) u / (1 - (D + 2) u) for unit roundoff u
@@ -185,7 +185,7 @@ def _error_bound(x_sq, y_sq_max, n_features, unit_roundoff):
     covers rounding the centred data to the search's precision.
     """
     m = (n_features + 2) * unit_roundoff
-    return 2 * m / (1 - m) * (np.sqrt(x_sq) + np.sqrt(y_sq_max)) ** 2
+    return 2 * m / (1 - m) * (x_norm + y_norm) ** 2
 
 
 def _power_of_two_scale(center, *arrays) -> float:
@@ -244,18 +244,23 @@ def _top_k(X, Y, rows, candidates, k, exclude_self, scale):
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
 
 
-def _certify(X, Y, rows, candidates, approx, bound, k, exclude_self, scale):
+def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self, scale):
     """The k nearest of each row's float32 candidates, and which rows are proven right.
 
-    A point that is not a candidate has a float32 squared distance of at least the
-    last candidate's, so an exact squared distance of at least that minus ``bound``;
-    when the k-th exact distance is below it, no such point can be nearer. The float32
-    search works on the data divided by ``scale``.
+    The float32 search works on the data divided by ``scale``; ``x_norm`` and
+    ``y_norm_max`` are norms there. A point that is not a candidate has a float32
+    squared distance of at least the last candidate's, so an exact one of at least that
+    minus the error bound. A point within the k-th exact distance r of x has a norm of
+    at most |x| + r, which bounds its error better than the largest norm does when x
+    lies in a small cluster near the centre. When r^2 is below that, no point that was
+    not re-measured can be as near.
     """
     dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self, scale)
     if candidates.shape[1] == len(Y):
         return dist, idx, np.ones(len(rows), dtype=bool)
-    return dist, idx, (dist[:, -1] / scale) ** 2 < approx[:, -1] - bound
+    r = dist[:, -1] / scale
+    bound = _error_bound(x_norm, np.minimum(y_norm_max, x_norm + r), X.shape[1], 2.0**-24)
+    return dist, idx, r**2 < approx[:, -1] - bound
 
 
 def _float64_search(X, Y, rows, k, exclude_self, scale):
@@ -273,7 +278,7 @@ def _float64_search(X, Y, rows, k, exclude_self, scale):
         block = rows[start : start + chunk]
         Xc = (X[block] - center) / scale
         x_sq = _sq_norms(Xc)
-        bound = _error_bound(x_sq, y_sq.max(), X.shape[1], 2.0**-53)
+        bound = _error_bound(np.sqrt(x_sq), np.sqrt(y_sq.max()), X.shape[1], 2.0**-53)
         d2 = np.empty((len(block), len(Y)))
         for b in blocks:
             d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ ((Y[b] - center) / scale).T)
@@ -377,8 +382,8 @@ def kneighbors(
     elif batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     x_sq = _sq_norms(Xc)
-    y_sq_max = (x_sq if exclude_self else _sq_norms(Yc)).max()
-    bound = _error_bound(x_sq, y_sq_max, X.shape[1], 2.0**-24)
+    x_norm = np.sqrt(x_sq)
+    y_norm_max = np.sqrt((x_sq if exclude_self else _sq_norms(Yc)).max())
 
     if backend == "torch":
         search = _torch_search(Yc, device)
@@ -399,7 +404,9 @@ def kneighbors(
         else:
             queries = Xc if len(rows) == len(X) else Xc[rows]
             approx, candidates = _search(search, queries, n_cand, batch_size)
-        dist, idx, settled = _certify(X, Y, rows, candidates, approx, bound[rows], k, exclude_self, scale)
+        dist, idx, settled = _certify(
+            X, Y, rows, candidates, approx, x_norm[rows], y_norm_max, k, exclude_self, scale
+        )
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]
         if not len(rows):

@@ -153,6 +153,26 @@ def test_small_batches_give_the_same_answer(backend, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypatch):
+    # The float32 error grows with the norms involved. Three points 1,000 times farther
+    # out than the rest must not give every row the outliers' error bound: a point
+    # within a row's k-th distance r has a norm of at most |x| + r. (The outliers' own
+    # rows may need the float64 scan.)
+    import idprops.neighbors as nb
+
+    searched, scanned = [], []
+    real, real_scan = nb._search, nb._float64_search
+    monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
+    monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.extend(a[2]) or real_scan(*a))
+    X = rng.standard_normal((300, 20))
+    X[:3] *= 1e3
+    _, idx, ref_idx = assert_same_neighbours(X, 5, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert searched[0] == 300 and all(n <= 3 for n in searched[1:])
+    assert set(scanned) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_close_points_far_from_origin_keep_their_distances(backend, rng):
     # The float32 matrix-product trick returns 0 for such pairs; re-ranking must not.
     X = 1000.0 + rng.standard_normal((100, 30)) * 1e-3
