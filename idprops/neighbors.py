@@ -273,7 +273,8 @@ def _float64_search(X, Y, rows, k, exclude_self, scale):
     y_sq = np.concatenate([_sq_norms((Y[b] - center) / scale) for b in blocks])
     distances = np.empty((len(rows), k))
     indices = np.empty((len(rows), k), dtype=np.int64)
-    chunk = max(1, _BATCH_BYTES // (8 * len(Y)))
+    # A chunk holds its float64 squared distances and the int64 order of them.
+    chunk = max(1, _BATCH_BYTES // (16 * len(Y)))
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
         Xc = (X[block] - center) / scale
@@ -290,7 +291,9 @@ def _float64_search(X, Y, rows, k, exclude_self, scale):
         # every row's window; the farther points they add to some rows lie beyond the
         # exact k-th and are never chosen.
         width = int(np.max(np.sum(d2 <= (kth + 2 * bound)[:, None], axis=1)))
-        window = np.argpartition(d2, width - 1, axis=1)[:, :width]
+        # Copied so that the full-width order, and then d2, are freed before re-ranking.
+        window = np.argpartition(d2, width - 1, axis=1)[:, :width].copy()
+        del d2
         distances[start : start + chunk], indices[start : start + chunk] = _top_k(
             X, Y, block, window, k, exclude_self, scale
         )
