@@ -172,6 +172,22 @@ def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypa
     assert set(scanned) <= {0, 1, 2}
 
 
+def test_a_tiny_cluster_beside_a_far_point_is_settled_by_the_float64_scan(rng, monkeypatch):
+    # Centred at their mean, the cluster's points sit 2e7 from it, 1e-10 apart: float32
+    # cannot prove any of them, and every row reaches the scan with the whole cluster
+    # in its window.
+    import idprops.neighbors as nb
+
+    scanned = []
+    real = nb._float64_search
+    monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.append(len(a[2])) or real(*a))
+    X = rng.standard_normal((400, 5)) * 1e-10
+    X[0] = 1e10
+    _, idx, ref_idx = assert_same_neighbours(X, 6)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert scanned and scanned[0] >= 399
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_close_points_far_from_origin_keep_their_distances(backend, rng):
     # The float32 matrix-product trick returns 0 for such pairs; re-ranking must not.
