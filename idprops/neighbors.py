@@ -202,11 +202,11 @@ def _power_of_two_scale(center, *arrays) -> float:
     return 2.0 ** int(np.frexp(peak)[1]) if peak > 0 else 1.0
 
 
-def _centred_float32(A, center, scale) -> np.ndarray:
-    """(A - center) / scale as a C-contiguous float32 array (one temporary at most)."""
+def _centred(A, center, scale, dtype) -> np.ndarray:
+    """(A - center) / scale as a C-contiguous array of ``dtype`` (one temporary at most)."""
     A = A - center
     A /= scale
-    return np.ascontiguousarray(A, dtype=np.float32)
+    return np.ascontiguousarray(A, dtype=dtype)
 
 
 def _exact_distances(X, Y, rows, candidates, scale):
@@ -270,19 +270,19 @@ def _float64_search(X, Y, rows, k, exclude_self, scale):
     blocks = [slice(i, i + y_chunk) for i in range(0, len(Y), y_chunk)]
     # Centred, scaled float64 copies of Y are made a block at a time: memory stays
     # O(batch x n).
-    y_sq = np.concatenate([_sq_norms((Y[b] - center) / scale) for b in blocks])
+    y_sq = np.concatenate([_sq_norms(_centred(Y[b], center, scale, np.float64)) for b in blocks])
     distances = np.empty((len(rows), k))
     indices = np.empty((len(rows), k), dtype=np.int64)
     # A chunk holds its float64 squared distances and the int64 order of them.
     chunk = max(1, _BATCH_BYTES // (16 * len(Y)))
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
-        Xc = (X[block] - center) / scale
+        Xc = _centred(X[block], center, scale, np.float64)
         x_sq = _sq_norms(Xc)
         bound = _error_bound(np.sqrt(x_sq), np.sqrt(y_sq.max()), X.shape[1], 2.0**-53)
         d2 = np.empty((len(block), len(Y)))
         for b in blocks:
-            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ ((Y[b] - center) / scale).T)
+            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ _centred(Y[b], center, scale, np.float64).T)
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
@@ -377,8 +377,8 @@ def kneighbors(
     # below no longer holds.
     center = Y.mean(axis=0)
     scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
-    Xc = _centred_float32(X, center, scale)
-    Yc = Xc if exclude_self else _centred_float32(Y, center, scale)
+    Xc = _centred(X, center, scale, np.float32)
+    Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
     if batch_size is None:
         # faiss tiles its own matrix products, so a batch only bounds its output.
         batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
