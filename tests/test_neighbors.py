@@ -114,6 +114,30 @@ def test_symmetric_blocks_match_brute_force(monkeypatch, rng, n_threads):
     np.testing.assert_allclose(np.sqrt(np.maximum(approx[:, 1:], 0)), ref_dist, atol=1e-5)
 
 
+@pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
+def test_symmetric_search_gives_back_the_thread_limits_it_found(monkeypatch, rng):
+    # The search runs BLAS and OpenMP single-threaded inside its own threads, through
+    # a controller made once: whatever limits are in force before must be after.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_SYMMETRIC_MIN_ROWS", 0)
+    X = rng.standard_normal((300, 4))
+
+    def limits():
+        return [lib["num_threads"] for lib in threadpool_info()]
+
+    before = limits()
+    kneighbors(X, 3)
+    assert limits() == before
+    with threadpool_limits(3):  # not the machine's default, so not what was first seen
+        three = limits()
+        kneighbors(X, 3)
+        assert limits() == three
+    assert limits() == before
+
+
 @pytest.mark.parametrize("n_blocks", [1, 2, 7, 12])
 def test_round_robin_pairs_every_block_once_in_disjoint_rounds(n_blocks):
     from idprops._symmetric import _round_robin
