@@ -312,9 +312,10 @@ class BaseDimension(BaseEstimator):
         rng = check_random_state(self.random_state)
         rows = np.sort(rng.choice(len(X), self.n_queries, replace=False))
         distances, indices = kneighbors(X[rows], k + 1, Y=X, backend=self.backend)
-        # The rows are distinct, so each query finds itself first, at distance 0.
-        assert np.all(indices[:, 0] == rows)
-        return distances[:, 1:]
+        # Each query finds itself among its k + 1 nearest, at distance 0; dropping it
+        # by index leaves its k nearest others in order.
+        others = np.argsort(indices == rows[:, None], axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(distances, others, axis=1)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of held-out two-nearest-neighbour ratios.

@@ -164,6 +164,21 @@ def test_n_queries_stays_inside_the_exact_interval(Estimator):
     assert fast.dimension_std_ > exact.dimension_std_
 
 
+def test_n_queries_use_each_query_points_own_exact_neighbours():
+    # Random points (every local estimate distinct), a grid (ties) and duplicates
+    # (dropped first): each sampled point's local estimate is the one the exact fit
+    # gives that point, its own zero distance left out.
+    grid = np.indices((6, 6, 6)).reshape(3, -1).T + 10.0
+    random = np.random.default_rng(0).uniform(0, 6, (500, 3))
+    X = np.vstack([random, grid, random[:5]])
+    with pytest.warns(DuplicatesWarning):
+        exact = MLEDimension(k=6).fit(X).local_dimensions_
+    with pytest.warns(DuplicatesWarning):
+        fast = MLEDimension(k=6, n_queries=200, random_state=0).fit(X).local_dimensions_
+    assert len(fast) == 200
+    assert np.isin(fast, exact).all()
+
+
 # ---- duplicates and bad input --------------------------------------------------------------
 
 
