@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .neighbors import BACKENDS, kneighbors
+from .neighbors import BACKENDS, _float_dtype, kneighbors
 
 __all__ = [
     "BaseDimension",
@@ -263,7 +263,7 @@ class BaseDimension(BaseEstimator):
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         X = as_matrix(X)
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return validate_data(self, X, reset=reset, dtype=_float_dtype(X))
 
     def fit(self, X, y=None):
         """Estimate the intrinsic dimension of ``X``.

@@ -45,6 +45,19 @@ _RERANK_BYTES = 2 * 2**20
 _SYMMETRIC_MIN_ROWS = 2048
 
 
+def _float_dtype(X):
+    """The ``dtype`` to ask ``check_array`` for: float32 where it holds ``X`` exactly.
+
+    Images of 8 or 16 bits and booleans have every value in float32, so a float32 copy
+    gives the same neighbours and distances as float64 at half the memory; other
+    integers may not fit float32's 24 bits and become float64.
+    """
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, np.dtype) and (dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)):
+        return np.float32
+    return [np.float64, np.float32]
+
+
 def _faiss():
     try:
         import faiss
@@ -352,9 +365,9 @@ def kneighbors(
     >>> dist[3]
     array([4., 6.])
     """
-    X = check_array(X, dtype=[np.float64, np.float32], input_name="X")
+    X = check_array(X, dtype=_float_dtype(X), input_name="X")
     exclude_self = Y is None
-    Y = X if exclude_self else check_array(Y, dtype=[np.float64, np.float32], input_name="Y")
+    Y = X if exclude_self else check_array(Y, dtype=_float_dtype(Y), input_name="Y")
     if Y.shape[1] != X.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe "

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
+from sklearn.datasets import load_digits
 
 from idprops import MLEDimension, TwoNNDimension
 from idprops.base import DuplicatesWarning
@@ -177,6 +178,16 @@ def test_n_queries_use_each_query_points_own_exact_neighbours():
         fast = MLEDimension(k=6, n_queries=200, random_state=0).fit(X).local_dimensions_
     assert len(fast) == 200
     assert np.isin(fast, exact).all()
+
+
+@pytest.mark.parametrize("Estimator", [MLEDimension, TwoNNDimension])
+def test_8_bit_images_are_kept_in_float32_with_the_same_estimate(Estimator):
+    X, _ = load_digits(return_X_y=True)
+    pixels = X.astype(np.uint8)
+    est, reference = Estimator().fit(pixels), Estimator().fit(X)
+    assert est._fit_X.dtype == np.float32  # every 8-bit value, at half the memory
+    assert est.dimension_ == reference.dimension_
+    assert est.score(pixels[:200]) == reference.score(X[:200])
 
 
 # ---- duplicates and bad input --------------------------------------------------------------

@@ -150,6 +150,26 @@ def test_round_robin_pairs_every_block_once_in_disjoint_rounds(n_blocks):
         assert len(blocks) == len(set(blocks))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_])
+def test_small_integers_are_searched_in_float32_exactly(dtype, rng):
+    from idprops.neighbors import _float_dtype
+
+    X = rng.integers(0, 2 if dtype is np.bool_ else 100, (400, 12)).astype(dtype)
+    assert _float_dtype(X) is np.float32
+    dist, idx = kneighbors(X, 5, Y=X[:300])
+    ref_dist, ref_idx = kneighbors(X.astype(np.float64), 5, Y=X[:300].astype(np.float64))
+    np.testing.assert_array_equal(dist, ref_dist)
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_wide_integers_stay_float64():
+    from idprops.neighbors import _float_dtype
+
+    # 2**24 + 1 has no float32; int32 and int64 are not narrowed.
+    assert _float_dtype(np.array([[2**24 + 1]], dtype=np.int32)) == [np.float64, np.float32]
+    assert _float_dtype([[1, 2]]) == [np.float64, np.float32]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_duplicates_are_neighbours_at_zero(backend, rng):
     X = rng.standard_normal((200, 5))

@@ -79,6 +79,16 @@ def test_matches_brute_force(n_classes, backend, rng):
     np.testing.assert_array_equal(est.sample_indices_, np.arange(300))
 
 
+def test_8_bit_images_are_kept_in_float32_with_the_same_answer(rng):
+    X = rng.integers(0, 256, (300, 64)).astype(np.uint8)
+    y = rng.integers(0, 3, 300)
+    est = LabelSharpness(M=None).fit(X, y)
+    assert est._fit_X.dtype == np.float32  # float32 holds every 8-bit value
+    distance, pair = brute_force(X.astype(np.float64), y)
+    assert est.min_distance_ == pytest.approx(distance, rel=1e-12)
+    assert est.argmax_pair_ == pair
+
+
 @pytest.mark.parametrize("n_classes", [2, 3, 10])
 def test_sample_matches_brute_force_on_the_sample(n_classes, rng):
     X, y = labelled_data(rng, 400, 5, n_classes)

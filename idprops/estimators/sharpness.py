@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..base import _torch_kind, as_matrix_and_labels, group_identical_rows
-from ..neighbors import BACKENDS, kneighbors
+from ..neighbors import BACKENDS, _float_dtype, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
@@ -228,10 +228,10 @@ class LabelSharpness(BaseEstimator):
                 )
             rows = self._draw(n_input)
             X_s, y_s = self._read(X, y, rows=rows)
-            X_s, y_s = validate_data(self, X_s, y_s, dtype=[np.float64, np.float32])
+            X_s, y_s = validate_data(self, X_s, y_s, dtype=_float_dtype(X_s))
         else:
             X_all, y_all = self._read(X, y)
-            X_all, y_all = validate_data(self, X_all, y_all, dtype=[np.float64, np.float32])
+            X_all, y_all = validate_data(self, X_all, y_all, dtype=_float_dtype(X_all))
             n_input = len(X_all)
             rows = self._draw(n_input)
             X_s, y_s = X_all[rows], y_all[rows]
@@ -312,7 +312,7 @@ class LabelSharpness(BaseEstimator):
         """
         check_is_fitted(self)
         X, y = self._read(X, y)
-        X, y = validate_data(self, X, y, reset=False, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, reset=False, dtype=_float_dtype(X))
         smallest = np.inf
         for label in np.unique(y):
             points = self._fit_X[self._fit_y != label]
