@@ -216,20 +216,47 @@ def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypa
     assert set(scanned) <= {0, 1, 2}
 
 
-def test_a_tiny_cluster_beside_a_far_point_is_settled_by_the_float64_scan(rng, monkeypatch):
-    # Centred at their mean, the cluster's points sit 2e7 from it, 1e-10 apart: float32
-    # cannot prove any of them, and every row reaches the scan with the whole cluster
-    # in its window.
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_corrupted_sample_does_not_send_every_row_to_the_float64_scan(backend, rng, monkeypatch):
+    # The mean would move 300 towards a row at 1e6 and leave no row provable in
+    # float32; the search's centre is a median, which stays with the other rows.
+    import idprops.neighbors as nb
+
+    searched, scanned = [], []
+    real, real_scan = nb._search, nb._float64_search
+    monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
+    monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.extend(a[2]) or real_scan(*a))
+    X = rng.standard_normal((3000, 20))
+    X[0] = 1e6
+    _, idx, ref_idx = assert_same_neighbours(X, 5, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert all(n <= 1 for n in searched[1:]) and set(scanned) <= {0}
+
+
+def test_float32_data_are_centred_in_float64_for_the_float64_scan():
+    # The scan's error bound assumes float64 rounding of the centred data.
+    from idprops.neighbors import _centred
+
+    A, center = np.float32([[0.1, 3000.7]]), np.float32([1234.5678, 0.3])
+    np.testing.assert_array_equal(
+        _centred(A, center, 2.0, np.float64), (A.astype(np.float64) - center.astype(np.float64)) / 2
+    )
+
+
+def test_two_tiny_clusters_far_apart_are_settled_by_the_float64_scan(rng, monkeypatch):
+    # Half the points on each side, so any centre lies 5e9 from the points, which are
+    # 1e-10 apart: float32 cannot prove any of them, and every row reaches the scan
+    # with its whole cluster in its window.
     import idprops.neighbors as nb
 
     scanned = []
     real = nb._float64_search
     monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.append(len(a[2])) or real(*a))
     X = rng.standard_normal((400, 5)) * 1e-10
-    X[0] = 1e10
+    X[200:] += 1e10
     _, idx, ref_idx = assert_same_neighbours(X, 6)
     np.testing.assert_array_equal(idx, ref_idx)
-    assert scanned and scanned[0] >= 399
+    assert scanned and scanned[0] == 400
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
