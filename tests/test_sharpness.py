@@ -146,6 +146,17 @@ def test_identical_inputs_with_different_labels_give_inf_and_count():
     assert est.argmax_pair_ == (0, 2)
 
 
+def test_conflict_count_matches_brute_force_with_many_classes(rng):
+    # 40 distinct rows repeated, 500 classes: counted over the (row, label) pairs
+    # that occur, never over a rows x classes table.
+    X = rng.integers(0, 40, 600)[:, None] * np.ones((1, 3))
+    y = rng.integers(0, 500, 600)
+    same_row = (X[:, None, 0] == X[None, :, 0]) & (y[:, None] != y[None, :])
+    with pytest.warns(IdenticalConflictsWarning):
+        est = LabelSharpness().fit(X, y)
+    assert est.n_identical_conflicts_ == np.triu(same_row, 1).sum()
+
+
 def test_identical_inputs_with_same_label_are_harmless():
     X = np.vstack([SQUARE, SQUARE[:2], -0.0 * SQUARE[:1]])
     y = np.concatenate([SQUARE_Y, [0, 0, 0]])

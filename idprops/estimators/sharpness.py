@@ -47,9 +47,14 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
     group with another label), from the group that appears first.
     """
     first, group = group_identical_rows(X)
-    n_groups, n_classes = len(first), codes.max() + 1
-    size = np.bincount(group, minlength=n_groups)
-    size_by_label = np.bincount(group * n_classes + codes, minlength=n_groups * n_classes)
+    size = np.bincount(group, minlength=len(first))
+    shared = size[group] > 1
+    if not shared.any():
+        return 0, None
+    # Counted over the (group, label) pairs that occur: a table of all of them would
+    # take groups x classes, over 10 GB for a million distinct images in 1,000 classes.
+    key = group[shared].astype(np.int64) * (int(codes.max()) + 1) + codes[shared]
+    size_by_label = np.unique(key, return_counts=True)[1]
     # All pairs inside a group of identical rows, minus those sharing a label.
     n_pairs = int((size * (size - 1)).sum() - (size_by_label * (size_by_label - 1)).sum()) // 2
     if n_pairs == 0:
