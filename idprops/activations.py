@@ -113,7 +113,8 @@ def capture(
     """Record the outputs of layers during whatever forward passes run inside.
 
     Each call of a hooked layer appends its output, detached, flattened per sample
-    (``(batch, features)``), copied to the CPU as float32, to the list under the
+    (``(batch, features)``), copied to the CPU (float64 outputs as float64, others as
+    float32), to the list under the
     layer's name. A layer returning a tuple or list is recorded by its first
     element (e.g. the output of ``nn.MultiheadAttention`` without its weights, or
     of an LSTM without its state). The hooks are removed on leaving, also when
@@ -157,7 +158,10 @@ def capture(
             # A copy, because a later in-place operation (ReLU(inplace=True) after a
             # convolution) would otherwise change what was recorded.
             flat = output.detach().reshape(len(output), -1)
-            store[name].append(flat.to("cpu", torch.float32, copy=True).numpy())
+            # A float64 model keeps its precision: rounded to float32, points 1e-4
+            # apart at 100 become duplicates.
+            keep = torch.float64 if flat.dtype == torch.float64 else torch.float32
+            store[name].append(flat.to("cpu", keep, copy=True).numpy())
 
         return hook
 
@@ -171,10 +175,11 @@ def capture(
             handle.remove()
 
 
-def _model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+def _model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
+    """Where the model lives and its floating dtype (None for a model without any)."""
     tensors = [*model.parameters(), *model.buffers()]
     device = tensors[0].device if tensors else torch.device("cpu")
-    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.get_default_dtype())
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
     return device, dtype
 
 
@@ -207,9 +212,11 @@ def _input_batches(data: Any, batch_size: int) -> tuple[int | None, Iterator[Any
     if data.ndim == 0:
         raise ValueError("data is a scalar; pass one sample per row.")
     n = len(data)
-    # np.array copies, so read-only arrays (joblib memmaps) never reach torch.
+    # np.array copies, so read-only arrays (joblib memmaps) never reach torch; in C
+    # order, because a DataFrame's column-major values take other BLAS paths and give
+    # activations that differ in the last bits from the same rows as an array.
     to_tensor = torch.as_tensor if isinstance(data, torch.Tensor) else (
-        lambda a: torch.as_tensor(np.array(a))
+        lambda a: torch.as_tensor(np.array(a, order="C"))
     )
     batches = (to_tensor(data[s : s + batch_size]) for s in range(0, n, batch_size))
     return math.ceil(n / batch_size), batches
@@ -260,8 +267,8 @@ def collect_activations(
         Arrays and tensors are cut into batches along their first axis. A Dataset
         (read in order, without shuffling) or DataLoader may yield ``(x, y)``
         pairs or ``x`` alone; the model is called on ``x``. Floating inputs are
-        cast to the floating dtype of the model's parameters; integer inputs
-        (token ids) are passed unchanged.
+        cast to the floating dtype of the model's parameters (kept as they are for
+        a model without any); integer inputs (token ids) are passed unchanged.
     layers : str, torch.nn.Module or list of them
         See :func:`resolve_layer`. A layer returning a tuple is recorded by its
         first element.
@@ -279,8 +286,8 @@ def collect_activations(
     -------
     dict
         Layer name (as returned by :func:`resolve_layer`, in the order given) to a
-        float32 array of shape ``(n_samples, n_features)``, each sample's output
-        flattened.
+        float32 (float64 for a float64 model) array of shape
+        ``(n_samples, n_features)``, each sample's output flattened.
 
     Raises
     ------
@@ -330,8 +337,19 @@ def collect_activations(
                     )
                 if max_samples is not None:
                     x = x[: max_samples - n_seen]
-                x = x.to(target, dtype) if x.is_floating_point() else x.to(target)
-                model(x)
+                x = x.to(target, dtype) if x.is_floating_point() and dtype else x.to(target)
+                try:
+                    model(x)
+                except RuntimeError as err:
+                    if x.is_floating_point():
+                        raise
+                    # Integer input is passed as is for token ids; for pixels it
+                    # fails deep in the model.
+                    raise ValueError(
+                        f"the model could not take the {x.dtype} input ({err}). Pass "
+                        "floating-point data (8-bit images: X / 255) unless its first "
+                        "layer takes integer ids."
+                    ) from err
                 _check_batch(store, n_batches, len(x))
                 n_seen += len(x)
                 n_batches += 1

@@ -161,6 +161,31 @@ def test_integer_inputs_are_passed_unchanged():
     np.testing.assert_array_equal(acts["0"], want)
 
 
+def test_integer_pixels_for_a_float_model_get_a_value_error():
+    model = nn.Sequential(nn.Linear(6, 3))
+    with pytest.raises(ValueError, match=r"X / 255"):
+        collect_activations(model, np.full((4, 6), 200, dtype=np.uint8), "0")
+
+
+def test_a_float64_model_keeps_float64_activations():
+    # Rounded to float32, these points (1e-4 apart at 100) would become duplicates.
+    model = nn.Sequential(nn.Identity(), nn.Linear(6, 6).double())
+    X = 100.0 + 1e-4 * np.random.default_rng(0).random((50, 6))
+    acts = collect_activations(model, X, ["0", "1"])
+    assert acts["0"].dtype == acts["1"].dtype == np.float64
+    np.testing.assert_array_equal(acts["0"], X)
+    assert collect_activations(nn.Sequential(nn.Identity()), X, "0")["0"].dtype == np.float64
+    assert collect_activations(small_cnn(), images(), "2")["2"].dtype == np.float32
+
+
+def test_a_dataframe_gives_the_same_activations_as_its_array():
+    pd = pytest.importorskip("pandas")
+    model = nn.Sequential(nn.Linear(6, 8))
+    X = np.random.default_rng(0).random((100, 6))
+    from_frame = collect_activations(model, pd.DataFrame(X), "0")["0"]
+    np.testing.assert_array_equal(from_frame, collect_activations(model, X, "0")["0"])
+
+
 def test_model_left_as_found_and_hooks_removed():
     model = small_cnn()
     model.train()

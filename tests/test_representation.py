@@ -176,6 +176,20 @@ def test_score_checks_the_input_size(cube5):
     est = ReprDimension(rank3_model(), "1").fit(cube5[:300])
     with pytest.raises(ValueError, match="X has 29 features, but ReprDimension is expecting 30"):
         est.score(cube5[:100, :29])
+    with pytest.raises(ValueError, match="X has 29 features"):
+        est.score(cube5[:100, :29].tolist())
+
+
+def test_lists_and_dataframes_count_their_columns_as_features(cube5):
+    # A DataFrame's first item is a column and a list's first row looks like an
+    # (x, label) pair: neither says how wide a sample is.
+    pd = pytest.importorskip("pandas")
+    X = cube5[:300]
+    ref = ReprDimension(rank3_model(), "1").fit(X)
+    for data in (X.tolist(), pd.DataFrame(X, columns=[f"c{i}" for i in range(30)])):
+        est = ReprDimension(rank3_model(), "1").fit(data)
+        assert est.n_features_in_ == 30
+        assert est.score(data) == pytest.approx(ref.score(X), rel=1e-5)
 
 
 def test_clone_and_get_params():

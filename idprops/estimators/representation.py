@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from numbers import Integral
 from typing import Any
@@ -13,6 +12,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ..base import _torch_kind
 from ..registry import resolve_estimator
 from .mle import MLEDimension
 
@@ -21,12 +21,11 @@ __all__ = ["ReprDimension"]
 
 def _n_input_features(X: Any) -> int:
     """Flattened size of one sample of X as the model sees it."""
-    data = X
-    if "torch" in sys.modules:  # only a caller who imported torch can pass a DataLoader
-        from torch.utils.data import DataLoader
-
-        if isinstance(X, DataLoader):
-            data = X.dataset
+    kind = _torch_kind(X)
+    if kind not in ("dataset", "loader"):  # arrays, tensors, lists, DataFrames
+        shape = X.shape if hasattr(X, "shape") else np.shape(X)
+        return int(np.prod(shape[1:]))
+    data = X.dataset if kind == "loader" else X
     try:
         item = data[0]
     except (TypeError, NotImplementedError, KeyError):  # an IterableDataset
