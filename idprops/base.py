@@ -64,14 +64,38 @@ def _torch_kind(X) -> str | None:
 
 
 def _split_item(batch):
+    if isinstance(batch, dict):
+        raise ValueError(
+            f"the dataset yields dicts (keys {sorted(batch)}), not (image, label) pairs "
+            "or images; wrap it to return (batch['image'], batch['label'])."
+        )
     if isinstance(batch, (tuple, list)):
         return batch[0], (batch[1] if len(batch) > 1 else None)
     return batch, None
 
 
+def _numpy(x) -> np.ndarray:
+    """A tensor's values as a numpy array on the CPU (anything else through np.asarray)."""
+    if not hasattr(x, "detach"):
+        return np.asarray(x)
+    x = x.detach().cpu()
+    # numpy has no bfloat16; float32 holds every bfloat16 value.
+    return (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
+
+
 def _flatten(x) -> np.ndarray:
-    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    x = _numpy(x)
     return x.reshape(len(x), -1)
+
+
+def _labels(y) -> np.ndarray:
+    y = _numpy(y)
+    if y.ndim > 1 and np.prod(y.shape[1:]) != 1:  # a label of shape (1,) is one label
+        raise ValueError(
+            f"the dataset's labels have shape {y.shape[1:]} per item, not one class "
+            "each; pass one label per item (for one-hot labels, their argmax)."
+        )
+    return y.reshape(len(y))
 
 
 def as_matrix_and_labels(
@@ -114,13 +138,15 @@ def as_matrix_and_labels(
             x, y = _split_item(batch)
             features.append(_flatten(x))
             if y is not None:
-                labels.append(_flatten(y).ravel())
+                labels.append(_labels(y))
         if not features:
             raise ValueError("the dataset is empty: there is nothing to measure.")
         matrix = np.concatenate(features)
         return matrix, (np.concatenate(labels) if labels else None)
     if kind == "tensor":
-        X = X.detach().cpu().numpy()
+        X = _numpy(X)
+    elif isinstance(X, (list, tuple)):  # nested lists of images
+        X = np.asarray(X)
     if isinstance(X, np.ndarray) and X.ndim > 2:
         X = X.reshape(len(X), -1)
     return X, None

@@ -230,6 +230,45 @@ def test_torch_dataset_of_images_uses_its_labels(rng):
     assert est.score(dataset) == pytest.approx(-est.sharpness_, rel=1e-12)
 
 
+def test_iterable_datasets_bfloat16_and_nested_lists_are_read_whole(rng):
+    torch = pytest.importorskip("torch")
+
+    images = rng.random((60, 1, 4, 4)).astype(np.float32)
+    labels = rng.integers(0, 2, 60)
+    reference = LabelSharpness(M=None).fit(images.reshape(60, -1), labels)
+
+    class Stream(torch.utils.data.IterableDataset):  # no len(), no indexing
+        def __iter__(self):
+            yield from zip(torch.from_numpy(images), torch.from_numpy(labels))
+
+    assert LabelSharpness(M=None).fit(Stream()).sharpness_ == reference.sharpness_
+    assert LabelSharpness(M=None).fit(images.tolist(), labels).sharpness_ == reference.sharpness_
+    # numpy has no bfloat16; its values reach the search as float32.
+    half = torch.from_numpy(images).bfloat16()
+    expected = LabelSharpness(M=None).fit(half.float().numpy().reshape(60, -1), labels)
+    assert LabelSharpness(M=None).fit(half, labels).sharpness_ == expected.sharpness_
+
+
+def test_datasets_of_dicts_or_one_hot_labels_say_what_to_pass():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import Dataset, TensorDataset
+
+    class Dicts(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(3), "label": i % 2}
+
+    with pytest.raises(ValueError, match=r"yields dicts \(keys \['image', 'label'\]\)"):
+        LabelSharpness().fit(Dicts())
+    one_hot = TensorDataset(torch.rand(10, 3), torch.eye(2)[torch.arange(10) % 2])
+    with pytest.raises(ValueError, match=r"shape \(2,\) per item.*argmax"):
+        LabelSharpness().fit(one_hot)
+    column = TensorDataset(torch.from_numpy(SQUARE), torch.from_numpy(SQUARE_Y)[:, None])
+    assert LabelSharpness().fit(column).sharpness_ == 0.5  # a label of shape (1,) is one
+
+
 def test_pixel_scale_is_copied_from_the_dataset():
     torch = pytest.importorskip("torch")
     from torch.utils.data import TensorDataset
@@ -266,6 +305,8 @@ def test_pixel_scale_scales_K_F(rng):
         (np.empty((0, 2)), [], "0 sample"),
         (np.array([["a", "b"], ["c", "d"]]), [0, 1], "could not convert|numeric"),
         (SQUARE, [0.5, 1.5, 2.25, 0.5], "continuous"),
+        (SQUARE, np.array(["a", None, "b", "b"], dtype=object), "mix types"),
+        (SQUARE, 3, "not a sequence of labels"),
     ],
 )
 def test_bad_input(X, y, match):

@@ -65,6 +65,18 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
     return n_pairs, (int(first[group[row]]), int(row))
 
 
+def _map_style(X) -> bool:
+    """Whether X is a torch Dataset read item by item (only the drawn items are read).
+
+    An IterableDataset can only be read whole, as a DataLoader is.
+    """
+    if _torch_kind(X) != "dataset":
+        return False
+    from torch.utils.data import IterableDataset
+
+    return not isinstance(X, IterableDataset)
+
+
 class LabelSharpness(BaseEstimator):
     """Label sharpness K_F, the empirical Lipschitz constant of the labelling.
 
@@ -224,7 +236,12 @@ class LabelSharpness(BaseEstimator):
         self
         """
         self._validate_params()
-        if _torch_kind(X) == "dataset":
+        if y is not None and _n_rows(y) is None:
+            raise ValueError(
+                f"y is {type(y).__name__} {y!r}, not a sequence of labels; pass one label "
+                "per sample."
+            )
+        if _map_style(X):
             n_input = len(X)
             if y is not None and _n_rows(y) != n_input:
                 raise ValueError(
@@ -240,12 +257,19 @@ class LabelSharpness(BaseEstimator):
             n_input = len(X_all)
             rows = self._draw(n_input)
             X_s, y_s = X_all[rows], y_all[rows]
-        if type_of_target(y_s) == "continuous":
+        try:
+            continuous = type_of_target(y_s) == "continuous"
+            classes, codes = np.unique(y_s, return_inverse=True)
+        except TypeError as err:  # e.g. None beside strings
+            raise ValueError(
+                f"the labels mix types that cannot be ordered ({err}); pass labels of one "
+                "type, without missing values."
+            ) from err
+        if continuous:
             raise ValueError(
                 "y looks continuous (non-integer numbers), but K_F compares class labels: "
                 "every distinct value would count as a class. Pass class labels."
             )
-        classes, codes = np.unique(y_s, return_inverse=True)
         codes = codes.ravel()
         if len(classes) < 2:
             drawn = f" drawn at random from {n_input} (M={self.M})" if len(rows) < n_input else ""
