@@ -237,35 +237,48 @@ def _centred(A, center, scale, dtype) -> np.ndarray:
     return np.ascontiguousarray(A, dtype=dtype)
 
 
-def _exact_distances(X, Y, rows, candidates, scale):
+def _exact_distances(X, Y, rows, candidates, scale, exclude_self):
     """float64 distances from X[rows[i]] to Y[candidates[i]], computed from differences."""
     n, width = candidates.shape
     out = np.empty((n, width))
     chunk = max(1, _RERANK_BYTES // (8 * width * X.shape[1]))
     # Squared differences overflow float64 from about 1e154 and lose precision below
-    # 1e-154; far inside those limits the rescaling would be a wasted pass.
-    rescale = not 2.0**-400 <= scale <= 2.0**400
+    # 1e-154. Data far inside those limits are measured as they are, data beyond them
+    # in units of the search's scale.
+    unit = 1.0 if 2.0**-400 <= scale <= 2.0**400 else scale
 
     def one_chunk(start):
         stop = min(start + chunk, n)
         # One pass that gathers, casts and subtracts: this step is memory bound.
         diff = np.subtract(Y[candidates[start:stop]], X[rows[start:stop], None, :], dtype=np.float64)
-        if rescale:
-            diff /= scale
+        if unit != 1.0:
+            diff /= unit
         out[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        if rescale:
-            out[start:stop] *= scale
 
     starts = range(0, n, chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
     with ThreadPoolExecutor(min(_n_threads(), len(starts))) as pool:
         list(pool.map(one_chunk, starts))
+    # A pair much nearer or farther than the data's spread can still under- or
+    # overflow in those units (two points 1e-200 apart among points spread over 5, or
+    # the rest of the data beside one point at 1e200): it is measured again in units
+    # of its own largest difference. A point's distance to itself is exactly 0.
+    odd = ~((out >= 2.0**-450) & (out <= 2.0**500))
+    if exclude_self:
+        odd &= candidates != rows[:, None]
+    out *= unit
+    i, j = np.nonzero(odd)
+    if len(i):
+        diff = np.subtract(Y[candidates[i, j]], X[rows[i]], dtype=np.float64)
+        peak = np.abs(diff).max(axis=1)
+        diff /= np.where(peak > 0, peak, 1.0)[:, None]
+        out[i, j] = peak * np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return out
 
 
 def _top_k(X, Y, rows, candidates, k, exclude_self, scale):
     """The k nearest of each row's candidates, by exact (distance, index)."""
-    dist = _exact_distances(X, Y, rows, candidates, scale)
+    dist = _exact_distances(X, Y, rows, candidates, scale, exclude_self)
     if exclude_self:
         dist[candidates == rows[:, None]] = np.inf
     order = np.lexsort((candidates, dist), axis=-1)[:, :k]

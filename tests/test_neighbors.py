@@ -287,6 +287,24 @@ def test_neighbours_do_not_depend_on_the_scale_of_the_data(backend, scale, rng):
         np.testing.assert_allclose(dist, ref_dist * scale, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pairs_far_nearer_or_farther_than_the_spread_keep_exact_distances(backend, rng):
+    # Squared differences of 1e-200 underflow to 0 and those of 1e200 overflow, where
+    # the rest of the data would be measured as it is; so would the rest beside one
+    # point at 1e200, in the units that point sets.
+    X = np.array([[1e-200, 0.0], [2e-200, 0.0], [5.0, 5.0]])
+    dist, idx = kneighbors(X, 1, backend=backend)
+    np.testing.assert_array_equal(idx[:, 0], [1, 0, 0])
+    np.testing.assert_allclose(dist[:, 0], [1e-200, 1e-200, np.hypot(5.0, 5.0)], rtol=1e-15)
+    X = rng.standard_normal((60, 3))
+    ref_dist, ref_idx = brute_force(X[1:], 3)
+    X[0] = 1e200
+    dist, idx = kneighbors(X, 3, backend=backend)
+    np.testing.assert_array_equal(idx[1:] - 1, ref_idx)
+    np.testing.assert_allclose(dist[1:], ref_dist, rtol=1e-14)
+    np.testing.assert_allclose(dist[0], 1e200 * np.sqrt(3), rtol=1e-14)
+
+
 @pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
 @pytest.mark.parametrize("scale", [2.0**e for e in (-1000, -530, -75, 63, 530, 1000)], ids=lambda s: f"2^{np.log2(s):.0f}")
 def test_symmetric_search_and_float64_scan_do_not_depend_on_the_scale(scale, monkeypatch):
