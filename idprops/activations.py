@@ -93,7 +93,8 @@ def resolve_layer(model: nn.Module, layer: Layer) -> tuple[str, nn.Module]:
         raise TypeError(
             f"layer must be a module or a dotted name, got {type(layer).__name__}"
         )
-    name = re.sub(r"\[(\d+)\]", r".\1", layer)
+    # "features[3]" is "features.3", and "[2]" (a top-level Sequential) is "2".
+    name = re.sub(r"\[(\d+)\]", r".\1", re.sub(r"^\[(\d+)\]", r"\1", layer))
     try:
         return name, model.get_submodule(name)
     except AttributeError:

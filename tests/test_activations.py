@@ -62,6 +62,7 @@ def test_resolve_layer_by_dotted_name_and_bracket_index():
     model = small_cnn()
     assert resolve_layer(model, "2.1") == ("2.1", model[2][1])
     assert resolve_layer(model, "2[1]") == ("2.1", model[2][1])
+    assert resolve_layer(model, "[2][1]") == ("2.1", model[2][1])  # a top-level Sequential
     assert resolve_layer(model, "") == ("", model)
 
 
