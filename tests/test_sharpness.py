@@ -193,6 +193,15 @@ def test_score_matches_brute_force(rng):
     assert est.score(X_test, y_test) == pytest.approx(-1 / D.min(), rel=1e-12)
 
 
+def test_score_checks_its_labels_as_fit_does(rng):
+    X, y = labelled_data(rng, 50, 3, 2)
+    est = LabelSharpness().fit(X, y)
+    with pytest.raises(ValueError, match="continuous"):
+        est.score(X, rng.random(50))
+    with pytest.warns(UserWarning, match="none of y's labels .* encoded the same way"):
+        est.score(X, y.astype(str))
+
+
 def test_score_of_identical_input_with_other_label_is_minus_inf():
     est = LabelSharpness().fit(SQUARE, SQUARE_Y)
     assert est.score(SQUARE[:1], [1]) == -np.inf

@@ -65,6 +65,24 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
     return n_pairs, (int(first[group[row]]), int(row))
 
 
+def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classes in ``y`` and each label's class number, for class labels only."""
+    try:
+        continuous = type_of_target(y) == "continuous"
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError as err:  # e.g. None beside strings
+        raise ValueError(
+            f"the labels mix types that cannot be ordered ({err}); pass labels of one "
+            "type, without missing values."
+        ) from err
+    if continuous:
+        raise ValueError(
+            "y looks continuous (non-integer numbers), but K_F compares class labels: "
+            "every distinct value would count as a class. Pass class labels."
+        )
+    return classes, codes.ravel()
+
+
 def _map_style(X) -> bool:
     """Whether X is a torch Dataset read item by item (only the drawn items are read).
 
@@ -257,20 +275,7 @@ class LabelSharpness(BaseEstimator):
             n_input = len(X_all)
             rows = self._draw(n_input)
             X_s, y_s = X_all[rows], y_all[rows]
-        try:
-            continuous = type_of_target(y_s) == "continuous"
-            classes, codes = np.unique(y_s, return_inverse=True)
-        except TypeError as err:  # e.g. None beside strings
-            raise ValueError(
-                f"the labels mix types that cannot be ordered ({err}); pass labels of one "
-                "type, without missing values."
-            ) from err
-        if continuous:
-            raise ValueError(
-                "y looks continuous (non-integer numbers), but K_F compares class labels: "
-                "every distinct value would count as a class. Pass class labels."
-            )
-        codes = codes.ravel()
+        classes, codes = _encode_labels(y_s)
         if len(classes) < 2:
             drawn = f" drawn at random from {n_input} (M={self.M})" if len(rows) < n_input else ""
             raise ValueError(
@@ -342,8 +347,17 @@ class LabelSharpness(BaseEstimator):
         check_is_fitted(self)
         X, y = self._read(X, y)
         X, y = validate_data(self, X, y, reset=False, dtype=_float_dtype(X))
+        classes, _ = _encode_labels(y)
+        if not np.isin(classes, self.classes_).any():
+            warnings.warn(
+                f"none of y's labels (first: {classes[:5].tolist()}) is among the fitted "
+                f"classes_ (first: {self.classes_[:5].tolist()}), so every fitted input "
+                "counts as differently labelled; were the labels encoded the same way?",
+                UserWarning,
+                stacklevel=2,
+            )
         smallest = np.inf
-        for label in np.unique(y):
+        for label in classes:
             points = self._fit_X[self._fit_y != label]
             dist, _ = kneighbors(X[y == label], 1, Y=points, backend=self.backend)
             smallest = min(smallest, float(dist.min()))
