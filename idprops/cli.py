@@ -7,7 +7,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +59,9 @@ def _run_measure(args) -> int:
 
     if args.layers and not args.model:
         raise ValueError("--layer needs --model")
+    for flag in ("weights", "device"):
+        if getattr(args, flag) and not args.model:
+            raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
         raise ValueError("--model needs at least one --layer")
     progress = False if (args.no_progress or args.json) else None
@@ -159,7 +164,7 @@ def _add_study(sub) -> None:
             "--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
             help="override an entry of the study file, repeatable: training.epochs=1, sizes=[50,100]",
         )
-        k.add_argument("--store", help="SQLite results store (default: OUT/results.sqlite); resumed when it exists")
+        k.add_argument("--store", help="SQLite results store (default: the study file's store, else OUT/results.sqlite); resumed when it exists")
         k.add_argument("--out", help=f"folder of the report (default: ./{kind}-report)")
         k.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
         k.add_argument("--dask", metavar="ADDRESS", help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]")
@@ -170,7 +175,7 @@ def _add_study(sub) -> None:
 def _run_study(args) -> int:
     from pathlib import Path
 
-    from .pipelines.study import find_preset, import_object, parse_overrides
+    from .pipelines.study import find_preset, import_object, load_study_file, parse_overrides
 
     if importlib.util.find_spec("matplotlib") is None:
         # Fail before the cells run, not after: the report is what the user asked for.
@@ -182,8 +187,10 @@ def _run_study(args) -> int:
     path = find_preset(args.preset) if args.preset else Path(args.config)
     out = Path(args.out or f"{args.kind}-report")
     overrides = parse_overrides(args.overrides)
-    if args.store or "store" not in overrides:
-        overrides["store"] = args.store or str(out / "results.sqlite")
+    if args.store:
+        overrides["store"] = args.store
+    elif "store" not in overrides and "store" not in load_study_file(path):
+        overrides["store"] = str(out / "results.sqlite")
     if args.n_jobs is not None:
         overrides["n_jobs"] = args.n_jobs
     if args.no_progress:
@@ -218,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, a batch scheduler), handled as Ctrl-C is."""
+
+
+def _terminate(signum, frame):
+    # As a KeyboardInterrupt, it stops the worker processes and keeps finished cells.
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``idprops`` command; errors are one line, unless ``--debug``.
 
@@ -244,16 +260,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.debug or os.environ.get("IDPROPS_DEBUG"):
-        return args.run(args)
+    debug = args.debug or os.environ.get("IDPROPS_DEBUG")
+    # Signal handlers can only be set from the main thread.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("idprops: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        terminated = isinstance(exc, _Terminated)
+        print(f"idprops: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # one clear line instead of a traceback
+        if debug:
+            raise
         print(f"idprops: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

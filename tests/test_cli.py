@@ -56,6 +56,8 @@ def test_plugin_estimator_by_name(capsys):
         (["measure", "--data", "nope"], "unknown dataset 'nope'"),
         (["measure", "--data", "mnist", "--root", "/nonexistent-idprops"], "download=True"),
         (["measure", "--layer", "fc1"], "--layer needs --model"),
+        (["measure", "--weights", "w.pt"], "--weights needs --model"),
+        (["measure", "--device", "cuda"], "--device needs --model"),
         (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
     ],
 )

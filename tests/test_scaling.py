@@ -13,6 +13,7 @@ from idprops.pipelines.scaling import (
     build_attack,
     normalize_datasets,
     resolve_training,
+    train_and_measure,
 )
 
 PAIRS = [[0, 1], [3, 8], [4, 9]]
@@ -110,6 +111,19 @@ def test_grid_and_step_resolution():
         normalize_datasets([{"name": "digits", "clases": [0, 1]}])
     with pytest.raises(ValueError, match="sizes must be integers"):
         ScalingLawStudy(sizes=[50.5]).cells()
+    with pytest.raises(ValueError, match="pairs is empty"):
+        normalize_datasets([{"name": "digits", "pairs": []}])
+    # Misspelt names and bad parameters fail when the grid is built, before any
+    # training, and never as a NaN cell that a re-run would count as done.
+    for kwargs, match in [
+        ({"estimators": {"mle": {"k": "x"}}}, r"estimators\.mle: The 'k' parameter"),
+        ({"estimators": ["foo"]}, r"estimators\.foo: unknown estimator"),
+        ({"attacks": {"fgsm": {"foo": 1}}}, r"attacks\.fgsm: .*unexpected keyword"),
+        ({"sharpness": {"M": 50, "seeds": [0, 1]}}, r"sharpness: unknown key\(s\) \['seeds'\]"),
+        ({"sharpness": "yes"}, "expected true, false or a table"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ScalingLawStudy(**kwargs).cells()
 
 
 class HalfDimension:
@@ -168,3 +182,13 @@ def test_report_writes_figures_and_fits(study, tmp_path):
     assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(
         study.results_
     )
+
+
+def test_a_misspelt_layer_fails_the_cell_instead_of_recording_nan():
+    study = ScalingLawStudy(
+        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[40], training={"epochs": 1},
+        estimators=[], sharpness=False, attacks={}, representation={"layers": ["nolayer"]},
+        models=["small_cnn"], device="cpu",
+    )
+    with pytest.raises(ValueError, match="no layer named 'nolayer'"):
+        train_and_measure(study.cells()[0])

@@ -137,6 +137,68 @@ def test_killed_study_resumes_with_the_missing_cells_only(serial, study_file, tm
     assert _stable(resumed.results_) == _stable(serial.results_)
 
 
+def test_the_cli_resumes_from_the_study_files_store(serial, tmp_path, capsys):
+    # Without --store, the file's store is the one resumed, not OUT/results.sqlite.
+    path = tmp_path / "with_store.toml"
+    path.write_text(f"store = {str(serial.store)!r}\n" + TINY)
+    assert main(["study", "scaling-law", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert f"0 cell(s) run, {N_CELLS} taken from {serial.store}" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:  # it has just exited
+        return []
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has finished
+    except FileNotFoundError:
+        return False
+
+
+def _n_cells(store):
+    if not store.exists():
+        return 0
+    with ResultsStore(store) as s:
+        return len(s)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads child processes from /proc")
+def test_sigterm_stops_the_workers_and_keeps_finished_cells(study_file, tmp_path):
+    # kill, timeout and batch schedulers send SIGTERM: handled as Ctrl-C, the worker
+    # processes stop with the command instead of computing on, orphaned.
+    store = tmp_path / "results.sqlite"
+    command = [sys.executable, "-m", "idprops.cli", "study", "scaling-law", "--config", str(study_file),
+               "--store", str(store), "--n-jobs", "2", "--out", str(tmp_path / "out"), "--no-progress"]
+    proc = subprocess.Popen(command, env={**os.environ, "TQDM_DISABLE": "1"}, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _n_cells(store) < 1:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the study wrote no cell in 120 s"
+            time.sleep(0.05)
+        descendants = _children(proc.pid)
+        descendants += [g for c in descendants if _alive(c) for g in _children(c)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        assert b"terminated" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in descendants):
+        assert time.monotonic() < deadline, "worker processes outlived the command"
+        time.sleep(0.1)
+    assert _n_cells(store) >= 1
+
+
 def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
     distributed = pytest.importorskip("distributed")
     from joblib import parallel_config

@@ -38,7 +38,7 @@ from .dynamics import (
     first_step_at_least,
     id_history,
 )
-from .scaling import normalize_model, normalize_steps
+from .scaling import check_steps, normalize_model, normalize_steps
 from .study import Study
 
 __all__ = ["TEST_SEED_OFFSET", "RandomizationStudy", "randomization_cell"]
@@ -280,6 +280,7 @@ class RandomizationStudy(Study):
         _check_training(training)
         tracking = self._tracking(model["name"])
         estimators = normalize_steps(self.estimators, "estimators")
+        check_steps(estimators)
         seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
         if not seeds:
             raise ValueError("seeds is empty")

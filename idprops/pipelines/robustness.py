@@ -25,8 +25,10 @@ from .scaling import (
     _table,
     _write_csv,
     append_summary,
+    check_steps,
     normalize_datasets,
     normalize_model,
+    normalize_sharpness,
     normalize_steps,
     resolve_training,
     train_and_measure,
@@ -107,13 +109,12 @@ class RobustnessStudy(Study):
     run_cell = staticmethod(train_and_measure)
 
     def _sharpness_spec(self) -> dict[str, Any]:
-        if self.sharpness is False or self.sharpness is None:
+        spec = normalize_sharpness(self.sharpness)
+        if spec is None:
             raise ValueError(
                 "a robustness study correlates K_F with robustness: sharpness cannot be off"
             )
-        spec = {} if self.sharpness is True else dict(self.sharpness)
-        M = spec.get("M", 1000)
-        return {"M": None if M in ("all", 0) else M}
+        return spec
 
     def _attack_specs(self) -> dict[str, dict[str, Any]]:
         specs = normalize_steps(
@@ -142,6 +143,7 @@ class RobustnessStudy(Study):
             "attacks": self._attack_specs(),
             "device": self.device,
         }
+        check_steps(common["estimators"], common["attacks"])
         out = []
         for data in normalize_datasets(self.datasets):
             data = {k: v for k, v in data.items() if k != "group"}

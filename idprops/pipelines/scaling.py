@@ -101,6 +101,8 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
             )
         if "classes" in spec and "pairs" in spec:
             raise ValueError(f"dataset spec {spec!r}: give 'classes' or 'pairs', not both")
+        if spec.get("pairs") == []:  # not "all classes", which is leaving pairs out
+            raise ValueError(f"dataset {spec['name']!r}: pairs is empty; list class pairs or leave it out")
         selections = spec.pop("pairs", None) or [spec.pop("classes", None)]
         for classes in selections:
             if classes is not None and len(classes) < 2:
@@ -149,6 +151,59 @@ def normalize_steps(specs: Any, what: str) -> dict[str, dict[str, Any]]:
         params = dict(spec)
         out[str(label)] = {"name": params.pop("name", label), "params": params}
     return out
+
+
+def check_steps(estimators: Mapping[str, Any] | None = None, attacks: Mapping[str, Any] | None = None) -> None:
+    """Build every estimator and attack of :func:`normalize_steps` specs once.
+
+    A misspelt name or a bad parameter then fails when the grid is built, not after
+    a model has trained (and, for an estimator, not as a NaN cell that a re-run
+    would count as done).
+
+    Examples
+    --------
+    >>> check_steps(estimators=normalize_steps({"mle": {"k": "x"}}, "estimators"))
+    Traceback (most recent call last):
+    ...
+    ValueError: estimators.mle: The 'k' parameter of MLEDimension must be an int in the range [2, inf). Got 'x' instead.
+    """
+    from ..registry import resolve_estimator
+
+    for what, specs, build in (
+        ("estimators", estimators, lambda name, params: resolve_estimator(name, **params)),
+        ("attacks", attacks, build_attack),
+    ):
+        for label, step in (specs or {}).items():
+            try:
+                obj = build(step["name"], step["params"])
+                # scikit-learn estimators check their parameters' types and ranges here.
+                getattr(obj, "_validate_params", lambda: None)()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{what}.{label}: {exc}") from exc
+
+
+def normalize_sharpness(spec: Any) -> dict[str, Any] | None:
+    """``{"M": ...}`` from ``true``, ``false`` or a table with ``M`` (``"all"`` or 0: all).
+
+    Examples
+    --------
+    >>> normalize_sharpness(True), normalize_sharpness({"M": "all"}), normalize_sharpness(False)
+    ({'M': 1000}, {'M': None}, None)
+    """
+    if spec is None or spec is False:
+        return None
+    spec = {} if spec is True else spec
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"sharpness: expected true, false or a table such as {{M = 1000}}, got {spec!r}")
+    unknown = sorted(set(spec) - {"M"})
+    if unknown:
+        # Often a key meant for the top level, written below a [sharpness] header.
+        raise ValueError(
+            f"sharpness: unknown key(s) {unknown}; its only setting is 'M' (inputs drawn, "
+            "'all' for every one). Top-level keys go above the first [table] header."
+        )
+    M = spec.get("M", 1000)
+    return {"M": None if M in ("all", 0) else M}
 
 
 def normalize_model(spec: Any) -> dict[str, Any]:
@@ -346,9 +401,12 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
         if rep:
             from ..estimators.representation import ReprDimension
 
+            from ..activations import resolve_layer
+
             inner = resolve_estimator(rep["estimator"]["name"], **rep["estimator"]["params"])
             out["d_repr"] = {}
             for layer in rep["layers"]:
+                resolve_layer(model, layer)  # a misspelt layer fails the cell, not the estimate
                 est = ReprDimension(model, layer, estimator=inner, device=device, progress=False)
                 out["d_repr"][layer] = _dimension_or_nan(notes, f"d_repr {layer}", est, train)
         if config.get("attacks"):
@@ -476,15 +534,6 @@ class ScalingLawStudy(Study):
 
     # ------------------------------------------------------------------ grid
 
-    def _sharpness_spec(self) -> dict[str, Any] | None:
-        if self.sharpness is False or self.sharpness is None:
-            return None
-        spec = {} if self.sharpness is True else dict(self.sharpness)
-        M = spec.get("M", 1000)
-        if M in ("all", 0):
-            M = None
-        return {"M": M}
-
     def _representation_spec(self, model_name: str | None = None) -> dict[str, Any] | None:
         if not self.representation:
             return None
@@ -515,12 +564,14 @@ class ScalingLawStudy(Study):
         return normalize_steps(attacks, "attacks")
 
     def _common(self) -> dict[str, Any]:
-        return {
+        common = {
             "estimators": normalize_steps(self.estimators, "estimators"),
-            "sharpness": self._sharpness_spec(),
+            "sharpness": normalize_sharpness(self.sharpness),
             "attacks": self._attack_specs(),
             "device": self.device,
         }
+        check_steps(common["estimators"], common["attacks"])
+        return common
 
     def _models(self) -> list[dict[str, Any]]:
         models = [self.models] if isinstance(self.models, (str, Mapping)) else list(self.models)
@@ -638,7 +689,7 @@ class ScalingLawStudy(Study):
                 outdir / "loss_vs_d_repr.png",
             )
         attack = next(iter(self._attack_specs()), None)
-        if attack and self._sharpness_spec() is not None:
+        if attack and normalize_sharpness(self.sharpness) is not None:
             figures += _robustness_figures(
                 [r for r in rows if r["data.n"] == _largest_n(rows)],
                 attack,
