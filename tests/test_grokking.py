@@ -99,3 +99,13 @@ def test_grid_and_bad_settings():
         GrokkingStudy(training={"learning_rate": 5}).cells()
     with pytest.raises(ValueError, match="train_fraction"):
         GrokkingStudy(train_fraction=1.5).cells()
+
+
+def test_summary_when_validation_reaches_the_threshold_and_training_never_does():
+    from idprops.pipelines.grokking import _cell_summary
+
+    row = {"training.weight_decay": 1.0, "seed": 1, "grok_step": 5, "train_step": None, "grokked": False,
+           "llid_val_spearman": None, "llid_at_train_step": None, "llid_at_grok_step": 3.0,
+           "llid_final": 2.5, "llid_min": 2.0, "steps": 10, "seconds": 1.0}
+    text = _cell_summary(row, 0.15)
+    assert "validation accuracy reached 0.15 at step 5, train accuracy never did; LLID 3 then" in text

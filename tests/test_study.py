@@ -240,6 +240,29 @@ def test_temporary_store_and_failed_cell(tmp_path):
     assert study.store is None
 
 
+class _Squares(Study):
+    kind = "squares"
+
+    def __init__(self, values=(1, 2), *, extra=None, store=None, n_jobs=1, progress=None, study_file=None):
+        self.values = values
+        self.extra = extra
+        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
+
+    def cells(self):
+        return [self._cell(x=x, extra=self.extra) for x in self.values]
+
+    @staticmethod
+    def run_cell(config):
+        return {"square": config["x"] ** 2, **({config["extra"]: 0} if config["extra"] else {})}
+
+
+def test_a_cell_listed_twice_is_one_result_and_reserved_fields_are_kept():
+    study = _Squares(values=(3, 1, 3)).fit()
+    assert [r["square"] for r in study.results_] == [9, 1] and study.n_cells_run_ == 2
+    with pytest.raises(CellError, match=r"returned \['seconds'\], which fit adds"):
+        _Squares(extra="seconds").fit()
+
+
 def test_study_file_overrides_and_errors(study_file, tmp_path):
     params = load_study_file(study_file, {"training.epochs": 3, "representation.estimator": "mle"})
     assert params["training"] == {"epochs": 3, "batch_size": 16, "threads": 1}

@@ -421,6 +421,12 @@ def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
     rho = r["llid_val_spearman"]
     trend = "" if rho is None else (
         f"; from then on LLID and validation accuracy have Spearman correlation {rho:.2f}")
+    if r["train_step"] is None:  # validation got there first and training never did
+        return head + (
+            f"validation accuracy reached {threshold} at step {r['grok_step']}, train accuracy never "
+            f"did; LLID {r['llid_at_grok_step']:.3g} then, {r['llid_final']:.3g} at the end (minimum "
+            f"{r['llid_min']:.3g}){trend}. {r['seconds']:.0f} s."
+        )
     return head + (
         f"train accuracy reached {threshold} at step {r['train_step']}, validation at {r['grok_step']}"
         f" ({'grokked' if r['grokked'] else 'not a delayed rise'}); LLID {r['llid_at_train_step']:.3g} at the "

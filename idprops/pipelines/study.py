@@ -74,6 +74,12 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
         result = run_cell(config)
     except Exception as exc:
         raise CellError(f"cell {_describe(config)} failed: {type(exc).__name__}: {exc}") from exc
+    clash = sorted(set(RESERVED_RESULT_FIELDS) & set(result))
+    if clash:
+        raise CellError(
+            f"cell {_describe(config)} returned {clash}, which fit adds to every result; "
+            "rename them in run_cell."
+        )
     return config, result, time.perf_counter() - start
 
 
@@ -108,7 +114,7 @@ class Study(BaseEstimator):
     Attributes
     ----------
     results_ : list of dict
-        One flat record per cell, in :meth:`cells` order: ``key``, ``study``,
+        One flat record per distinct cell, in :meth:`cells` order: ``key``, ``study``,
         ``created``, the configuration's fields, then the result's (nested names
         dotted, as :meth:`~idprops.results.ResultsStore.records` gives them), among
         them ``seconds`` (the cell's run time) and ``study_file``.
@@ -219,7 +225,9 @@ class Study(BaseEstimator):
             with ResultsStore(path) as store:
                 self.n_cells_run_ = self._run_missing(store, cells)
                 by_key = {rec["key"]: rec for rec in store.records()}
-                self.results_ = [by_key[config_key(cfg)] for cfg in cells]
+                # A cell listed twice (seeds = [0, 0]) is one result, counted once.
+                keys = dict.fromkeys(config_key(cfg) for cfg in cells)
+                self.results_ = [by_key[key] for key in keys]
         self.store_path_ = None if self.store is None else Path(self.store)
         return self
 
