@@ -1,5 +1,6 @@
 """DynamicsStudy: the sweep's grid, the shift augmentation, a tiny run end to end, resume."""
 
+import csv
 import math
 
 import pytest
@@ -97,6 +98,8 @@ def test_resume_and_report(tiny, tmp_path):
     assert again.n_cells_run_ == 0
     assert [r["key"] for r in again.results_] == [r["key"] for r in tiny.results_]
     path = again.report(tmp_path)
+    with (tmp_path / "results.csv").open(newline="") as fh:
+        assert len(list(csv.reader(fh))) == 1 + len({r["key"] for r in again.results_})
     for name in ("id_vs_regularization", "accuracy_vs_log_pid_llid", "accuracy_vs_llid", "llid_curves",
                  "id_curves_baseline"):
         assert (tmp_path / f"{name}.png").is_file(), name

@@ -1,5 +1,6 @@
 """GrokkingStudy: the grokking mark, and a tiny run's fields, invariants and resume."""
 
+import csv
 import math
 
 import pytest
@@ -81,6 +82,8 @@ def test_resume_runs_no_cell_and_report(tiny, tmp_path):
     assert resumed.results_[0]["key"] == tiny.results_[0]["key"]
     assert resumed.results_[0]["created"] == tiny.results_[0]["created"]
     path = resumed.report(tmp_path)
+    with (tmp_path / "results.csv").open(newline="") as fh:
+        assert len(list(csv.reader(fh))) == 1 + len(resumed.results_)
     assert (tmp_path / "grokking.png").is_file() and (tmp_path / "id_curves.png").is_file()
     assert "Grokking study" in path.read_text()
 

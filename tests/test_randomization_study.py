@@ -1,5 +1,6 @@
 """RandomizationStudy: each corruption end to end on a tiny digits run, exact properties, resume."""
 
+import csv
 import math
 
 import numpy as np
@@ -64,6 +65,8 @@ def test_resume_and_report(tiny, tmp_path):
     again = RandomizationStudy(**TINY, store=tiny.store).fit()
     assert again.n_cells_run_ == 0
     path = again.report(tmp_path)
+    with (tmp_path / "results.csv").open(newline="") as fh:
+        assert len(list(csv.reader(fh))) == 1 + len(again.results_)
     for name in ("training_loss", "accuracy", "llid_curves", "id_curves"):
         assert (tmp_path / f"{name}.png").is_file(), name
     text = path.read_text()

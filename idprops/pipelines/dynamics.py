@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _new_axes, _plain, _save, _torch_threads, append_summary, normalize_model
+from .scaling import _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
 from .study import Study
 
 __all__ = [
@@ -475,7 +475,7 @@ class DynamicsStudy(Study):
         return out
 
     def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
 
         Figures: ``id_vs_regularization.png``, ``accuracy_vs_log_pid_llid.png``,
         ``accuracy_vs_llid.png``, ``llid_curves.png`` and ``id_curves_baseline.png``.
@@ -487,6 +487,7 @@ class DynamicsStudy(Study):
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         unique = list({r["key"]: r for r in self.results_}.values())
+        _write_csv(unique, outdir / "results.csv")
         sweeps = self._sweeps()
         correlations: dict[str, Any] = {}
         figures = [_id_vs_regularization_figure(sweeps, outdir / "id_vs_regularization.png")]

@@ -37,6 +37,7 @@ from .dynamics import (
     id_history,
     merge_by_step,
 )
+from .scaling import _write_csv
 from .study import Study
 
 __all__ = ["GrokkingStudy", "grokking_cell", "mark_grokking"]
@@ -382,7 +383,7 @@ class GrokkingStudy(Study):
     # ------------------------------------------------------------------ report
 
     def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
 
         Figures: ``grokking.png`` (per cell: train and validation accuracy, LLID and
         PID against steps, the grokking step marked) and ``id_curves.png`` (every
@@ -394,6 +395,7 @@ class GrokkingStudy(Study):
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         rows = self.results_
+        _write_csv(rows, outdir / "results.csv")
         figures = [_grokking_figure(rows, outdir / "grokking.png"), _id_curves_figure(rows, outdir / "id_curves.png")]
         table = [
             {

@@ -38,7 +38,7 @@ from .dynamics import (
     first_step_at_least,
     id_history,
 )
-from .scaling import check_steps, normalize_model, normalize_steps
+from .scaling import _write_csv, check_steps, normalize_model, normalize_steps
 from .study import Study
 
 __all__ = ["TEST_SEED_OFFSET", "RandomizationStudy", "randomization_cell"]
@@ -295,7 +295,7 @@ class RandomizationStudy(Study):
     # ------------------------------------------------------------------ report
 
     def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``) and the figures into ``outdir``.
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
 
         Figures (first seed of each corruption): ``training_loss.png`` (the paper's
         Figure 1a: training loss against steps), ``accuracy.png`` (train and test
@@ -309,6 +309,7 @@ class RandomizationStudy(Study):
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         rows = self.results_
+        _write_csv(rows, outdir / "results.csv")
         firsts: dict[str, Mapping[str, Any]] = {}
         for r in rows:
             firsts.setdefault(r["label"], r)
