@@ -196,18 +196,24 @@ def test_small_batches_give_the_same_answer(backend, rng):
     np.testing.assert_array_equal(full[0], batched[0])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypatch):
-    # The float32 error grows with the norms involved. Three points 1,000 times farther
-    # out than the rest must not give every row the outliers' error bound: a point
-    # within a row's k-th distance r has a norm of at most |x| + r. (The outliers' own
-    # rows may need the float64 scan.)
+def _rows_per_pass(monkeypatch):
+    """Lists that fill with the rows of each float32 search and those of the float64 scan."""
     import idprops.neighbors as nb
 
     searched, scanned = [], []
     real, real_scan = nb._search, nb._float64_search
     monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
     monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.extend(a[2]) or real_scan(*a))
+    return searched, scanned
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypatch):
+    # The float32 error grows with the norms involved. Three points 1,000 times farther
+    # out than the rest must not give every row the outliers' error bound: a point
+    # within a row's k-th distance r has a norm of at most |x| + r. (The outliers' own
+    # rows may need the float64 scan.)
+    searched, scanned = _rows_per_pass(monkeypatch)
     X = rng.standard_normal((300, 20))
     X[:3] *= 1e3
     _, idx, ref_idx = assert_same_neighbours(X, 5, backend=backend)
@@ -220,12 +226,7 @@ def test_far_outliers_do_not_stop_other_rows_being_proven(backend, rng, monkeypa
 def test_one_corrupted_sample_does_not_send_every_row_to_the_float64_scan(backend, rng, monkeypatch):
     # The mean would move 300 towards a row at 1e6 and leave no row provable in
     # float32; the search's centre is a median, which stays with the other rows.
-    import idprops.neighbors as nb
-
-    searched, scanned = [], []
-    real, real_scan = nb._search, nb._float64_search
-    monkeypatch.setattr(nb, "_search", lambda search, X, *a: searched.append(len(X)) or real(search, X, *a))
-    monkeypatch.setattr(nb, "_float64_search", lambda *a: scanned.extend(a[2]) or real_scan(*a))
+    searched, scanned = _rows_per_pass(monkeypatch)
     X = rng.standard_normal((3000, 20))
     X[0] = 1e6
     _, idx, ref_idx = assert_same_neighbours(X, 5, backend=backend)
