@@ -237,36 +237,30 @@ def _centred(A, center, scale, dtype) -> np.ndarray:
     return np.ascontiguousarray(A, dtype=dtype)
 
 
-def _exact_distances(X, Y, rows, candidates, scale, exclude_self):
+def _exact_distances(X, Y, rows, candidates, exclude_self):
     """float64 distances from X[rows[i]] to Y[candidates[i]], computed from differences."""
     n, width = candidates.shape
     out = np.empty((n, width))
     chunk = max(1, _RERANK_BYTES // (8 * width * X.shape[1]))
-    # Squared differences overflow float64 from about 1e154 and lose precision below
-    # 1e-154. Data far inside those limits are measured as they are, data beyond them
-    # in units of the search's scale.
-    unit = 1.0 if 2.0**-400 <= scale <= 2.0**400 else scale
 
     def one_chunk(start):
         stop = min(start + chunk, n)
         # One pass that gathers, casts and subtracts: this step is memory bound.
         diff = np.subtract(Y[candidates[start:stop]], X[rows[start:stop], None, :], dtype=np.float64)
-        if unit != 1.0:
-            diff /= unit
         out[start:stop] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
 
     starts = range(0, n, chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
     with ThreadPoolExecutor(min(_n_threads(), len(starts))) as pool:
         list(pool.map(one_chunk, starts))
-    # A pair much nearer or farther than the data's spread can still under- or
-    # overflow in those units (two points 1e-200 apart among points spread over 5, or
-    # the rest of the data beside one point at 1e200): it is measured again in units
-    # of its own largest difference. A point's distance to itself is exactly 0.
+    # Squared differences overflow float64 from about 1e154 and lose precision below
+    # 1e-154: data at such scales, a pair much nearer than the data's spread (two
+    # points 1e-200 apart among points spread over 5), or the rest of the data beside
+    # one point at 1e200. Such a pair is measured again in units of its own largest
+    # difference. A point's distance to itself is exactly 0.
     odd = ~((out >= 2.0**-450) & (out <= 2.0**500))
     if exclude_self:
         odd &= candidates != rows[:, None]
-    out *= unit
     i, j = np.nonzero(odd)
     if len(i):
         diff = np.subtract(Y[candidates[i, j]], X[rows[i]], dtype=np.float64)
@@ -276,9 +270,9 @@ def _exact_distances(X, Y, rows, candidates, scale, exclude_self):
     return out
 
 
-def _top_k(X, Y, rows, candidates, k, exclude_self, scale):
+def _top_k(X, Y, rows, candidates, k, exclude_self):
     """The k nearest of each row's candidates, by exact (distance, index)."""
-    dist = _exact_distances(X, Y, rows, candidates, scale, exclude_self)
+    dist = _exact_distances(X, Y, rows, candidates, exclude_self)
     if exclude_self:
         dist[candidates == rows[:, None]] = np.inf
     order = np.lexsort((candidates, dist), axis=-1)[:, :k]
@@ -296,7 +290,7 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
     lies in a small cluster near the centre. When r^2 is below that, no point that was
     not re-measured can be as near.
     """
-    dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self, scale)
+    dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self)
     if candidates.shape[1] == len(Y):
         return dist, idx, np.ones(len(rows), dtype=bool)
     r = dist[:, -1] / scale
@@ -335,7 +329,7 @@ def _float64_search(X, Y, rows, k, exclude_self, center, scale):
         window = np.argpartition(d2, width - 1, axis=1)[:, :width].copy()
         del d2
         distances[start : start + chunk], indices[start : start + chunk] = _top_k(
-            X, Y, block, window, k, exclude_self, scale
+            X, Y, block, window, k, exclude_self
         )
     return distances, indices
 
