@@ -463,11 +463,10 @@ class DynamicsStudy(Study):
     def _sweeps(self) -> dict[str, list[dict[str, Any]]]:
         """Regularizer -> its cells' records (the baseline in each), sorted by strength."""
         base = self._baseline()
-        by_key = {r["key"]: r for r in self.results_}  # a record per distinct cell
         out: dict[str, list[dict[str, Any]]] = {}
         for name in self._regularizers():
             rows = []
-            for r in by_key.values():
+            for r in self.results_:  # a record per distinct cell
                 others_at_base = all(r[f"regularization.{k}"] == v for k, v in base.items() if k != name)
                 if others_at_base:
                     rows.append(r)
@@ -486,14 +485,14 @@ class DynamicsStudy(Study):
         check_is_fitted(self, "results_")
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        unique = list({r["key"]: r for r in self.results_}.values())
-        _write_csv(unique, outdir / "results.csv")
+        rows = self.results_  # a record per distinct cell, though cells() repeats the baseline
+        _write_csv(rows, outdir / "results.csv")
         sweeps = self._sweeps()
         correlations: dict[str, Any] = {}
         figures = [_id_vs_regularization_figure(sweeps, outdir / "id_vs_regularization.png")]
         for field, label, name in (("log_pid_llid", "log(PID / LLID)", "accuracy_vs_log_pid_llid.png"),
                                    ("llid", "LLID", "accuracy_vs_llid.png")):
-            ok = [r for r in unique if _finite(r[field]) and _finite(r["val_accuracy"])]
+            ok = [r for r in rows if _finite(r[field]) and _finite(r["val_accuracy"])]
             x, y = [r[field] for r in ok], [r["val_accuracy"] for r in ok]
             if len(ok) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
                 correlations[f"validation accuracy vs {label}"] = f"not computed: {len(ok)} usable cells"
@@ -503,7 +502,7 @@ class DynamicsStudy(Study):
             figures.append(_scatter_figure(ok, field, label, correlations[f"validation accuracy vs {label} (pearson)"],
                                            outdir / name))
         figures.append(_llid_curves_figure(sweeps, outdir / "llid_curves.png"))
-        base = [r for r in unique if not _changed(r, self._baseline())]
+        base = [r for r in rows if not _changed(r, self._baseline())]
         if base:
             figures.append(_baseline_id_curves_figure(min(base, key=lambda r: r["seed"]), self._last_hidden(),
                                                       outdir / "id_curves_baseline.png"))
@@ -513,15 +512,15 @@ class DynamicsStudy(Study):
              "val_accuracy": r["val_accuracy"], "train_accuracy": r["train_accuracy"], "llid": r["llid"],
              "pid": r["pid"], "log_pid_llid": r["log_pid_llid"], "seconds": r["seconds"],
              "id_s_per_eval": r["id_seconds_per_evaluation"], "id_share": r["id_share"]}
-            for r in unique
+            for r in rows
         ]
         path = write_report(outdir / "report.md", title="Training-dynamics study: regularization and activation ID",
                             table=table, correlations=correlations, figures=figures)
-        lines = _summary(sweeps, unique)
-        n_finite = sum(_finite(r["llid"]) for r in unique)
-        if n_finite < len(unique):
+        lines = _summary(sweeps, rows)
+        n_finite = sum(_finite(r["llid"]) for r in rows)
+        if n_finite < len(rows):
             lines.append(f"correlations over the {n_finite} cells with a finite LLID; "
-                         f"{len(unique) - n_finite} collapsed cell(s) left out.")
+                         f"{len(rows) - n_finite} collapsed cell(s) left out.")
         append_summary(path, lines)
         return path
 
