@@ -175,7 +175,7 @@ def _add_study(sub) -> None:
 def _run_study(args) -> int:
     from pathlib import Path
 
-    from .pipelines.study import find_preset, import_object, load_study_file, parse_overrides
+    from .pipelines.study import find_preset, import_object, parse_overrides
 
     if importlib.util.find_spec("matplotlib") is None:
         # Fail before the cells run, not after: the report is what the user asked for.
@@ -189,13 +189,13 @@ def _run_study(args) -> int:
     overrides = parse_overrides(args.overrides)
     if args.store:
         overrides["store"] = args.store
-    elif "store" not in overrides and "store" not in load_study_file(path):
-        overrides["store"] = str(out / "results.sqlite")
     if args.n_jobs is not None:
         overrides["n_jobs"] = args.n_jobs
     if args.no_progress:
         overrides["progress"] = False
     study = cls.from_toml(path, overrides)
+    if study.store is None:  # neither --store nor the study file names one
+        study.set_params(store=str(out / "results.sqlite"))
     with contextlib.ExitStack() as stack:
         if args.dask:
             try:
