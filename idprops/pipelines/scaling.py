@@ -399,9 +399,8 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
             notes.extend(f"K_F: {w.message}" for w in caught)
         rep = config.get("representation")
         if rep:
-            from ..estimators.representation import ReprDimension
-
             from ..activations import resolve_layer
+            from ..estimators.representation import ReprDimension
 
             inner = resolve_estimator(rep["estimator"]["name"], **rep["estimator"]["params"])
             out["d_repr"] = {}
