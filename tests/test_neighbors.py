@@ -377,3 +377,33 @@ def test_torch_on_cuda_matches_brute_force(rng):
     X = rng.standard_normal((2000, 64)).astype(np.float32)
     _, idx, ref_idx = assert_same_neighbours(X, 10, backend="torch", device="cuda")
     np.testing.assert_array_equal(idx, ref_idx)
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+@pytest.mark.parametrize("separate_y", [False, True])
+def test_torch_re_measuring_equals_numpys(separate_y, rng):
+    # On a GPU the candidates are re-measured there; the same code runs on the CPU.
+    import idprops.neighbors as nb
+
+    X = np.asfortranarray(rng.standard_normal((500, 33)))
+    Y = rng.standard_normal((400, 33)).astype(np.float32) if separate_y else X
+    Y.flags.writeable = False
+    rows = rng.permutation(len(X))[:300]
+    candidates = rng.integers(0, len(Y), (300, 9))
+    measured = nb._torch_distances(X, Y, "cpu")(rows, candidates)
+    np.testing.assert_allclose(measured, nb._numpy_distances(X, Y, rows, candidates), rtol=1e-14)
+    ref = np.linalg.norm(Y[candidates].astype(np.float64) - X[rows][:, None, :], axis=2)
+    np.testing.assert_allclose(measured, ref, rtol=1e-14)
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_torch_on_cuda_re_measures_there(monkeypatch, rng):
+    import idprops.neighbors as nb
+
+    used = []
+    real = nb._torch_distances
+    monkeypatch.setattr(nb, "_torch_distances", lambda *a: used.append(str(a[2])) or real(*a))
+    X = rng.standard_normal((600, 20))
+    Y = rng.standard_normal((700, 20))
+    assert_same_neighbours(X, 5, Y=Y, backend="torch", device="cuda")
+    assert used == ["cuda"]
