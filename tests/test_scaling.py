@@ -109,7 +109,7 @@ def test_grid_and_step_resolution():
         normalize_datasets([{"name": "digits", "classes": [0, 1], "pairs": [[0, 1]]}])
     with pytest.raises(ValueError, match="unknown"):
         normalize_datasets([{"name": "digits", "clases": [0, 1]}])
-    with pytest.raises(ValueError, match="sizes must be integers"):
+    with pytest.raises(ValueError, match="sizes: 50.5 is not an integer"):
         ScalingLawStudy(sizes=[50.5]).cells()
     with pytest.raises(ValueError, match="pairs is empty"):
         normalize_datasets([{"name": "digits", "pairs": []}])

@@ -10,7 +10,13 @@ import time
 import pytest
 
 from idprops.cli import STUDIES, main
-from idprops.pipelines.scaling import ScalingLawStudy
+from idprops.pipelines import (
+    DynamicsStudy,
+    GrokkingStudy,
+    RandomizationStudy,
+    RobustnessStudy,
+    ScalingLawStudy,
+)
 from idprops.pipelines.study import (
     CellError,
     Study,
@@ -378,3 +384,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a 'robustness' one" in err
     assert main(["study", "scaling-law", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "study, message",
+    [
+        (ScalingLawStudy(seeds=[0, 1.5]), "seeds: 1.5 is not an integer"),
+        (RobustnessStudy(seeds=[True]), "seeds: True is not an integer"),
+        (RandomizationStudy(seeds=0.5), "seeds: 0.5 is not an integer"),
+        (DynamicsStudy(seeds=[]), "seeds is empty"),
+        (DynamicsStudy(regularizers={"shift": [0.5]}), r"regularizers.shift: 0.5 is not"),
+        (DynamicsStudy(baseline={"shift": 1.5}), r"baseline.shift: 1.5 is not"),
+        (GrokkingStudy(p=97.5), "p: 97.5 is not an integer"),
+        (GrokkingStudy(split_seed="1"), "split_seed: '1' is not an integer"),
+    ],
+)
+def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
+    # int() would have quietly turned a shift of 0.5 pixels into no shift at all.
+    with pytest.raises(ValueError, match=message):
+        study.cells()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
+from .scaling import _integers, _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
 from .study import Study
 
 __all__ = [
@@ -411,7 +411,8 @@ class DynamicsStudy(Study):
             values = [values] if isinstance(values, (int, float)) else list(values)
             if not values:
                 raise ValueError(f"regularizers.{name} is empty")
-            out[name] = [int(v) if name == "shift" else float(v) for v in values]
+            out[name] = (_integers(values, "regularizers.shift") if name == "shift"
+                         else [float(v) for v in values])
         return out
 
     def _baseline(self) -> dict[str, Any]:
@@ -421,7 +422,8 @@ class DynamicsStudy(Study):
         if unknown:
             raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
         base.update(extra)
-        return {k: int(v) if k == "shift" else float(v) for k, v in base.items()}
+        return {k: _integers(v, "baseline.shift")[0] if k == "shift" else float(v)
+                for k, v in base.items()}
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
         tracking = _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
@@ -447,12 +449,10 @@ class DynamicsStudy(Study):
         _check_training(training, forbidden=("weight_decay", "label_smoothing"),
                         hint="sweep them through regularizers (or set baseline)")
         tracking = self._tracking(model["name"])
-        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
-        if not seeds:
-            raise ValueError("seeds is empty")
+        seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [
-            _plain(self._cell(data=data, model=model, regularization=setting, seed=int(seed),
+            _plain(self._cell(data=data, model=model, regularization=setting, seed=seed,
                               training=training, tracking=tracking, device=self.device))
             for setting, _ in self.settings()
             for seed in seeds

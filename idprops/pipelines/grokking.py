@@ -37,7 +37,7 @@ from .dynamics import (
     id_history,
     merge_by_step,
 )
-from .scaling import _write_csv
+from .scaling import _integers, _write_csv
 from .study import Study
 
 __all__ = ["GrokkingStudy", "grokking_cell", "mark_grokking"]
@@ -365,14 +365,16 @@ class GrokkingStudy(Study):
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
         model = {**_DEFAULT_MODEL, **dict(self.model or {})}
         training, tracking = self._training(), self._tracking()
-        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
+        seeds = _integers(self.seeds, "seeds")
+        (p,) = _integers([self.p], "p")
+        (split_seed,) = _integers([self.split_seed], "split_seed")
         decays = [self.weight_decays] if isinstance(self.weight_decays, (int, float)) else list(self.weight_decays)
-        if not seeds or not decays:
-            raise ValueError("seeds and weight_decays must not be empty")
+        if not decays:
+            raise ValueError("weight_decays is empty")
         return [
             _plain(self._cell(
-                p=int(self.p), train_fraction=float(self.train_fraction), split_seed=int(self.split_seed),
-                seed=int(seed), model=model, training={**training, "weight_decay": float(wd)},
+                p=p, train_fraction=float(self.train_fraction), split_seed=split_seed,
+                seed=seed, model=model, training={**training, "weight_decay": float(wd)},
                 eval_every=self.eval_every, tracking=tracking, threshold=float(self.threshold),
                 device=self.device,
             ))

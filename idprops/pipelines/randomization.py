@@ -38,7 +38,7 @@ from .dynamics import (
     first_step_at_least,
     id_history,
 )
-from .scaling import _write_csv, check_steps, normalize_model, normalize_steps
+from .scaling import _integers, _write_csv, check_steps, normalize_model, normalize_steps
 from .study import Study
 
 __all__ = ["TEST_SEED_OFFSET", "RandomizationStudy", "randomization_cell"]
@@ -281,12 +281,10 @@ class RandomizationStudy(Study):
         tracking = self._tracking(model["name"])
         estimators = normalize_steps(self.estimators, "estimators")
         check_steps(estimators)
-        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
-        if not seeds:
-            raise ValueError("seeds is empty")
+        seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [
-            _plain(self._cell(data=data, corruption=spec, label=label, model=model, seed=int(seed),
+            _plain(self._cell(data=data, corruption=spec, label=label, model=model, seed=seed,
                               training=training, tracking=tracking, estimators=estimators, device=self.device))
             for label, spec in self._corruptions().items()
             for seed in seeds

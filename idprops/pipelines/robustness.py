@@ -19,6 +19,7 @@ from typing import Any
 from sklearn.utils.validation import check_is_fitted
 
 from .scaling import (
+    _integers,
     _plain,
     _robustness_figures,
     _run_summary,
@@ -126,13 +127,11 @@ class RobustnessStudy(Study):
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x seed."""
-        if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
+        if self.size is not None and (type(self.size) is bool or not isinstance(self.size, int) or self.size < 1):
             raise ValueError(
                 f"size must be a positive int or None (all training images), got {self.size!r}"
             )
-        seeds = [self.seeds] if isinstance(self.seeds, int) else list(self.seeds)
-        if not seeds or not all(isinstance(s, int) for s in seeds):
-            raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+        seeds = _integers(self.seeds, "seeds")
         models = [self.models] if isinstance(self.models, (str, Mapping)) else list(self.models)
         if not models:
             raise ValueError("no models given")

@@ -206,6 +206,21 @@ def normalize_sharpness(spec: Any) -> dict[str, Any] | None:
     return {"M": None if M in ("all", 0) else M}
 
 
+def _integers(values: Any, what: str, allow_none: bool = False) -> list:
+    """One value or a sequence of them as a non-empty list of Python ints.
+
+    Seeds, sizes and pixel shifts are counts: ``int(1.5)`` would quietly run another
+    cell than the one asked for, so anything but an integer is an error.
+    """
+    values = [values] if np.ndim(values) == 0 else list(values)
+    if not values:
+        raise ValueError(f"{what} is empty")
+    for v in values:
+        if not ((v is None and allow_none) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))):
+            raise ValueError(f"{what}: {v!r} is not an integer")
+    return [None if v is None else int(v) for v in values]
+
+
 def normalize_model(spec: Any) -> dict[str, Any]:
     """``{"name": ..., "params": {...}}`` from a registered name or a mapping with ``name``."""
     if isinstance(spec, str):
@@ -578,21 +593,11 @@ class ScalingLawStudy(Study):
             raise ValueError("no models given")
         return [normalize_model(m) for m in models]
 
-    @staticmethod
-    def _ints(values: Any, what: str, allow_none: bool = False) -> list:
-        values = [values] if isinstance(values, int) or values is None else list(values)
-        if not values:
-            raise ValueError(f"{what} is empty")
-        for v in values:
-            if not ((v is None and allow_none) or (isinstance(v, int) and not isinstance(v, bool))):
-                raise ValueError(f"{what} must be integers, got {v!r}")
-        return values
-
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x size x seed."""
         common = self._common()
-        sizes = self._ints(self.sizes, "sizes", allow_none=True)
-        seeds = self._ints(self.seeds, "seeds")
+        sizes = _integers(self.sizes, "sizes", allow_none=True)
+        seeds = _integers(self.seeds, "seeds")
         out = []
         for data in normalize_datasets(self.datasets):
             data = {k: v for k, v in data.items() if k != "group"}  # a report label, not a cause
