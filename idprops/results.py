@@ -224,6 +224,11 @@ class ResultsStore:
                     conn.close()
                     raise
                 time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise sqlite3.DatabaseError(
+                    f"{self.path} is not a results store ({exc}); move it aside or use another path"
+                ) from exc
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 

@@ -187,3 +187,11 @@ def test_killed_writer_loses_no_committed_row(tmp_path):
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.put({"i": -1}, {"payload": "", "i2": 1})  # still writable
     assert store.has({"i": -1})
+
+
+def test_a_file_that_is_not_a_store_is_named(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_text("notes, not a database " * 20)
+    with pytest.raises(sqlite3.DatabaseError, match=r"results.sqlite is not a results store"):
+        len(ResultsStore(path))
+    assert path.read_text().startswith("notes")  # left as it was
