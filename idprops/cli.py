@@ -64,6 +64,13 @@ def _run_measure(args) -> int:
             raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
         raise ValueError("--model needs at least one --layer")
+    if args.classes and len(set(args.classes)) < 2 and not args.no_sharpness:
+        # The subset relabels its classes 0..k-1, so K_F's own error would name class 0.
+        raise ValueError(
+            f"K_F compares images of different classes, and --classes {args.classes[0]} keeps "
+            "one: give two or more (e.g. --classes 3,5), or add --no-sharpness to measure "
+            "only the dimension"
+        )
     progress = False if (args.no_progress or args.json) else None
     kwargs = {"classes": args.classes, "n": args.n, "seed": args.seed, "scale": args.scale,
               "train": {"all": None, "train": True, "test": False}[args.split]}

@@ -59,9 +59,17 @@ def test_plugin_estimator_by_name(capsys):
         (["measure", "--weights", "w.pt"], "--weights needs --model"),
         (["measure", "--device", "cuda"], "--device needs --model"),
         (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
+        (["measure", "--classes", "3"], "--classes 3 keeps one"),
     ],
 )
 def test_errors_are_one_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_one_class_measures_its_dimension_without_sharpness(capsys):
+    code, out, _ = run(capsys, "measure", "--classes", "3", "--no-sharpness", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["data"]["samples"] == 183 and result["data"]["classes"] == 1
+    assert all(4 < d["dimension"] < 12 for d in result["dimensions"])
