@@ -131,7 +131,9 @@ class ScalingLawFit(LinearFit):
     @property
     def dimension_ci(self) -> tuple[float, float]:
         """The interval ``1/alpha`` takes over :attr:`alpha_ci`; ``(1/hi, inf)`` when it
-        reaches 0 or below (a flat law is consistent with any large dimension)."""
+        reaches 0 or below (a flat law is consistent with any large dimension), and
+        ``(nan, nan)`` when all of it is (loss that does not fall with N implies no
+        dimension)."""
         lo, hi = self.alpha_ci
         if hi <= 0:
             return (math.nan, math.nan)
