@@ -403,3 +403,20 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
     # int() would have quietly turned a shift of 0.5 pixels into no shift at all.
     with pytest.raises(ValueError, match=message):
         study.cells()
+
+
+@pytest.mark.parametrize(
+    "study, message",
+    [
+        (ScalingLawStudy(models=[{"name": "small_cnn", "widht": 8}]), "unexpected keyword argument 'widht'"),
+        (ScalingLawStudy(models=["nope"]), "unknown model 'nope'"),
+        (ScalingLawStudy(training={"optimizer": "adamm"}), "optimizer must be one of"),
+        (RobustnessStudy(training={"lr": -1}), "lr must be positive"),
+        (DynamicsStudy(training={"schedule": "cosine"}), "schedule must be one of"),
+        (RandomizationStudy(training={"batch_size": 0}), "batch_size must be a positive int"),
+        (GrokkingStudy(training={"max_steps": None}), "give epochs or max_steps"),
+    ],
+)
+def test_bad_model_and_training_settings_fail_when_the_grid_is_built(study, message):
+    with pytest.raises(ValueError, match=message):
+        study.cells()

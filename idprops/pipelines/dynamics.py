@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _integers, _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
+from .scaling import _check_trainer, _integers, _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
 from .study import Study
 
 __all__ = [
@@ -68,7 +68,8 @@ _CELL_OWNED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resu
 
 
 def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), hint: str = "") -> None:
-    """Refuse settings that are not Trainer arguments, or that the study owns."""
+    """Refuse settings that are not Trainer arguments, that the study owns, or that the
+    Trainer refuses."""
     from ..nn.training import Trainer
 
     allowed = (set(inspect.signature(Trainer.__init__).parameters) - _CELL_OWNED - {"self"}) | {"threads"}
@@ -78,6 +79,7 @@ def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), 
     clash = sorted(set(training) & set(forbidden))
     if clash:
         raise ValueError(f"training: {clash} are set by the study" + (f"; {hint}" if hint else ""))
+    _check_trainer(training)
 
 
 def first_step_at_least(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:

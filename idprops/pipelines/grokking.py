@@ -327,8 +327,6 @@ class GrokkingStudy(Study):
 
         training = dict(self.training or {})
         preset = training.pop("preset", None)
-        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
-                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
         if preset is not None:
             if preset not in TRAINING_PRESETS:
                 raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
@@ -339,8 +337,9 @@ class GrokkingStudy(Study):
         else:
             base = dict(_DEFAULT_TRAINING)
         training = {**base, **training}
-        if training.get("epochs") is None and training.get("max_steps") is None:
-            raise ValueError("training needs max_steps (or epochs) to say how long to train")
+        # The preset's steps_per_epoch and weight_decay were left out of base above.
+        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
+                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
         return training
 
     def _tracking(self) -> dict[str, Any]:

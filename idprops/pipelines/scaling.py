@@ -222,13 +222,24 @@ def _integers(values: Any, what: str, allow_none: bool = False) -> list:
 
 
 def normalize_model(spec: Any) -> dict[str, Any]:
-    """``{"name": ..., "params": {...}}`` from a registered name or a mapping with ``name``."""
+    """``{"name": ..., "params": {...}}`` from a registered name or a mapping with ``name``.
+
+    An unknown name or a parameter its factory does not take fails here, when the grid
+    is built, rather than in every cell as it starts to train.
+    """
+    from ..registry import get_model
+
     if isinstance(spec, str):
-        return {"name": spec, "params": {}}
-    if isinstance(spec, Mapping) and "name" in spec:
-        params = dict(spec)
-        return {"name": params.pop("name"), "params": params}
-    raise ValueError(f"model spec {spec!r}: give a registered name or a table with 'name'")
+        spec = {"name": spec}
+    if not (isinstance(spec, Mapping) and "name" in spec):
+        raise ValueError(f"model spec {spec!r}: give a registered name or a table with 'name'")
+    params = dict(spec)
+    name = params.pop("name")
+    try:
+        inspect.signature(get_model(name)).bind_partial(**params)
+    except TypeError as exc:
+        raise ValueError(f"model {name!r}: {exc}") from None
+    return {"name": name, "params": params}
 
 
 def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -257,7 +268,19 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
         )
     kwargs = {**TRAINING_PRESETS[preset], **training}
     kwargs.pop("seed", None)
+    _check_trainer(kwargs)
     return _plain(kwargs)
+
+
+def _check_trainer(training: Mapping[str, Any]) -> None:
+    """The Trainer's own checks (optimizer, schedule, lr, ...) when the grid is built,
+    not in every cell as it starts to train."""
+    from ..nn.training import Trainer
+
+    kwargs = {k: v for k, v in training.items() if k != "threads"}
+    if kwargs.get("batch_size", 1) is None:  # the whole training split, known per cell
+        kwargs["batch_size"] = 1
+    Trainer(None, **kwargs)._validate()
 
 
 def build_attack(name: str, params: Mapping[str, Any]):
