@@ -415,8 +415,13 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         (DynamicsStudy(training={"schedule": "cosine"}), "schedule must be one of"),
         (RandomizationStudy(training={"batch_size": 0}), "batch_size must be a positive int"),
         (GrokkingStudy(training={"max_steps": None}), "give epochs or max_steps"),
+        (ScalingLawStudy(representation={"layers": ["fc1"], "estimator": "nope"}),
+         "representation.estimator: unknown estimator 'nope'"),
+        (DynamicsStudy(tracking={"estimator": {"name": "mle", "k": 1}}), "tracking.estimator: The 'k'"),
+        (GrokkingStudy(tracking={"estimator": {"name": "twonn", "discard_fraction": 2}}),
+         "tracking.estimator: The 'discard_fraction'"),
     ],
 )
-def test_bad_model_and_training_settings_fail_when_the_grid_is_built(study, message):
+def test_bad_model_training_and_tracking_settings_fail_when_the_grid_is_built(study, message):
     with pytest.raises(ValueError, match=message):
         study.cells()

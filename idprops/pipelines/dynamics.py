@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _check_trainer, _integers, _new_axes, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
+from .scaling import _check_trainer, _integers, _new_axes, check_step, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
 from .study import Study
 
 __all__ = [
@@ -135,10 +135,11 @@ def _history(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[
 
 
 def _estimator_spec(spec: Any) -> dict[str, Any]:
-    if isinstance(spec, str):
-        return {"name": spec, "params": {}}
-    spec = dict(spec)
-    return {"name": spec.pop("name", "twonn"), "params": spec}
+    """The tracked estimator as ``{"name", "params"}``, built once to check it."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    step = {"name": spec.pop("name", "twonn"), "params": spec}
+    check_step("tracking.estimator", step)
+    return step
 
 
 def _resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .dynamics import (
     _check_training,
+    _estimator_spec,
     _plain,
     _save,
     _torch_threads,
@@ -347,9 +348,7 @@ class GrokkingStudy(Study):
         unknown = set(tracking) - set(_DEFAULT_TRACKING)
         if unknown:
             raise ValueError(f"tracking: unknown key(s) {sorted(unknown)}; use {sorted(_DEFAULT_TRACKING)}")
-        est = tracking["estimator"]
-        est = {"name": est} if isinstance(est, str) else dict(est)
-        tracking["estimator"] = {"name": est.pop("name", "twonn"), "params": est}
+        tracking["estimator"] = _estimator_spec(tracking["estimator"])
         if isinstance(tracking["layers"], str):
             tracking["layers"] = [tracking["layers"]]
         return tracking

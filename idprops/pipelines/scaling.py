@@ -167,19 +167,26 @@ def check_steps(estimators: Mapping[str, Any] | None = None, attacks: Mapping[st
     ...
     ValueError: estimators.mle: The 'k' parameter of MLEDimension must be an int in the range [2, inf). Got 'x' instead.
     """
+    for what, specs, build in (("estimators", estimators, _build_estimator), ("attacks", attacks, build_attack)):
+        for label, step in (specs or {}).items():
+            check_step(f"{what}.{label}", step, build)
+
+
+def _build_estimator(name: str, params: Mapping[str, Any]) -> Any:
     from ..registry import resolve_estimator
 
-    for what, specs, build in (
-        ("estimators", estimators, lambda name, params: resolve_estimator(name, **params)),
-        ("attacks", attacks, build_attack),
-    ):
-        for label, step in (specs or {}).items():
-            try:
-                obj = build(step["name"], step["params"])
-                # scikit-learn estimators check their parameters' types and ranges here.
-                getattr(obj, "_validate_params", lambda: None)()
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{what}.{label}: {exc}") from exc
+    return resolve_estimator(name, **params)
+
+
+def check_step(what: str, step: Mapping[str, Any], build=_build_estimator) -> None:
+    """Build one ``{"name", "params"}`` step (an estimator unless ``build`` says) once;
+    a failure names it as ``what``."""
+    try:
+        obj = build(step["name"], step["params"])
+        # scikit-learn estimators check their parameters' types and ranges here.
+        getattr(obj, "_validate_params", lambda: None)()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: {exc}") from exc
 
 
 def normalize_sharpness(spec: Any) -> dict[str, Any] | None:
@@ -594,6 +601,7 @@ class ScalingLawStudy(Study):
         if isinstance(estimator, str):
             estimator = {"name": estimator}
         step = normalize_steps({"inner": estimator}, "representation.estimator")["inner"]
+        check_step("representation.estimator", step)
         return {"layers": [str(layer) for layer in layers], "estimator": step}
 
     def _attack_specs(self) -> dict[str, dict[str, Any]]:
