@@ -35,7 +35,18 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .scaling import _check_trainer, _integers, _new_axes, check_step, _plain, _save, _torch_threads, _write_csv, append_summary, normalize_model
+from .scaling import (
+    _check_step,
+    _check_trainer,
+    _integers,
+    _new_axes,
+    _plain,
+    _save,
+    _torch_threads,
+    _write_csv,
+    append_summary,
+    normalize_model,
+)
 from .study import Study
 
 __all__ = [
@@ -138,7 +149,7 @@ def _estimator_spec(spec: Any) -> dict[str, Any]:
     """The tracked estimator as ``{"name", "params"}``, built once to check it."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     step = {"name": spec.pop("name", "twonn"), "params": spec}
-    check_step("tracking.estimator", step)
+    _check_step("tracking.estimator", step)
     return step
 
 

@@ -127,7 +127,7 @@ class RobustnessStudy(Study):
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x seed."""
-        if self.size is not None and (type(self.size) is bool or not isinstance(self.size, int) or self.size < 1):
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
             raise ValueError(
                 f"size must be a positive int or None (all training images), got {self.size!r}"
             )

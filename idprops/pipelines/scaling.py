@@ -33,7 +33,7 @@ import math
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def check_steps(estimators: Mapping[str, Any] | None = None, attacks: Mapping[st
     """
     for what, specs, build in (("estimators", estimators, _build_estimator), ("attacks", attacks, build_attack)):
         for label, step in (specs or {}).items():
-            check_step(f"{what}.{label}", step, build)
+            _check_step(f"{what}.{label}", step, build)
 
 
 def _build_estimator(name: str, params: Mapping[str, Any]) -> Any:
@@ -178,7 +178,7 @@ def _build_estimator(name: str, params: Mapping[str, Any]) -> Any:
     return resolve_estimator(name, **params)
 
 
-def check_step(what: str, step: Mapping[str, Any], build=_build_estimator) -> None:
+def _check_step(what: str, step: Mapping[str, Any], build: Callable[..., Any] = _build_estimator) -> None:
     """Build one ``{"name", "params"}`` step (an estimator unless ``build`` says) once;
     a failure names it as ``what``."""
     try:
@@ -601,7 +601,7 @@ class ScalingLawStudy(Study):
         if isinstance(estimator, str):
             estimator = {"name": estimator}
         step = normalize_steps({"inner": estimator}, "representation.estimator")["inner"]
-        check_step("representation.estimator", step)
+        _check_step("representation.estimator", step)
         return {"layers": [str(layer) for layer in layers], "estimator": step}
 
     def _attack_specs(self) -> dict[str, dict[str, Any]]:
