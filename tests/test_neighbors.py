@@ -396,6 +396,30 @@ def test_torch_re_measuring_equals_numpys(separate_y, rng):
     np.testing.assert_allclose(measured, ref, rtol=1e-14)
 
 
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "separate", 1e-300, 1e300])
+def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng):
+    # The whole search (both passes, the float64 scan, pairs re-measured at extreme
+    # scales) with the torch re-measuring that a GPU uses, here run on the CPU.
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_numpy_distances", lambda X, Y, rows, c: nb._torch_distances(X, Y, "cpu")(rows, c))
+    X, Y = rng.standard_normal((300, 6)), None
+    if case == "grid":
+        X = np.indices((6, 6, 6)).reshape(3, -1).T.astype(float)
+    elif case == "duplicates":
+        X = np.vstack([X, X[:20]])
+    elif case == "separate":
+        X, Y = X[:50], rng.standard_normal((400, 6))
+    if isinstance(case, float):  # brute force in float64 would overflow or underflow
+        ref_dist, ref_idx = brute_force(X, 5)
+        dist, idx = kneighbors(X * case, 5, backend="torch")
+        np.testing.assert_allclose(dist, ref_dist * case, rtol=1e-12, atol=0)
+    else:
+        _, idx, ref_idx = assert_same_neighbours(X, 5, Y=Y, backend="torch")
+    np.testing.assert_array_equal(idx, ref_idx)  # ties too: by index, as promised
+
+
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
 def test_torch_on_cuda_re_measures_there(monkeypatch, rng):
     import idprops.neighbors as nb
