@@ -620,9 +620,7 @@ def gpu_section(cells, peak_tflops) -> list[str]:
         "|---:|---:|---|---:|---:|---:|---:|",
     ]
     for c in sorted(cells, key=lambda c: (c["D"], c["n"])):
-        if not _ok(c) or c["tool"] == "half-floor" or c.get("n_queries"):
-            continue
-        if c["tool"] not in ("floor", "idprops"):
+        if not _ok(c) or c["tool"] not in ("floor", "idprops") or c.get("n_queries"):
             continue
         fit = _best(c)
         rate = 2 * c["n"] ** 2 * c["D"] / fit["seconds"] / 1e12
