@@ -76,7 +76,9 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     Returns
     -------
     sq_distances : ndarray of shape (n, n_cand), float32
-        Squared distances as ``|x|^2 + |y|^2 - 2 x.y`` in float32, ascending.
+        Squared distances as ``|x|^2 + |y|^2 - 2 x.y`` in float32, in no particular
+        order: sorting them (faiss' reorder) took 2 ms of a 40 ms search at 5,000 x 64,
+        and the caller re-ranks them exactly anyway.
     indices : ndarray of shape (n, n_cand), int64
     """
     import faiss
@@ -85,12 +87,14 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     block = min(_BLOCK, max(128, -(-n // 8)))
     starts = range(0, n, block)
     sq = sq_norms.astype(np.float32)
-    dist = np.empty((n, n_cand), dtype=np.float32)
-    idx = np.empty((n, n_cand), dtype=np.int64)
+    # Heaps of nothing but the largest float are valid max-heaps. faiss' heapify, which
+    # writes the same, took 3 ms of a 60 ms search of 5,000 x 64 (0.03 ms on its own;
+    # its OpenMP threads, woken after numpy's, are the likely cause).
+    dist = np.full((n, n_cand), np.finfo(np.float32).max, dtype=np.float32)
+    idx = np.full((n, n_cand), -1, dtype=np.int64)
     heaps = faiss.float_maxheap_array_t()
     heaps.k, heaps.nh = n_cand, n
     heaps.val, heaps.ids = faiss.swig_ptr(dist), faiss.swig_ptr(idx)
-    heaps.heapify()
     worst = dist[:, 0]  # a max-heap keeps its largest value first
     local = threading.local()
 
@@ -107,13 +111,16 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
         if i == j:
             return
         below = local.below[: ni * nj].reshape(ni, nj)
-        np.less(product, worst[None, cols], out=below)
+        # A contiguous copy of the heads: compared through the strided view, this pass
+        # took 3.5x as long.
+        np.less(product, worst[cols].copy()[None, :], out=below)
         hits = np.flatnonzero(below.reshape(-1))
         if not len(hits):
             return
         # Push each column's hits as one row of a padded (nj, width) array.
         r, c = np.divmod(hits, nj)
-        order = np.argsort(c, kind="stable")
+        # Block columns fit int16, whose stable sort is a radix sort: 8x faster.
+        order = np.argsort(c.astype(np.int16), kind="stable")
         r, c, values = r[order], c[order], product.reshape(-1)[hits[order]]
         counts = np.bincount(c, minlength=nj)
         width = int(counts.max())
@@ -129,5 +136,4 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     with _LIMITS_LOCK, _controller().limit(limits=1), ThreadPoolExecutor(n_threads) as pool:
         for pairs in rounds:
             list(pool.map(pair, pairs))
-    heaps.reorder()
     return dist, idx
