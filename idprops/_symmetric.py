@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from ._threads import thread_pool
 
 __all__ = ["symmetric_candidates"]
 
@@ -133,7 +134,7 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     # Diagonal blocks first: every heap then holds candidates and a useful worst value
     # before the column filters start reading it.
     rounds = [[(b, b) for b in range(len(starts))], *_round_robin(len(starts))]
-    with _LIMITS_LOCK, _controller().limit(limits=1), ThreadPoolExecutor(n_threads) as pool:
+    with _LIMITS_LOCK, _controller().limit(limits=1):
         for pairs in rounds:
-            list(pool.map(pair, pairs))
+            list(thread_pool(n_threads).map(pair, pairs))
     return dist, idx

@@ -24,12 +24,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import check_array
 
 from ._symmetric import symmetric_candidates
+from ._threads import thread_pool
 
 __all__ = ["available_backends", "kneighbors"]
 
@@ -257,8 +257,7 @@ def _numpy_distances(X, Y, rows, candidates):
 
     starts = range(0, n, chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
-    with ThreadPoolExecutor(min(_n_threads(), len(starts))) as pool:
-        list(pool.map(one_chunk, starts))
+    list(thread_pool(_n_threads()).map(one_chunk, starts))
     return out
 
 

@@ -1,3 +1,6 @@
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -116,6 +119,19 @@ def test_symmetric_blocks_match_brute_force(monkeypatch, rng, n_threads):
     ref_dist, ref_candidates = brute_force(X, 44)
     np.testing.assert_array_equal(np.sort(candidates[:, 1:], axis=1), np.sort(ref_candidates, axis=1))
     np.testing.assert_allclose(np.sqrt(np.maximum(approx[:, 1:], 0)), ref_dist, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:.*fork:DeprecationWarning")
+def test_a_forked_child_searches_with_threads_of_its_own(rng):
+    # The search keeps its worker threads between calls; a forked child inherits the
+    # pools without their threads and would wait on them forever.
+    X = rng.standard_normal((3000, 8))
+    expected = kneighbors(X, 5)  # the parent's pools now exist
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        dist, idx = pool.apply_async(kneighbors, (X, 5)).get(timeout=120)
+    np.testing.assert_array_equal(idx, expected[1])
+    np.testing.assert_array_equal(dist, expected[0])
 
 
 @pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
