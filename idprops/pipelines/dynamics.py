@@ -23,7 +23,6 @@ Also the helpers that the grokking and randomization studies share.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import warnings
@@ -38,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from .scaling import (
     _check_step,
     _check_trainer,
+    _check_training_keys,
     _integers,
     _new_axes,
     _plain,
@@ -71,8 +71,6 @@ _DEFAULT_LAYERS = {
     "mlp3x512": ["relu1", "relu2", "relu3"],
     "cifar_resnet18": ["conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"],
 }
-# Trainer arguments a cell sets itself.
-_CELL_OWNED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resume", "progress", "device", "seed"}
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -81,12 +79,7 @@ _CELL_OWNED = {"model", "callbacks", "checkpoint_dir", "checkpoint_every", "resu
 def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), hint: str = "") -> None:
     """Refuse settings that are not Trainer arguments, that the study owns, or that the
     Trainer refuses."""
-    from ..nn.training import Trainer
-
-    allowed = (set(inspect.signature(Trainer.__init__).parameters) - _CELL_OWNED - {"self"}) | {"threads"}
-    bad = sorted(set(training) - allowed)
-    if bad:
-        raise ValueError(f"training: unknown setting(s) {bad}; valid ones are {sorted(allowed)}")
+    _check_training_keys(training)
     clash = sorted(set(training) & set(forbidden))
     if clash:
         raise ValueError(f"training: {clash} are set by the study" + (f"; {hint}" if hint else ""))

@@ -257,7 +257,7 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
     or 1e-4 for VGGs). ``threads`` (torch's intra-op threads while the cell runs; None
     leaves torch's setting) is kept too. The seed is the cell's.
     """
-    from ..nn.training import TRAINING_PRESETS, Trainer
+    from ..nn.training import TRAINING_PRESETS
 
     training = dict(training or {})
     preset = training.pop(
@@ -265,6 +265,17 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
     )
     if preset not in TRAINING_PRESETS:
         raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
+    _check_training_keys(training)
+    kwargs = {**TRAINING_PRESETS[preset], **training}
+    kwargs.pop("seed", None)
+    _check_trainer(kwargs)
+    return _plain(kwargs)
+
+
+def _check_training_keys(training: Mapping[str, Any]) -> None:
+    """Refuse settings that are not Trainer arguments or that a cell sets itself."""
+    from ..nn.training import Trainer
+
     allowed = (
         set(inspect.signature(Trainer.__init__).parameters) - _TRAINING_EXCLUDED - {"self"}
     ) | {"threads"}
@@ -273,10 +284,6 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
         raise ValueError(
             f"training: unknown setting(s) {unknown}; valid ones are {sorted(allowed)}"
         )
-    kwargs = {**TRAINING_PRESETS[preset], **training}
-    kwargs.pop("seed", None)
-    _check_trainer(kwargs)
-    return _plain(kwargs)
 
 
 def _check_trainer(training: Mapping[str, Any]) -> None:
