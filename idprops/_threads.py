@@ -13,10 +13,10 @@ __all__ = ["thread_pool"]
 def thread_pool(n_threads: int) -> ThreadPoolExecutor:
     """A pool of ``n_threads`` workers, made once per size and process.
 
-    Workers start when first needed, so a pool sent fewer tasks than it has workers
-    starts only as many. Starting threads for every search cost about 2 ms of a 50 ms search of
-    5,000 x 64. Idle workers wait on a queue and use no CPU. Tasks must not wait on
-    other tasks of the same pool.
+    Starting threads for every search cost about 2 ms of a 50 ms search of
+    5,000 x 64. Workers start when first needed, so a pool sent fewer tasks than it
+    has workers starts only as many; idle ones wait on a queue and use no CPU. Tasks
+    must not wait on other tasks of the same pool.
     """
     return ThreadPoolExecutor(n_threads, thread_name_prefix=f"idprops-{n_threads}")
 

@@ -334,8 +334,8 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
 
     The float32 search works on the data divided by ``scale``; ``x_norm`` and
     ``y_norm_max`` are norms there. A point that is not a candidate has a float32
-    squared distance of at least the largest candidate's, so an exact one of at least that
-    minus the error bound. A point within the k-th exact distance r of x has a norm of
+    squared distance of at least the largest candidate's, so an exact one of at least
+    that minus the error bound. A point within the k-th exact distance r of x has a norm of
     at most |x| + r, which bounds its error better than the largest norm does when x
     lies in a small cluster near the centre. When r^2 is below that, no point that was
     not re-measured can be as near.
