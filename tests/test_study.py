@@ -395,6 +395,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         (DynamicsStudy(seeds=[]), "seeds is empty"),
         (DynamicsStudy(regularizers={"shift": [0.5]}), r"regularizers.shift: 0.5 is not"),
         (DynamicsStudy(baseline={"shift": 1.5}), r"baseline.shift: 1.5 is not"),
+        (DynamicsStudy(baseline={"shift": [1, 2]}), r"baseline.shift: \[1, 2\] is not"),
         (GrokkingStudy(p=97.5), "p: 97.5 is not an integer"),
         (GrokkingStudy(split_seed="1"), "split_seed: '1' is not an integer"),
     ],

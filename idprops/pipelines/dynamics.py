@@ -429,7 +429,7 @@ class DynamicsStudy(Study):
         if unknown:
             raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
         base.update(extra)
-        return {k: _integers(v, "baseline.shift")[0] if k == "shift" else float(v)
+        return {k: _integers([v], "baseline.shift")[0] if k == "shift" else float(v)
                 for k, v in base.items()}
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
