@@ -45,6 +45,26 @@ def test_random_data_matches_brute_force(backend, dtype, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_pairs_found_from_both_ends_are_measured_once(backend, rng, monkeypatch):
+    # With 128 features or more, a pair that is each end's candidate is measured in
+    # float64 once and its distance copied to the other end.
+    import idprops.neighbors as nb
+
+    measured = []
+    real = nb._numpy_distances
+    monkeypatch.setattr(nb, "_numpy_distances", lambda X, Y, rows, cols: measured.append(len(rows)) or real(X, Y, rows, cols))
+    # A 3-D subspace: there most neighbours are mutual (not so among Gaussian points
+    # in 200 dimensions, where a few hubs are everyone's neighbour).
+    X = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 200))
+    X[150] = X[20]  # a duplicate pair: distance 0 from both ends, not only from itself
+    _, idx, ref_idx = assert_same_neighbours(X, 7, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    # 300 rows with 7 + 1 + 2 candidates each: 2,700 pairs besides the rows themselves
+    # (1,734 of them measured here).
+    assert measured[0] < 0.7 * 2700
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_ties_on_a_grid(backend):
     g = np.arange(6.0)
     X = np.array(np.meshgrid(g, g, g)).reshape(3, -1).T  # many equal distances
