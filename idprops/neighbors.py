@@ -293,19 +293,18 @@ def _torch_distances(X, Y, device):
     return measure
 
 
-def _pairs_seen_twice(candidates):
-    """Flat positions of pairs that a search of X against itself found from both ends.
+def _copy_pairs_seen_twice(candidates, out, todo):
+    """Copy each larger row's pair that its smaller row also found; clear its ``todo``.
 
-    Row i's candidate j seen again as row j's candidate i needs measuring once: among
-    5,000 points in 784 dimensions, 42 % of the pairs were, and measuring them took a
-    quarter of a search. Returns ``(copy_to, copy_from)``: the pair at ``copy_to``, seen
-    from its larger row, is the pair at ``copy_from`` seen from its smaller.
+    For a search of all of X against itself: row i's candidate j seen again as row j's
+    candidate i needs measuring once. Among 5,000 points in 784 dimensions 42 % of the
+    pairs were, and measuring them took a quarter of a search. ``out`` holds the
+    distances of the pairs seen from their smaller row (flat, row-major).
     """
     n, width = candidates.shape
     # int32 halves the memory the gather below moves.
     small = candidates.astype(np.int32)
     later = np.flatnonzero(small < np.arange(n, dtype=np.int32)[:, None])
-    copy_to, copy_from = [later[:0]], [later[:0]]
     # The other end's candidates are gathered a chunk at a time: all at once they
     # would take n x width^2 / 2 values (2 GiB for 100,000 rows and k = 100).
     chunk = max(1, _RERANK_BYTES // (4 * width))
@@ -314,9 +313,9 @@ def _pairs_seen_twice(candidates):
         row, other = (seen // width).astype(np.int32), small.reshape(-1)[seen]
         # A row holds each candidate once, so each pair matches at most one slot.
         pair, slot = np.divmod(np.flatnonzero(small[other] == row[:, None]), width)
-        copy_to.append(seen[pair])
-        copy_from.append(other[pair].astype(np.int64) * width + slot)
-    return np.concatenate(copy_to), np.concatenate(copy_from)
+        # Both ends give the same float64 value: the difference only changes sign.
+        out[seen[pair]] = out[other[pair].astype(np.int64) * width + slot]
+        todo[seen[pair]] = False
 
 
 def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
@@ -326,21 +325,19 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
     bulk of the work where given (on the search's GPU); numpy on the CPU otherwise.
     """
     n, width = candidates.shape
-    owner = np.repeat(rows, width)
     flat = candidates.reshape(-1)
-    # A point's distance to itself is exactly 0.
-    todo = flat != owner if exclude_self else np.ones(n * width, dtype=bool)
-    # ``rows`` is always ascending and unique, so this many are all of X.
-    both_ends = exclude_self and n == len(X) and X.shape[1] >= _MEASURE_ONCE_MIN_FEATURES
-    if both_ends:
-        copy_to, copy_from = _pairs_seen_twice(candidates)
-        todo[copy_to] = False
-    pairs = np.flatnonzero(todo)
+    measure = measure or functools.partial(_numpy_distances, X, Y)
     out = np.zeros(n * width)
-    out[pairs] = (measure or functools.partial(_numpy_distances, X, Y))(owner[pairs], flat[pairs])
-    if both_ends:
-        # Both ends give the same float64 value: the difference only changes sign.
-        out[copy_to] = out[copy_from]
+    # A point's distance to itself is exactly 0.
+    todo = flat != np.repeat(rows, width) if exclude_self else np.ones(n * width, dtype=bool)
+    # ``rows`` is always ascending and unique, so this many are all of X.
+    if exclude_self and n == len(X) and X.shape[1] >= _MEASURE_ONCE_MIN_FEATURES:
+        first = np.flatnonzero(flat > np.repeat(rows, width))
+        out[first] = measure(first // width, flat[first])
+        todo[first] = False
+        _copy_pairs_seen_twice(candidates, out, todo)
+    pairs = np.flatnonzero(todo)
+    out[pairs] = measure(rows[pairs // width], flat[pairs])
     out = out.reshape(n, width)
     # Squared differences overflow float64 from about 1e154 and lose precision below
     # 1e-154: data at such scales, a pair much nearer than the data's spread (two

@@ -61,7 +61,7 @@ def test_pairs_found_from_both_ends_are_measured_once(backend, rng, monkeypatch)
     np.testing.assert_array_equal(idx, ref_idx)
     # 300 rows with 7 + 1 + 2 candidates each: 2,700 pairs besides the rows themselves
     # (1,734 of them measured here).
-    assert measured[0] < 0.7 * 2700
+    assert sum(measured) < 0.7 * 2700
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
