@@ -436,10 +436,10 @@ def test_torch_re_measuring_equals_numpys(separate_y, rng):
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
-@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "separate", 1e-300, 1e300])
+@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "separate", "wide", 1e-300, 1e300])
 def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng):
     # The whole search (both passes, the float64 scan, pairs re-measured at extreme
-    # scales) with the torch re-measuring that a GPU uses, here run on the CPU.
+    # scales, pairs measured once from two ends) with the torch re-measuring that a GPU uses, here run on the CPU.
     import idprops.neighbors as nb
 
     monkeypatch.setattr(nb, "_numpy_distances", lambda X, Y, rows, c: nb._torch_distances(X, Y, "cpu")(rows, c))
@@ -450,6 +450,8 @@ def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng)
         X = np.vstack([X, X[:20]])
     elif case == "separate":
         X, Y = X[:50], rng.standard_normal((400, 6))
+    elif case == "wide":  # pairs found from both ends are measured once
+        X = X[:, :3] @ rng.standard_normal((3, 200))
     if isinstance(case, float):  # brute force in float64 would overflow or underflow
         ref_dist, ref_idx = brute_force(X, 5)
         dist, idx = kneighbors(X * case, 5, backend="torch")
