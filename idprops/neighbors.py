@@ -329,10 +329,11 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
     measure = measure or functools.partial(_numpy_distances, X, Y)
     out = np.zeros(n * width)
     # A point's distance to itself is exactly 0.
-    todo = flat != np.repeat(rows, width) if exclude_self else np.ones(n * width, dtype=bool)
+    others = candidates != rows[:, None] if exclude_self else np.ones((n, width), dtype=bool)
+    todo = others.reshape(-1).copy()
     # ``rows`` is always ascending and unique, so this many are all of X.
     if exclude_self and n == len(X) and X.shape[1] >= _MEASURE_ONCE_MIN_FEATURES:
-        first = np.flatnonzero(flat > np.repeat(rows, width))
+        first = np.flatnonzero(candidates > rows[:, None])
         out[first] = measure(first // width, flat[first])
         todo[first] = False
         _copy_pairs_seen_twice(candidates, out, todo)
@@ -344,10 +345,7 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
     # points 1e-200 apart among points spread over 5), or the rest of the data beside
     # one point at 1e200. Such a pair is measured again in units of its own largest
     # difference.
-    odd = ~((out >= 2.0**-450) & (out <= 2.0**500))
-    if exclude_self:
-        odd &= candidates != rows[:, None]
-    i, j = np.nonzero(odd)
+    i, j = np.nonzero(~((out >= 2.0**-450) & (out <= 2.0**500)) & others)
     if len(i):
         diff = np.subtract(Y[candidates[i, j]], X[rows[i]], dtype=np.float64)
         peak = np.abs(diff).max(axis=1)
