@@ -25,6 +25,7 @@ import functools
 import importlib.util
 import os
 import sys
+import threading
 
 import numpy as np
 from sklearn.utils import check_array
@@ -45,6 +46,8 @@ _RERANK_BYTES = 2 * 2**20
 # much as measuring them twice at 64 features, and less from 128: 100,000 rows, k = 20,
 # re-measuring 160 -> 188 ms at 64 features, 329 -> 276 ms at 128, 526 -> 401 at 256.
 _MEASURE_ONCE_MIN_FEATURES = 128
+# Held while a torch search changes torch's process-wide float32 matmul precision.
+_PRECISION_LOCK = threading.Lock()
 # Below this many rows, starting threads and setting process-wide thread limits costs
 # more than the symmetric search saves (500 x 10: 17 ms against faiss.knn's 6 ms).
 _SYMMETRIC_MIN_ROWS = 2048
@@ -53,12 +56,12 @@ _SYMMETRIC_MIN_ROWS = 2048
 def _float_dtype(X):
     """The ``dtype`` to ask ``check_array`` for: float32 where it holds ``X`` exactly.
 
-    Images of 8 or 16 bits and booleans have every value in float32, so a float32 copy
-    gives the same neighbours and distances as float64 at half the memory; other
-    integers may not fit float32's 24 bits and become float64.
+    Images of 8 or 16 bits, float16 activations and booleans have every value in
+    float32, so a float32 copy gives the same neighbours and distances as float64 at
+    half the memory; other integers may not fit float32's 24 bits and become float64.
     """
     dtype = getattr(X, "dtype", None)
-    if isinstance(dtype, np.dtype) and (dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)):
+    if isinstance(dtype, np.dtype) and (dtype.kind in "biuf" and dtype.itemsize <= 2):
         return np.float32
     return [np.float64, np.float32]
 
@@ -161,19 +164,22 @@ def _torch_search(Y, device):
 
     def search(queries, n):
         # TF32 products (allowed by torch.set_float32_matmul_precision) would break
-        # the float32 error bound that the re-ranking relies on.
-        precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
-        try:
-            with torch.no_grad():
-                xb = torch.from_numpy(queries).to(device)
-                # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
-                d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
-                values, idx = torch.topk(d2, n, dim=1, largest=False)
-                values += (xb * xb).sum(1, keepdim=True)
-                return values.cpu().numpy(), idx.cpu().numpy()
-        finally:
-            torch.set_float32_matmul_precision(precision)
+        # the float32 error bound that the re-ranking relies on. The setting is
+        # process-wide: without the lock, two searches in different threads could
+        # each restore the other's "highest" and lose the caller's own setting.
+        with _PRECISION_LOCK:
+            precision = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision("highest")
+            try:
+                with torch.no_grad():
+                    xb = torch.from_numpy(queries).to(device)
+                    # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
+                    d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
+                    values, idx = torch.topk(d2, n, dim=1, largest=False)
+                    values += (xb * xb).sum(1, keepdim=True)
+                    return values.cpu().numpy(), idx.cpu().numpy()
+            finally:
+                torch.set_float32_matmul_precision(precision)
 
     return search
 
@@ -209,6 +215,9 @@ def _error_bound(x_norm, y_norm, n_features, unit_roundoff):
     covers rounding the centred data to the search's precision.
     """
     m = (n_features + 2) * unit_roundoff
+    if m >= 1:
+        # No bound holds (2**24 features in float32): every row goes to the float64 scan.
+        return np.full(np.broadcast(x_norm, y_norm).shape, np.inf)
     return 2 * m / (1 - m) * (x_norm + y_norm) ** 2
 
 
@@ -258,7 +267,9 @@ def _numpy_distances(X, Y, rows, cols):
         # One pass that gathers, casts and subtracts: this step is memory bound.
         diff = np.subtract(Y[cols[start:stop]], X[rows[start:stop]], dtype=np.float64)
         # A stack of dot products (BLAS): 2.7x faster than einsum's sum of squares.
-        out[start:stop] = np.sqrt(np.matmul(diff[:, None, :], diff[:, :, None])[:, 0, 0])
+        # Squares beyond float64's range are measured again by the caller.
+        with np.errstate(over="ignore"):
+            out[start:stop] = np.sqrt(np.matmul(diff[:, None, :], diff[:, :, None])[:, 0, 0])
 
     starts = range(0, len(rows), chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.

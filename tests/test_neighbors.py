@@ -190,16 +190,52 @@ def test_round_robin_pairs_every_block_once_in_disjoint_rounds(n_blocks):
         assert len(blocks) == len(set(blocks))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_])
-def test_small_integers_are_searched_in_float32_exactly(dtype, rng):
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_, np.float16])
+def test_small_dtypes_are_searched_in_float32_exactly(dtype, rng):
     from idprops.neighbors import _float_dtype
 
+    # float16 activations once became float64: over 3x their memory for nothing.
     X = rng.integers(0, 2 if dtype is np.bool_ else 100, (400, 12)).astype(dtype)
+    if dtype is np.float16:
+        X = (X / 7).astype(dtype)
     assert _float_dtype(X) is np.float32
     dist, idx = kneighbors(X, 5, Y=X[:300])
     ref_dist, ref_idx = kneighbors(X.astype(np.float64), 5, Y=X[:300].astype(np.float64))
     np.testing.assert_array_equal(dist, ref_dist)
     np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_no_float32_error_bound_from_2_to_the_24_features():
+    from idprops.neighbors import _error_bound
+
+    # (D + 2) u >= 1: the bound's formula turns negative and would prove every row.
+    bound = _error_bound(np.array([1.0, 2.0]), 1.0, 2**24, 2.0**-24)
+    np.testing.assert_array_equal(bound, [np.inf, np.inf])
+    assert np.all(_error_bound(np.array([1.0, 2.0]), 1.0, 2**24 - 3, 2.0**-24) > 0)
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_concurrent_torch_searches_keep_the_callers_matmul_precision(rng):
+    import threading
+
+    import torch
+
+    X = rng.standard_normal((200, 8)).astype(np.float32)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        def work():
+            for _ in range(40):
+                kneighbors(X, 3, backend="torch", device="cpu")
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def test_wide_integers_stay_float64():
@@ -318,6 +354,8 @@ SCALES = [1e-300, 1e-160, 1e-22, 1e19, 1e160, 1e300]
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scale", SCALES)
+# Squares that overflow are measured again; the first try must not warn the user.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_neighbours_do_not_depend_on_the_scale_of_the_data(backend, scale, rng):
     X = rng.standard_normal((300, 6))
     Y = rng.standard_normal((80, 6))
