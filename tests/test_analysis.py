@@ -158,6 +158,28 @@ def test_spearman_of_monotone_relation_is_exactly_one():
     assert correlation(x, np.exp(3 * x)).r < 0.95  # Pearson sees the curvature
 
 
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+@pytest.mark.parametrize("n", [3, 4, 5, 8])
+def test_small_sample_p_value_is_the_exact_permutation_one(method, n):
+    # a strictly decreasing relation: of the n! re-pairings only the observed one is this
+    # extreme, so the two-sided p is 2/n! (1/3 for n = 3), where the t-approximation says 0
+    x = np.arange(n, dtype=float)
+    c = correlation(x, -(x**3), method=method)
+    assert c.p_value == pytest.approx(2 / math.factorial(n), rel=1e-9)
+
+
+def test_small_sample_spearman_p_value_by_hand():
+    # rho = 1 - sum(d²)/10 for n = 4, and rho = 0.8 means sum(d²) = 2: the identity and
+    # the 3 adjacent swaps reach it, 4 of 24 orders, so p = 2 * 4/24
+    c = correlation([1, 2, 3, 4], [1, 3, 2, 4], method="spearman")
+    assert c.r == pytest.approx(0.8) and c.p_value == pytest.approx(1 / 3)
+    # with 9 pairs the asymptotic value is kept
+    x = np.arange(9, dtype=float)
+    y = np.array([1, 3, 2, 5, 4, 7, 6, 9, 8], dtype=float)
+    for method, ref in [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)]:
+        assert correlation(x, y, method=method).p_value == pytest.approx(ref(x, y)[1])
+
+
 def test_correlation_errors():
     with pytest.raises(ValueError, match="constant"):
         correlation([1, 1, 1, 1], [1, 2, 3, 4])
