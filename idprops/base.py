@@ -169,16 +169,28 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     Equal rows get equal hashes; unequal rows collide rarely (a random linear map
     modulo 2**64), and :func:`group_identical_rows` checks collisions exactly.
     """
-    words = np.uint32 if X.dtype.itemsize == 4 else np.uint64
-    multipliers = np.random.default_rng(0).integers(1, 2**63, X.shape[1], dtype=np.uint64) * 2 + 1
+    row_bytes = X.dtype.itemsize * X.shape[1]
+    # The widest unsigned word that divides a row's bytes: fewer products to sum.
+    words = next(np.dtype(f"u{w}") for w in (8, 4, 2, 1) if row_bytes % w == 0)
+    n_words = row_bytes // words.itemsize
+    multipliers = np.random.default_rng(0).integers(1, 2**63, n_words, dtype=np.uint64) * 2 + 1
     hashes = np.empty(len(X), dtype=np.uint64)
-    chunk = max(1, 2**21 // X.shape[1])
+    chunk = max(1, 2**21 // max(1, n_words))
     for start in range(0, len(X), chunk):
-        # Adding 0.0 turns -0.0 into 0.0, so that equal values also have equal bytes.
-        rows = np.ascontiguousarray(X[start : start + chunk] + 0.0)
+        rows = np.ascontiguousarray(_plus_zero(X[start : start + chunk]))
         # Integer products and sums wrap around modulo 2**64, which is the hash.
-        hashes[start : start + chunk] = (rows.view(words) * multipliers).sum(axis=1, dtype=np.uint64)
+        hashes[start : start + chunk] = (rows.view(np.uint8).view(words) * multipliers).sum(
+            axis=1, dtype=np.uint64
+        )
     return hashes
+
+
+def _plus_zero(X: np.ndarray) -> np.ndarray:
+    """``X`` with -0.0 turned into 0.0 (floats only), so that equal rows have equal bytes.
+
+    A zero of X's own type keeps its dtype: ``+ 0.0`` made int32 rows float64.
+    """
+    return X + X.dtype.type(0) if X.dtype.kind in "fc" else X
 
 
 def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +216,7 @@ def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
     shared = np.flatnonzero(counts[group] > 1)
     if len(shared):
-        rows = np.ascontiguousarray(X[shared] + 0.0)
+        rows = np.ascontiguousarray(_plus_zero(X[shared]))
         as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
         group[shared] = len(first) + np.unique(as_bytes, return_inverse=True)[1].ravel()
         _, first, group = np.unique(group, return_index=True, return_inverse=True)
@@ -307,12 +319,14 @@ class BaseDimension(BaseEstimator):
         """
         self._validate_params()
         self._check_params()
+        # A fit that fails leaves the estimator unfitted, not holding parts of two fits.
+        self.__dict__.pop("_fit_X", None)
         X = self._validate(X, reset=True)
         X_unique, _ = drop_duplicates(X)
-        self.n_duplicates_ = len(X) - len(X_unique)
-        if self.n_duplicates_:
+        n_duplicates = len(X) - len(X_unique)
+        if n_duplicates:
             warnings.warn(
-                f"{type(self).__name__}: dropped {self.n_duplicates_} exact duplicate "
+                f"{type(self).__name__}: dropped {n_duplicates} exact duplicate "
                 f"samples of {len(X)}; they would make neighbour distances zero.",
                 DuplicatesWarning,
                 stacklevel=2,
@@ -322,14 +336,17 @@ class BaseDimension(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} needs at least {k + 1} distinct samples for "
                 f"{k} neighbours, got n_samples={len(X_unique)}"
-                + (f" after dropping {self.n_duplicates_} duplicates" if self.n_duplicates_ else "")
+                + (f" after dropping {n_duplicates} duplicates" if n_duplicates else "")
                 + "; pass more data or use fewer neighbours."
             )
+        self._estimate(self._query_distances(X_unique, k))
+        self.n_duplicates_ = n_duplicates
         self.n_samples_fit_ = len(X_unique)
         self._fit_X = X_unique
-        distances = self._query_distances(X_unique, k)
-        self._estimate(distances)
         return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_fit_X")
 
     def _query_distances(self, X: np.ndarray, k: int) -> np.ndarray:
         """Distances to the k nearest other points, for all points or n_queries of them."""

@@ -226,6 +226,33 @@ def test_drop_duplicates_keeps_first_occurrences(dtype, collide, rng, monkeypatc
     np.testing.assert_array_equal(first[group], np.r_[np.arange(300), np.arange(0, 300, 3), 0])
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.float16, np.uint8, np.bool_])
+def test_drop_duplicates_takes_any_numeric_dtype(dtype):
+    from idprops.base import drop_duplicates
+
+    # int32 rows once became float64 (twice the words the hash expected) and crashed.
+    X = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0]], dtype=dtype)
+    unique, kept = drop_duplicates(X)
+    np.testing.assert_array_equal(kept, [0, 1, 4])
+    np.testing.assert_array_equal(unique, X[[0, 1, 4]])
+
+
+def test_a_failed_fit_leaves_the_estimator_unfitted(rng):
+    from sklearn.exceptions import NotFittedError
+
+    X = rng.standard_normal((100, 3))
+    est = MLEDimension()
+    with pytest.raises(ValueError, match="at least 21"):
+        est.fit(X[:10])
+    with pytest.raises(NotFittedError):
+        est.score(X)
+    est.fit(X)
+    with pytest.raises(ValueError, match="at least 21"):
+        est.fit(X[:10])
+    with pytest.raises(NotFittedError):
+        est.score(X)
+
+
 def test_no_warning_without_duplicates(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

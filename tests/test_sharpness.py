@@ -331,6 +331,18 @@ def test_single_class_in_the_sample_says_to_increase_M(rng):
         LabelSharpness(M=5).fit(X, y)
 
 
+def test_a_failed_fit_leaves_the_estimator_unfitted(rng):
+    from sklearn.exceptions import NotFittedError
+
+    X = rng.standard_normal((100, 2))
+    y = np.arange(100) % 2
+    est = LabelSharpness().fit(X, y)
+    with pytest.raises(ValueError, match="only one class"):
+        est.fit(X, np.zeros(100, dtype=int))
+    with pytest.raises(NotFittedError):
+        est.score(X, y)
+
+
 def test_M_below_two_is_rejected():
     with pytest.raises(ValueError, match="'M' parameter"):
         LabelSharpness(M=1).fit(SQUARE, SQUARE_Y)

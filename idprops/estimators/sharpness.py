@@ -254,6 +254,8 @@ class LabelSharpness(BaseEstimator):
         self
         """
         self._validate_params()
+        # A fit that fails leaves the estimator unfitted, not holding parts of two fits.
+        self.__dict__.pop("_fit_X", None)
         if y is not None and _n_rows(y) is None:
             raise ValueError(
                 f"y is {type(y).__name__} {y!r}, not a sequence of labels; pass one label "
@@ -363,6 +365,9 @@ class LabelSharpness(BaseEstimator):
             smallest = min(smallest, float(dist.min()))
         with np.errstate(divide="ignore"):
             return float(-1.0 / np.float64(smallest))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_fit_X")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
