@@ -40,8 +40,11 @@ class MLEDimension(BaseDimension):
         likelihood); ``"mean"``: d = mean 1 / u(x) (Levina & Bickel's average of
         local estimates, more sensitive to points with small u).
     unbiased : bool, default=True
-        Normalise by ``k - 2`` (unbiased for the rate of k - 1 exponentials) rather
-        than ``k - 1``.
+        Normalise by ``k - 2`` rather than ``k - 1``. Each local ``1 / u(x)`` is then
+        unbiased for d (the ``k - 1`` log-ratios are exponentials of rate d), which
+        suits ``aggregation="mean"``. With ``"inverse"``, the pooled estimate is
+        consistent with ``k - 1`` and reads ``(k - 2) / (k - 1)`` times low with
+        ``k - 2``: the default pair, kept because it is the papers' estimator.
     n_queries : int, default=None
         Opt-in speed-up for large data: estimate from this many random points, each
         searched exactly against all the samples. The uncertainty grows as
