@@ -50,6 +50,11 @@ class PluginWarning(UserWarning):
 
 
 def _is_builtin(ep: importlib.metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    if dist is not None:
+        # Not by module: a plugin may point at an object inside idprops.
+        return dist.name == "idprops"
+    # An entry point made by hand belongs to no distribution.
     return ep.value.split(":")[0].startswith(_BUILTIN_PREFIX)
 
 
@@ -72,8 +77,9 @@ def collect_entry_points(
     Returns
     -------
     dict
-        Name to the entry point that wins it: the built-in one (its module is
-        inside ``idprops``) if any, else the first by value.
+        Name to the entry point that wins it: the built-in one (declared by the
+        ``idprops`` distribution, or pointing inside ``idprops`` when it belongs to
+        none) if any, else the first by value.
 
     Examples
     --------

@@ -71,6 +71,14 @@ def test_clash_with_builtin_warns_and_builtin_wins(plugin_dir):
     assert cls is idprops.MLEDimension
 
 
+def test_a_plugin_pointing_inside_idprops_is_still_a_plugin(plugin_dir):
+    # Its value sorts before the built-in's; built-ins are known by distribution.
+    install(plugin_dir, "fake_idprops_plugin_e", PLUGIN, {"mle": "idprops.data:sample_cube"})
+    with pytest.warns(PluginWarning, match="using 'idprops.estimators.mle:MLEDimension'"):
+        cls = idprops.get_estimator("mle")
+    assert cls is idprops.MLEDimension
+
+
 def test_collect_is_a_pure_function_of_entry_points():
     eps = [
         EntryPoint("x", "zzz_plugin:X", "idprops.estimators"),
