@@ -34,7 +34,7 @@ def _add_measure(sub) -> None:
     p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
     p.add_argument("--classes", type=_classes, help="keep these classes, e.g. 0,1")
     p.add_argument("--n", type=int, help="seeded subsample of this many images")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsampling and K_F's sample")
+    p.add_argument("--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation")
     p.add_argument("--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset")
     p.add_argument("--download", action="store_true", help="let torchvision download missing files into --root")
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which part of the dataset")

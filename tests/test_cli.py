@@ -73,3 +73,19 @@ def test_one_class_measures_its_dimension_without_sharpness(capsys):
     result = json.loads(out)
     assert code == 0 and result["data"]["samples"] == 183 and result["data"]["classes"] == 1
     assert all(4 < d["dimension"] < 12 for d in result["dimensions"])
+
+
+def _d_repr(capsys, *argv):
+    code, out, err = run(
+        capsys, "measure", "--json", "--classes", "0,1", "--no-sharpness", "--estimator", "mle",
+        "--model", "small_cnn", "--layer", "fc1", *argv,
+    )
+    assert code == 0, err
+    return json.loads(out)["representation"]["layers"][0]["dimension"]
+
+
+def test_seed_fixes_the_random_initialisation(capsys):
+    # Without --n the seed draws no subsample, so only the initialisation can differ.
+    first = _d_repr(capsys, "--seed", "0")
+    assert _d_repr(capsys, "--seed", "0") == first
+    assert _d_repr(capsys, "--seed", "1") != first

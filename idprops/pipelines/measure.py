@@ -55,7 +55,8 @@ def measure(
     device : str, default=None
         Torch device for the network.
     seed : int, default=0
-        Seed of K_F's sample.
+        Seed of K_F's sample and of the random initialisation of a model given by name
+        (torch's global random stream is not reseeded).
     progress : bool, default=None
         Progress bars; ``None`` shows them on a terminal.
 
@@ -135,6 +136,7 @@ def measure(
             weights=weights,
             estimator=estimators[0],
             y=y,
+            seed=seed,
             device=device,
             progress=progress,
         )
@@ -142,7 +144,9 @@ def measure(
     return result
 
 
-def _measure_layers(data, model, layers, *, weights, estimator, y, device, progress):
+def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device, progress):
+    import torch
+
     from ..estimators.representation import ReprDimension
     from ..nn import build_model
 
@@ -156,7 +160,11 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, device, progr
         if y is not None:
             kwargs["num_classes"] = int(np.max(y)) + 1
         name = model
-        model = build_model(model, weights=weights, **kwargs)
+        # A random initialisation is part of what is measured, so the seed must fix it;
+        # forking keeps the caller's random stream as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(model, weights=weights, **kwargs)
     else:
         name = type(model).__name__
     est = ReprDimension(model, layers, estimator=estimator, device=device, progress=progress)
