@@ -173,12 +173,6 @@ def plot_correlation(
     return ax
 
 
-def _mark_llid_pid(ax, xs, values, pos: int) -> None:
-    peak = int(np.nanargmax(values))
-    ax.plot([xs[pos]], [values[pos]], "s", ms=9, mfc="none", label=f"LLID = {values[pos]:.3g}")
-    ax.plot([xs[peak]], [values[peak]], "*", ms=12, label=f"PID = {values[peak]:.3g}")
-
-
 def plot_id_profile(
     layer_ids: Mapping[str, float] | Sequence[float],
     *,
@@ -201,7 +195,9 @@ def plot_id_profile(
     Returns
     -------
     matplotlib.axes.Axes
-        Lines: the profile, the LLID marker, the PID marker.
+        Lines: the profile, the LLID marker, the PID marker. A NaN (failed) estimate is a
+        gap in the profile and gets no marker; when every layer's is NaN, a note in the
+        panel says so.
 
     Examples
     --------
@@ -209,18 +205,45 @@ def plot_id_profile(
     >>> len(ax.lines), [t.get_text() for t in ax.get_xticklabels()]
     (3, ['conv1', 'conv2_x', 'avgpool'])
     """
-    llid_pid(layer_ids, last_hidden)  # validates
+    llid, pid, _ = llid_pid(layer_ids, last_hidden)  # validates
     names = list(layer_ids) if isinstance(layer_ids, Mapping) else None
     values = np.asarray(list(layer_ids.values()) if names else layer_ids, dtype=np.float64)
     xs = np.arange(values.size)
     ax = _axes(ax)
     ax.plot(xs, values, "o-", label=label)
-    _mark_llid_pid(ax, xs, values, _layer_position(names, values.size, last_hidden))
+    if not math.isnan(llid):
+        pos = _layer_position(names, values.size, last_hidden)
+        ax.plot([xs[pos]], [llid], "s", ms=9, mfc="none", label=f"LLID = {llid:.3g}")
+    if math.isnan(pid):  # PID is NaN only when every layer's estimate is
+        note = "no layer has a finite ID estimate"
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center")
+    else:
+        peak = int(np.nanargmax(values))
+        ax.plot([xs[peak]], [pid], "*", ms=12, label=f"PID = {pid:.3g}")
     ax.set_xticks(xs, names if names else [str(i) for i in xs])
     ax.set_xlabel("layer")
     ax.set_ylabel("intrinsic dimension")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # nothing labelled when all is NaN and unnamed
+        ax.legend()
     return ax
+
+
+def _layer_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every layer named in ``rows``, input side first.
+
+    A layer first seen in a later record goes right after its predecessor in that
+    record, not at the end, so that the last layer stays last (the default LLID).
+    """
+    order: list[str] = []
+    for row in rows:
+        at = 0
+        for name in row:
+            if name in order:
+                at = order.index(name) + 1
+            else:
+                order.insert(at, name)
+                at += 1
+    return order
 
 
 def plot_id_curves(
@@ -238,11 +261,13 @@ def plot_id_curves(
     history : sequence of mappings
         One record per evaluation, e.g. ``{"epoch": 3, "ids": {"conv1": 24.1, ...}}``:
         the training step under ``x`` and the layer IDs (input side first) under
-        ``ids_key``. A layer missing from a record is a gap in its curve.
+        ``ids_key``. A layer missing from a record, or NaN there, is a gap in its
+        curve (and in LLID's, if it is the LLID layer).
     x : str, default="epoch"
     ids_key : str, default="ids"
     last_hidden : str or int, optional
-        The LLID layer (default: the last).
+        The LLID layer, a name or a position among all the records' layers (default:
+        the last). The same layer in every record.
     ax : matplotlib Axes, optional
 
     Returns
@@ -266,11 +291,13 @@ def plot_id_curves(
         raise ValueError(
             f"every history record needs {x!r} and {ids_key!r}; missing {exc}"
         ) from None
-    layers = list(dict.fromkeys(name for row in rows for name in row))
+    layers = _layer_order(rows)
+    # every record over all the layers, so that last_hidden names one layer throughout
+    rows = [{name: row.get(name, math.nan) for name in layers} for row in rows]
+    summaries = [llid_pid(row, last_hidden) for row in rows]
     ax = _axes(ax)
     for name in layers:
-        ax.plot(steps, [row.get(name, math.nan) for row in rows], lw=1, alpha=0.7, label=name)
-    summaries = [llid_pid(row, last_hidden) for row in rows]
+        ax.plot(steps, [row[name] for row in rows], lw=1, alpha=0.7, label=name)
     ax.plot(steps, [s.llid for s in summaries], "k-", lw=2.5, label="LLID")
     ax.plot(steps, [s.pid for s in summaries], "k--", lw=2.5, label="PID")
     ax.set_xlabel(x)

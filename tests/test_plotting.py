@@ -119,6 +119,43 @@ def test_plot_id_curves():
         plot_id_curves(hist, x="step")
 
 
+def test_plot_id_curves_leaves_a_gap_where_a_record_lacks_the_llid_layer():
+    hist = [
+        {"epoch": 0, "ids": {"conv": 30.0, "fc": 8.0}},
+        {"epoch": 1, "ids": {"conv": 31.0}},
+        {"epoch": 2, "ids": {"conv": 32.0, "fc": 7.0}},
+    ]
+    for last_hidden in (None, "fc", -1):
+        ax = plot_id_curves(hist, last_hidden=last_hidden)
+        conv, fc, llid, pid = ax.lines
+        assert np.array_equal(fc.get_ydata(), [8.0, np.nan, 7.0], equal_nan=True)
+        # not conv's 31 in the gap: the LLID layer is fc in every record
+        assert np.array_equal(llid.get_ydata(), [8.0, np.nan, 7.0], equal_nan=True)
+        assert pid.get_ydata().tolist() == [30.0, 31.0, 32.0]
+    # a layer first seen in a later record takes its place in that record's order
+    hist = [
+        {"epoch": 0, "ids": {"a": 9.0, "c": 3.0}},
+        {"epoch": 1, "ids": {"a": 9.0, "b": 6.0, "c": 2.0}},
+    ]
+    ax = plot_id_curves(hist)
+    assert [ln.get_label() for ln in ax.lines] == ["a", "b", "c", "LLID", "PID"]
+    assert ax.lines[3].get_ydata().tolist() == [3.0, 2.0]
+    with pytest.raises(ValueError, match="not one of the layers"):
+        plot_id_curves(hist, last_hidden="fc")
+
+
+def test_plot_id_profile_with_nan_estimates():
+    ax = plot_id_profile({"conv": 20.0, "mid": np.nan, "fc": np.nan})
+    profile, pid = ax.lines  # no LLID marker at a NaN
+    assert pid.get_label() == "PID = 20" and pid.get_xdata().tolist() == [0]
+    assert np.array_equal(profile.get_ydata(), [20.0, np.nan, np.nan], equal_nan=True)
+    ax = plot_id_profile({"conv": np.nan, "fc": np.nan})
+    (profile,) = ax.lines
+    assert np.isnan(profile.get_ydata()).all()
+    assert [t.get_text() for t in ax.texts] == ["no layer has a finite ID estimate"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["conv", "fc"]
+
+
 def test_plot_training_curves():
     runs = {
         "true labels": [{"epoch": e, "train_loss": 2.3 / (e + 1)} for e in range(5)],
