@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 
-def _fmt(value: float, pm: float) -> str:
+def _fmt(value: float, pm: float, fixed: bool = False) -> str:
     """``value(±pm)`` with as many decimals as the first significant digit of ``pm``."""
-    if pm == 0:
+    if fixed:
         return f"{value:.4g}(fixed)"
+    if pm == 0:  # an exact fit: no digit of pm to round to
+        return f"{value:.4g}(±0)"
     if not math.isfinite(pm):
         return f"{value:.4g}(±{pm})"
     decimals = min(max(0, -math.floor(math.log10(pm))), 8)
@@ -53,7 +55,7 @@ class LinearFit:
     ----------
     slope, intercept : float
     slope_se, intercept_se : float
-        Standard errors (0 for a parameter held fixed).
+        Standard errors (0 for a parameter held fixed, or for an exact fit).
     slope_ci, intercept_ci : tuple of float
         ``confidence`` intervals from Student's t with the residual degrees of freedom.
     r2 : float
@@ -66,6 +68,9 @@ class LinearFit:
     confidence : float
     x_name, y_name : str
         How :meth:`__str__` names the variables.
+    slope_fixed : bool
+        True when the slope was given rather than fitted (``fit_scaling_law``'s ``d``):
+        :meth:`__str__` then marks it "(fixed)".
 
     Examples
     --------
@@ -86,6 +91,7 @@ class LinearFit:
     confidence: float = 0.95
     x_name: str = "x"
     y_name: str = "y"
+    slope_fixed: bool = False
 
     def predict(self, x: Any) -> np.ndarray:
         """``slope * x + intercept``."""
@@ -96,7 +102,7 @@ class LinearFit:
         icpt_pm = (self.intercept_ci[1] - self.intercept_ci[0]) / 2
         sign = "-" if self.intercept < 0 else "+"
         return (
-            f"{self.y_name} = {_fmt(self.slope, slope_pm)} {self.x_name} "
+            f"{self.y_name} = {_fmt(self.slope, slope_pm, self.slope_fixed)} {self.x_name} "
             f"{sign} {_fmt(abs(self.intercept), icpt_pm)}, R²={self.r2:.2f}, n={self.n} "
             f"(±: {self.confidence:.0%} CI)"
         )
@@ -194,6 +200,7 @@ def _ols(
         resid_std=math.sqrt(s2),
         n=n,
         confidence=confidence,
+        slope_fixed=n_params == 1,
         **names,
     )
 

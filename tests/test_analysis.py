@@ -120,6 +120,15 @@ def test_fit_string():
     assert fit.predict([0.0, 1.0]) == pytest.approx([1.234, 0.9217])
 
 
+def test_exact_fit_is_not_labelled_fixed():
+    # an exact power law leaves zero standard errors, yet both parameters were fitted
+    fit = fit_scaling_law([1, 2, 4, 8], [1, 0.5, 0.25, 0.125])
+    assert str(fit) == "log L = -1(±0) log N + 0(±0), R²=1.00, n=4 (±: 95% CI)"
+    assert not fit.slope_fixed and fit.slope_se == 0
+    held = fit_scaling_law([1, 2, 4, 8], [1, 0.5, 0.25, 0.125], d=1.0)
+    assert held.slope_fixed and str(held).startswith("log L = -1(fixed) log N + 0(±0), ")
+
+
 @pytest.mark.parametrize(
     "method, ref", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)]
 )
