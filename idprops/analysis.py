@@ -289,6 +289,8 @@ def fit_loss_vs_dimension(
     if not np.all(np.isfinite(x)):
         raise ValueError("d must be finite: drop the cells whose dimension estimate failed")
     y = np.log(_positive_finite("loss", loss))
+    if x.size != y.size:
+        raise ValueError(f"d and loss differ in length: {x.size} and {y.size}")
     if groups is None:
         labels = np.array(["all"] * x.size, dtype=object)
     else:

@@ -108,6 +108,8 @@ def test_fit_errors():
         fit_loss_vs_dimension([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], ["a", "a", "a", "b", "b"])
     with pytest.raises(ValueError, match="positive dimension"):
         fit_scaling_law([500, 750, 1000], [0.3, 0.2, 0.1], d=0)
+    with pytest.raises(ValueError, match="d and loss differ in length: 4 and 3"):
+        fit_loss_vs_dimension([1, 2, 3, 4], [0.1, 0.2, 0.3])
 
 
 def test_fit_string():
