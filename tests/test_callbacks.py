@@ -59,23 +59,43 @@ def make_model():
     return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3), nn.Linear(3, 2))
 
 
-def test_fires_every_n_epochs_and_before_training():
+def test_fires_every_n_epochs_before_training_and_at_the_end():
     tracker = ActivationIDTracker(["1", "2"], estimator=WidthDimension, every=2)
     trainer = Trainer(make_model(), epochs=5, batch_size=40, callbacks=[tracker]).fit(make_data())
-    # 120 samples / 40 = 3 steps per epoch; evaluations at start and after epochs 2, 4.
-    assert [r["step"] for r in tracker.records_] == [0, 6, 12]
-    assert [r["epoch"] for r in tracker.records_] == [0, 2, 4]
-    assert ["ids" in h for h in trainer.history] == [False, True, False, True, False]
+    # 120 samples / 40 = 3 steps per epoch; evaluations at start, after epochs 2, 4, and
+    # after the last epoch, 5, which is not a multiple of every.
+    assert [r["step"] for r in tracker.records_] == [0, 6, 12, 15]
+    assert [r["epoch"] for r in tracker.records_] == [0, 2, 4, 5]
+    assert ["ids" in h for h in trainer.history] == [False, True, False, True, True]
     # Every evaluation appears exactly once among the history's id_records, in order.
     pending = [r["step"] for h in trainer.history for r in h["id_records"]]
-    assert pending == [0, 6, 12]
+    assert pending == [0, 6, 12, 15]
     assert trainer.history[1]["llid"] == tracker.records_[1]["llid"]
+    assert trainer.history[-1]["llid"] == tracker.records_[-1]["llid"]
+    assert tracker.seconds_ == pytest.approx(sum(r["seconds"] for r in tracker.records_))
 
 
-def test_fires_every_n_steps():
+@pytest.mark.parametrize("epochs, expected", [(2, [0, 2]), (4, [0, 4]), (6, [0, 4, 6])])
+def test_last_record_is_the_trained_model(epochs, expected):
+    # The last record is what studies report as the final IDs: never an earlier model,
+    # and never a second evaluation of the same one.
+    spy = ModeSpy()
+    model = nn.Sequential(nn.Linear(4, 6), spy, nn.Linear(6, 2))
+    tracker = ActivationIDTracker(["1"], estimator=WidthDimension, every=4)
+    trainer = Trainer(model, epochs=epochs, batch_size=40, callbacks=[tracker]).fit(make_data())
+    assert [r["epoch"] for r in tracker.records_] == expected
+    assert tracker.records_[-1]["step"] == trainer.step == 3 * epochs
+    assert len([c for c in spy.calls if not c[0]]) == len(expected)
+
+
+def test_fires_every_n_steps_and_at_the_end():
     tracker = ActivationIDTracker(["1"], estimator=WidthDimension, every=3, unit="step", at_start=False)
-    Trainer(make_model(), max_steps=10, batch_size=40, callbacks=[tracker]).fit(make_data())
-    assert [r["step"] for r in tracker.records_] == [3, 6, 9]
+    trainer = Trainer(make_model(), max_steps=10, batch_size=40, callbacks=[tracker]).fit(make_data())
+    assert [r["step"] for r in tracker.records_] == [3, 6, 9, 10]
+    # Epochs completed as each hook ran: step 3 ends epoch 1, but on_step_end comes first.
+    assert [r["epoch"] for r in tracker.records_] == [0, 1, 2, 4]
+    assert [r["step"] for h in trainer.history for r in h["id_records"]] == [3, 6, 9, 10]
+    assert "ids" not in trainer.history[-1]  # step evaluations stay out of the epoch logs
 
 
 def test_sample_is_fixed_and_seeded():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from idprops.pipelines.dynamics import DynamicsStudy, RandomShift, first_step_at_least, merge_by_step
+from idprops.pipelines.dynamics import DynamicsStudy, RandomShift, dynamics_cell, first_step_at_least, merge_by_step
 
 TINY = dict(
     n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]}, seeds=[0],
@@ -106,3 +106,17 @@ def test_resume_and_report(tiny, tmp_path):
     text = path.read_text()
     assert "validation accuracy vs log(PID / LLID) (pearson)" in text
     assert "dropout 0.0 -> 0.5" in text
+
+
+def test_final_ids_are_of_the_trained_model():
+    # 3 epochs, IDs every 2: the final values must come from epoch 3, not epoch 2.
+    study = DynamicsStudy(n_train=100, regularizers={"dropout": [0.0]}, seeds=[0],
+                          training={"epochs": 3, "threads": 1}, tracking={"n_samples": 80, "every": 2},
+                          device="cpu")
+    out = dynamics_cell(study.cells()[0])
+    ids = out["id_history"]
+    assert [e["epoch"] for e in ids] == [0, 2, 3]
+    assert ids[-1]["epoch"] == out["history"][-1]["epoch"] and ids[-1]["step"] == out["history"][-1]["step"]
+    assert (out["llid"], out["pid"], out["log_pid_llid"], out["ids"]) == (
+        ids[-1]["llid"], ids[-1]["pid"], ids[-1]["log_pid_llid"], ids[-1]["ids"])
+    assert out["ids"] != ids[-2]["ids"]

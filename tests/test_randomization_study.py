@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from idprops.data import corrupt, load_digits
-from idprops.pipelines.randomization import RandomizationStudy
+from idprops.pipelines.randomization import RandomizationStudy, randomization_cell
 
 TINY = dict(
     n_train=120, seeds=[0], training={"epochs": 2, "batch_size": 40, "threads": 1},
@@ -85,3 +85,14 @@ def test_grid_and_bad_settings():
     with pytest.raises(ValueError, match="unknown setting"):
         RandomizationStudy(training={"epoch": 3}).cells()
     assert np.all([c["tracking"]["layers"] == ["relu1", "relu2", "relu3"] for c in cells])
+
+
+def test_final_ids_are_of_the_trained_model():
+    # 2 epochs, IDs every 4: the final values must not be the untrained model's (epoch 0).
+    study = RandomizationStudy(**{**TINY, "corruptions": ["true_labels"], "tracking": {"n_samples": 60, "every": 4}})
+    out = randomization_cell(study.cells()[0])
+    ids = out["id_history"]
+    assert [e["epoch"] for e in ids] == [0, 2]
+    assert ids[-1]["step"] == out["history"][-1]["step"]
+    assert (out["llid"], out["pid"], out["ids"]) == (ids[-1]["llid"], ids[-1]["pid"], ids[-1]["ids"])
+    assert out["ids"] != ids[0]["ids"]

@@ -44,7 +44,8 @@ def _estimator_name(spec: Any) -> str:
 class ActivationIDTracker(Callback):
     """Track the intrinsic dimension of layer activations during training.
 
-    Before training (step 0) and then every ``every`` epochs or optimizer steps, the
+    Before training (step 0), then every ``every`` epochs or optimizer steps, and once
+    more at the end of training unless the last evaluation was of the final model, the
     tracker runs a fixed sample of ``n_samples`` inputs through the model ONCE, in
     eval mode and without gradients (the model's mode is restored afterwards), takes
     the flattened outputs of every layer in ``layers`` and fits a fresh dimension
@@ -103,7 +104,8 @@ class ActivationIDTracker(Callback):
         completed: 0 before training, ``e + 1`` at the end of the history's epoch
         ``e``), ``ids`` (layer name to ID, in the order of ``layers``), ``ids_std``,
         ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` (wall time of the
-        evaluation). A failed estimate (e.g. all activations equal) is NaN.
+        evaluation). A failed estimate (e.g. all activations equal) is NaN. The last
+        record is always of the trained model, whatever ``every`` is.
     layer_names_ : list of str
     last_hidden_ : str
     sample_indices_ : ndarray of int
@@ -120,7 +122,9 @@ class ActivationIDTracker(Callback):
     ``log_pid_llid`` and ``id_seconds`` in the logs of the hook it ran in (so in
     ``trainer.history`` for ``unit="epoch"``), and every history entry gets
     ``id_records``, the records made since the previous epoch ended (the step-0 one
-    in the first epoch).
+    in the first epoch). The evaluation at the end of training, when one is needed,
+    joins the last history entry the same way, since it measures the model as that
+    epoch left it.
 
     Cost: one forward pass over the sample per evaluation, and one kNN search per
     layer (and per subset). With TwoNN on 1,000 points it is a fraction of a second
@@ -337,6 +341,16 @@ class ActivationIDTracker(Callback):
         self._pending = []
 
     def on_train_end(self, trainer: Trainer) -> None:
+        # A run's final IDs are read from the last record: when training stops between
+        # two multiples of `every`, that record would describe an earlier model.
+        if not self.records_ or self.records_[-1]["step"] != trainer.step:
+            record = self.evaluate(trainer)
+            last = trainer.history[-1] if trainer.history else None
+            if last is not None and last["step"] == trainer.step:
+                if self.unit == "epoch":
+                    self._to_logs(record, last)
+                last.setdefault("id_records", []).extend(self._pending)
+                self._pending = []
         total = time.perf_counter() - self._started
         self.share_ = self.seconds_ / total if total > 0 else math.nan
         if self._writer is not None:
