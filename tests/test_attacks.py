@@ -78,6 +78,20 @@ def test_clipping_to_custom_range():
         assert (x_adv - x).abs().max() <= 0.5 + 1e-6
 
 
+@pytest.mark.parametrize("attack", [FGSM(2 / 255), PGD(2 / 255, steps=2, seed=0)], ids=repr)
+def test_inputs_outside_the_clipping_range_are_refused(attack):
+    # Pixels on the [0, 255] scale clipped to [0, 1] would move by up to 254, not eps.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    y = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"inputs lie in \[0, 255\], outside .* \[0, 1\]"):
+        attack(model, torch.tensor([[0.0, 3.0, 128.0, 255.0]] * 2), y)
+    with pytest.raises(ValueError, match="outside the attack's range"):
+        attack(model, torch.full((2, 4), -0.5), y)
+    # float32 rounding past the range's end (a resize of a white image) is not refused.
+    x = torch.full((2, 4), 1.0 + 4e-7)
+    assert (attack(model, x, y) - x).abs().max() <= 2 / 255 + 1e-6
+
+
 @pytest.mark.parametrize(
     "attack", [FGSM(eps=0.0), PGD(eps=0.0, seed=0), PGD(eps=0.0, norm="l2", seed=0)], ids=repr
 )

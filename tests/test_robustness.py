@@ -52,6 +52,10 @@ def test_whole_training_split_and_errors():
     assert cell["data"]["n"] is None and cell["attacks"]["fgsm"]["params"]["eps"] == 2 / 255
     assert cell["representation"] is None and cell["estimators"] == {}
     assert len(load_dataset("digits", train=True, classes=[0, 1])) > 200
+    (paper,) = RobustnessStudy(
+        datasets=[{"name": "digits", "classes": [0, 1], "scale": "paper"}]
+    ).cells()  # pixels 0..255: two grey levels are eps = 2, clipped to [0, 255]
+    assert paper["attacks"]["fgsm"]["params"] == {"eps": 2.0, "clip_max": 255.0}
     with pytest.raises(ValueError, match="sharpness cannot be off"):
         RobustnessStudy(sharpness=False).cells()
     with pytest.raises(ValueError, match="at least one attack"):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.distance import cdist
 
 from idprops.data import load_dataset
@@ -124,6 +125,28 @@ def test_grid_and_step_resolution():
     ]:
         with pytest.raises(ValueError, match=match):
             ScalingLawStudy(**kwargs).cells()
+
+
+def test_default_attack_follows_the_pixel_scale():
+    # On the paper's scale pixels run 0..255: the default FGSM must move them by two grey
+    # levels (eps 2), not clamp them into [0, 1].
+    unit, paper = (
+        {"name": "digits", "classes": [0, 1], "scale": scale} for scale in ("unit", "paper")
+    )
+    cells = ScalingLawStudy(datasets=[unit, paper], sizes=[30]).cells()
+    assert cells[0]["attacks"] == {"fgsm": {"name": "fgsm", "params": {"eps": 2 / 255}}}
+    step = cells[1]["attacks"]["fgsm"]
+    assert step == {"name": "fgsm", "params": {"eps": 2.0, "clip_max": 255.0}}
+    test = load_dataset("digits", train=False, classes=[0, 1], n=4, scale="paper")
+    x = torch.stack([test[i][0] for i in range(len(test))])
+    y = torch.as_tensor(test.targets)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 2))
+    x_adv = build_attack(step["name"], step["params"])(model, x, y)
+    assert float(x.max()) == 255.0 and float((x_adv - x).abs().max()) == pytest.approx(2.0, abs=1e-4)
+    assert 0.0 <= float(x_adv.min()) and float(x_adv.max()) <= 255.0
+    # An attack clipping to [0, 1] would refuse every input, after the training.
+    with pytest.raises(ValueError, match=r"attacks\.fgsm clips to \[0, 1\] .* clip_max = 255"):
+        ScalingLawStudy(datasets=[paper], attacks={"fgsm": {"eps": 0.1}}).cells()
 
 
 class HalfDimension:

@@ -4,8 +4,10 @@ Our own implementations (torchattacks pins old dependencies). An attack is a cal
 ``attack(model, x, y) -> x_adv`` that maximises the cross-entropy of ``model`` around
 ``x`` within a ball of radius ``eps``, in the model's eval mode (the model is left in
 the mode it was found in, and its parameters' gradients are not touched), keeping the
-inputs in ``[clip_min, clip_max]``. ``eps`` is on the scale of the inputs: 2/255 is two
-grey levels of a ToTensor image in [0, 1].
+inputs in ``[clip_min, clip_max]``. ``eps`` and the clipping range are on the scale of
+the inputs: 2/255 is two grey levels of a ToTensor image in [0, 1], 2 of an image on the
+[0, 255] scale (``clip_max=255``). Inputs outside the clipping range are refused, since
+clipping them would move them further than ``eps``.
 
 :func:`paper_fgsm` is the attack of Konz & Mazurowski (2024): single-step FGSM with
 eps = 2 on the [0, 255] scale.
@@ -54,7 +56,14 @@ class _Attack:
         self.clip_max = float(clip_max)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Adversarial versions of the inputs ``x`` with labels ``y``, same shape and device."""
+        """Adversarial versions of the inputs ``x`` with labels ``y``, same shape and device.
+
+        Raises
+        ------
+        ValueError
+            If an input lies outside ``[clip_min, clip_max]``.
+        """
+        self._check_range(x)
         was_training = model.training
         model.eval()
         try:
@@ -64,6 +73,24 @@ class _Attack:
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(self.clip_min, self.clip_max)
+
+    def _check_range(self, x: torch.Tensor) -> None:
+        """Refuse inputs outside the clipping range: clipping would move them further than
+        ``eps`` (pixels on the [0, 255] scale clipped to [0, 1], say) and corrupt robust
+        accuracy."""
+        if x.numel() == 0:
+            return
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        # float32 rounding (a bilinear resize of a 255 image gives 255.0001) is not an
+        # input out of range; clipping it moves the input by far less than a grey level.
+        slack = 1e-5 * max(abs(self.clip_min), abs(self.clip_max))
+        if low < self.clip_min - slack or high > self.clip_max + slack:
+            raise ValueError(
+                f"inputs lie in [{low:g}, {high:g}], outside the attack's range "
+                f"[{self.clip_min:g}, {self.clip_max:g}]; clipping would move them by more "
+                "than eps. Set clip_min and clip_max to the data's pixel range, with eps on "
+                "the same scale (e.g. eps=2, clip_max=255 for pixels in [0, 255])."
+            )
 
     def get_params(self) -> dict[str, Any]:
         """The attack's name and parameters, e.g. to hash a result."""
@@ -198,8 +225,8 @@ class PGD(_Attack):
             else:
                 step = grad / (_per_sample_norm(grad) + 1e-12)
             x_adv = x_adv + self.step_size * step
-            # Clipping to the valid range moves each coordinate toward x, so it never
-            # leaves the ball that the projection just enforced.
+            # x lies in the valid range (checked in __call__), so clipping moves each
+            # coordinate toward x and never leaves the ball the projection just enforced.
             x_adv = self._clip(x + self._project(x_adv - x))
         return x_adv
 

@@ -31,6 +31,7 @@ from .scaling import (
     normalize_model,
     normalize_sharpness,
     normalize_steps,
+    resolve_attacks,
     resolve_training,
     train_and_measure,
 )
@@ -63,7 +64,10 @@ class RobustnessStudy(Study):
     sharpness : bool or mapping, default=True
         ``M`` (K_F's sample size, ``"all"`` for the whole training set).
     attacks : mapping or sequence, optional
-        label -> spec; default ``{"fgsm": {"eps": 2/255}}``, the paper's attack.
+        label -> spec; default
+        :func:`~idprops.pipelines.scaling.default_attacks` of each dataset's scale, the
+        paper's FGSM (eps 2/255 on the unit scale, 2 with ``clip_max`` 255 on the
+        paper's). An attack's ``clip_min`` and ``clip_max`` must cover the pixel range.
     estimators : mapping or sequence, default=()
         Optional d_data estimators, recorded beside K_F.
     device : str, default="auto"
@@ -117,10 +121,8 @@ class RobustnessStudy(Study):
             )
         return spec
 
-    def _attack_specs(self) -> dict[str, dict[str, Any]]:
-        specs = normalize_steps(
-            {"fgsm": {"eps": 2 / 255}} if self.attacks is None else self.attacks, "attacks"
-        )
+    def _attack_specs(self, scale: str = "unit") -> dict[str, dict[str, Any]]:
+        specs = resolve_attacks(self.attacks, scale)
         if not specs:
             raise ValueError("a robustness study needs at least one attack")
         return specs
@@ -139,13 +141,13 @@ class RobustnessStudy(Study):
             "estimators": normalize_steps(self.estimators, "estimators"),
             "sharpness": self._sharpness_spec(),
             "representation": None,
-            "attacks": self._attack_specs(),
             "device": self.device,
         }
-        check_steps(common["estimators"], common["attacks"])
+        check_steps(common["estimators"])
         out = []
         for data in normalize_datasets(self.datasets):
             data = {k: v for k, v in data.items() if k != "group"}
+            attacks = self._attack_specs(data["scale"])
             for model in map(normalize_model, models):
                 training = resolve_training(model["name"], self.training)
                 for seed in seeds:
@@ -156,6 +158,7 @@ class RobustnessStudy(Study):
                                 model=model,
                                 seed=seed,
                                 training=training,
+                                attacks=attacks,
                                 **common,
                             )
                         )

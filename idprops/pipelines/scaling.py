@@ -42,10 +42,21 @@ from sklearn.utils.validation import check_is_fitted
 
 from .study import Study, import_object
 
-__all__ = ["ATTACKS", "ScalingLawStudy", "build_attack", "train_and_measure"]
+__all__ = [
+    "ATTACKS",
+    "ScalingLawStudy",
+    "build_attack",
+    "default_attacks",
+    "resolve_attacks",
+    "train_and_measure",
+]
 
 #: Attacks by name; ``"package.module:Class"`` names any other attack class.
 ATTACKS = {"fgsm": "idprops.nn.attacks:FGSM", "pgd": "idprops.nn.attacks:PGD"}
+
+# The largest pixel value of each named scale of idprops.data.transforms (both start at
+# 0): ToTensor's [0, 1], and the paper's per-image maximum set to 255.
+_PIXEL_PEAK = {"unit": 1.0, "paper": 255.0}
 
 _DATASET_KEYS = {"name", "classes", "pairs", "root", "test_root", "scale", "n_test", "group"}
 # Trainer arguments that a cell sets itself or that do not change its result.
@@ -297,6 +308,62 @@ def _check_trainer(training: Mapping[str, Any]) -> None:
     Trainer(None, **kwargs)._validate()
 
 
+def default_attacks(scale: str) -> dict[str, dict[str, Any]]:
+    """The paper's attack on pixels of ``scale``: FGSM with eps two grey levels (2/255 of
+    the pixel range), clipped to that range.
+
+    Examples
+    --------
+    >>> default_attacks("unit")
+    {'fgsm': {'eps': 0.00784313725490196}}
+    >>> default_attacks("paper")
+    {'fgsm': {'eps': 2.0, 'clip_max': 255.0}}
+    """
+    peak = _PIXEL_PEAK.get(scale) if isinstance(scale, str) else None
+    if peak is None:
+        raise ValueError(
+            f"no default attack for pixel scale {scale!r}; use scale 'unit' or 'paper', or "
+            "name the attacks with eps, clip_min and clip_max on the data's scale."
+        )
+    params: dict[str, Any] = {"eps": 2 * peak / 255}
+    # FGSM clips to [0, 1] by default: saying so only for other ranges keeps the unit-scale
+    # cells' configurations, so stores written before still resume.
+    if peak != 1.0:
+        params["clip_max"] = peak
+    return {"fgsm": params}
+
+
+def resolve_attacks(attacks: Any, scale: str) -> dict[str, dict[str, Any]]:
+    """label -> spec (:func:`normalize_steps`) of the attacks on data of pixel ``scale``.
+
+    ``attacks`` None is :func:`default_attacks`. Each attack is built once, so that a bad
+    name or parameter fails when the grid is built, and its clipping range must cover the
+    scale's pixels: otherwise the attack would refuse every input, after the training.
+
+    Examples
+    --------
+    >>> resolve_attacks({"fgsm": {"eps": 0.1}}, "paper")
+    Traceback (most recent call last):
+    ...
+    ValueError: attacks.fgsm clips to [0, 1] but pixels on the 'paper' scale lie in [0, 255]; set clip_min = 0 and clip_max = 255, with eps on that scale (2 is two grey levels).
+    """
+    specs = normalize_steps(default_attacks(scale) if attacks is None else attacks, "attacks")
+    check_steps(attacks=specs)
+    peak = _PIXEL_PEAK.get(scale) if isinstance(scale, str) else None
+    for label, step in specs.items():
+        attack = build_attack(step["name"], step["params"])
+        low, high = getattr(attack, "clip_min", None), getattr(attack, "clip_max", None)
+        if peak is None or low is None or high is None:  # a custom scale or attack
+            continue
+        if low > 0 or high < peak:
+            raise ValueError(
+                f"attacks.{label} clips to [{low:g}, {high:g}] but pixels on the {scale!r} "
+                f"scale lie in [0, {peak:g}]; set clip_min = 0 and clip_max = {peak:g}, with "
+                f"eps on that scale ({2 * peak / 255:g} is two grey levels)."
+            )
+    return specs
+
+
 def build_attack(name: str, params: Mapping[str, Any]):
     """An attack object from its name (a key of :data:`ATTACKS` or ``"module:Class"``).
 
@@ -532,7 +599,9 @@ class ScalingLawStudy(Study):
         architectures differ) and ``estimator`` (a name or a spec, default
         ``"twonn"``, the paper's) for d_repr; None skips it.
     attacks : mapping or sequence, optional
-        label -> spec; default ``{"fgsm": {"eps": 2/255}}``, the paper's attack.
+        label -> spec; default :func:`default_attacks` of each dataset's scale, the
+        paper's FGSM (eps 2/255 on the unit scale, 2 with ``clip_max`` 255 on the
+        paper's). An attack's ``clip_min`` and ``clip_max`` must cover the pixel range.
     device : str, default="auto"
         Torch device of each cell.
     store, n_jobs, progress, study_file
@@ -611,18 +680,16 @@ class ScalingLawStudy(Study):
         _check_step("representation.estimator", step)
         return {"layers": [str(layer) for layer in layers], "estimator": step}
 
-    def _attack_specs(self) -> dict[str, dict[str, Any]]:
-        attacks = {"fgsm": {"eps": 2 / 255}} if self.attacks is None else self.attacks
-        return normalize_steps(attacks, "attacks")
+    def _attack_specs(self, scale: str = "unit") -> dict[str, dict[str, Any]]:
+        return resolve_attacks(self.attacks, scale)
 
     def _common(self) -> dict[str, Any]:
         common = {
             "estimators": normalize_steps(self.estimators, "estimators"),
             "sharpness": normalize_sharpness(self.sharpness),
-            "attacks": self._attack_specs(),
             "device": self.device,
         }
-        check_steps(common["estimators"], common["attacks"])
+        check_steps(common["estimators"])
         return common
 
     def _models(self) -> list[dict[str, Any]]:
@@ -639,6 +706,7 @@ class ScalingLawStudy(Study):
         out = []
         for data in normalize_datasets(self.datasets):
             data = {k: v for k, v in data.items() if k != "group"}  # a report label, not a cause
+            attacks = self._attack_specs(data["scale"])
             for model in self._models():
                 training = resolve_training(model["name"], self.training)
                 representation = self._representation_spec(model["name"])
@@ -652,6 +720,7 @@ class ScalingLawStudy(Study):
                                     seed=seed,
                                     training=training,
                                     representation=representation,
+                                    attacks=attacks,
                                     **common,
                                 )
                             )
