@@ -89,3 +89,20 @@ def test_seed_fixes_the_random_initialisation(capsys):
     first = _d_repr(capsys, "--seed", "0")
     assert _d_repr(capsys, "--seed", "0") == first
     assert _d_repr(capsys, "--seed", "1") != first
+
+
+def test_weights_keep_their_classes_on_a_subset(capsys, tmp_path):
+    from idprops.nn import build_model
+
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "ten_classes.pt"
+    torch.save(build_model("small_cnn", in_channels=1, input_size=8, num_classes=10).state_dict(), path)
+    argv = ("--classes", "3,5", "--no-sharpness", "--model", "small_cnn", "--layer", "fc1")
+    code, out, err = run(capsys, "measure", "--json", "--weights", str(path), *argv)
+    assert code == 0, err
+    assert json.loads(out)["representation"]["weights"] == str(path)
+    # A checkpoint of another network still fails with an error that says so.
+    other = tmp_path / "mlp.pt"
+    torch.save(build_model("mlp1x512", in_channels=1, input_size=8, num_classes=10).state_dict(), other)
+    code, _, err = run(capsys, "measure", "--weights", str(other), *argv)
+    assert code == 2 and "do not fit small_cnn" in err and "Traceback" not in err

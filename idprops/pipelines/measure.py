@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -51,7 +52,8 @@ def measure(
     layers : sequence of str or Module
         Layers whose activations' dimension is measured, all in one forward pass.
     weights : str, default=None
-        Local state_dict file for a model given by name; random init otherwise.
+        Local state_dict file for a model given by name (its number of classes is the
+        checkpoint's, not the data's); random init otherwise.
     device : str, default=None
         Torch device for the network.
     seed : int, default=0
@@ -144,6 +146,26 @@ def measure(
     return result
 
 
+def _checkpoint_classes(weights: str) -> int | None:
+    """Outputs of the final layer in a state_dict file, or None where there is none.
+
+    The final layer is the last matrix-shaped (Linear) weight, as in every model of the
+    zoo. None leaves the file to :func:`idprops.nn.build_model`, whose errors say what is
+    wrong with it (missing, not a state_dict, not fitting the model).
+    """
+    import torch
+
+    if not os.path.isfile(weights):
+        return None
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a Trainer checkpoint, read as build_model reads it
+    if not isinstance(state, dict):
+        return None
+    matrices = [value for value in state.values() if torch.is_tensor(value) and value.ndim == 2]
+    return int(matrices[-1].shape[0]) if matrices else None
+
+
 def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device, progress):
     import torch
 
@@ -157,8 +179,13 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
         kwargs = {}
         if shape is not None and len(shape) == 3:
             kwargs = {"in_channels": shape[0], "input_size": shape[1:]}
-        if y is not None:
-            kwargs["num_classes"] = int(np.max(y)) + 1
+        # A checkpoint keeps its classes however the data were subset and relabelled:
+        # a 10-class network can be measured on classes 3 and 5 alone.
+        num_classes = _checkpoint_classes(weights) if weights is not None else None
+        if num_classes is None and y is not None:
+            num_classes = int(np.max(y)) + 1
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
         name = model
         # A random initialisation is part of what is measured, so the seed must fix it;
         # forking keeps the caller's random stream as it was.
