@@ -1,5 +1,6 @@
 """measure(): one dataset's d_data, K_F and d_repr."""
 
+import numpy as np
 import pytest
 
 from idprops.data import load_dataset
@@ -13,9 +14,13 @@ def digit_pairs():
     return load_dataset("digits", classes=[0, 1])
 
 
-def _d_repr(data, **kwargs):
+def _d_repr_layers(data, **kwargs):
     out = measure(data, estimators=["mle"], sharpness=False, model="small_cnn", layers=["fc1"], **kwargs)
-    return out["representation"]["layers"][0]["dimension"]
+    return out["representation"]["layers"]
+
+
+def _d_repr(data, **kwargs):
+    return _d_repr_layers(data, **kwargs)[0]["dimension"]
 
 
 def test_seed_fixes_the_initialisation_not_the_callers_stream(digit_pairs):
@@ -27,3 +32,13 @@ def test_seed_fixes_the_initialisation_not_the_callers_stream(digit_pairs):
     assert dims[0] == dims[1] != dims[2]
     # The caller's stream goes on from its own seed, whatever seed measure was given.
     assert torch.equal(draws[0], draws[2])
+
+
+def test_image_arrays_reach_the_network_as_images(digit_pairs):
+    images = np.stack([np.asarray(image) for image, _ in digit_pairs])
+    labels = np.array([int(label) for _, label in digit_pairs])
+    assert images.shape[1:] == (1, 8, 8)
+    out = measure((images, labels), estimators=["mle"], sharpness=False, model="small_cnn", layers=["fc1"])
+    assert out["data"]["features"] == 64
+    # Same images, same seed: the arrays measure as the Dataset they came from.
+    assert out["representation"]["layers"] == _d_repr_layers(digit_pairs)

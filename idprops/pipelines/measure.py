@@ -40,7 +40,8 @@ def measure(
     Parameters
     ----------
     data : torch Dataset of (image, label), or (X, y) arrays
-        The samples, e.g. from :func:`idprops.data.load_dataset`.
+        The samples, e.g. from :func:`idprops.data.load_dataset`. X holds them as the
+        network takes them (images as (N, C, H, W)); the estimators see them flattened.
     estimators : sequence of str, class or estimator, default=("mle", "twonn")
         Dimension estimators, by registered name (plugins included) or object.
     sharpness : bool, default=True
@@ -78,9 +79,11 @@ def measure(
     """
     start = time.perf_counter()
     if isinstance(data, tuple):
-        X, y = np.asarray(data[0]), np.asarray(data[1])
-        X = X.reshape(len(X), -1)
+        inputs, y = np.asarray(data[0]), np.asarray(data[1])
+        # The estimators take one row per sample; the network takes the images as given.
+        X = inputs.reshape(len(inputs), -1)
     else:
+        inputs = data
         X, y = as_matrix_and_labels(data, progress=progress)
     pixel_scale = getattr(data, "pixel_scale", "as given")
     result: dict[str, Any] = {
@@ -132,7 +135,7 @@ def measure(
 
     if model is not None and layers:
         result["representation"] = _measure_layers(
-            data if not isinstance(data, tuple) else X,
+            inputs,
             model,
             list(layers),
             weights=weights,
@@ -174,8 +177,12 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
 
     t0 = time.perf_counter()
     if isinstance(model, str):
-        sample = data[0][0] if hasattr(data, "__getitem__") and not isinstance(data, np.ndarray) else None
-        shape = tuple(sample.shape) if sample is not None else None
+        if isinstance(data, np.ndarray):
+            shape = data.shape[1:]
+        elif hasattr(data, "__getitem__"):
+            shape = tuple(data[0][0].shape)  # a Dataset of (image, label)
+        else:
+            shape = None
         kwargs = {}
         if shape is not None and len(shape) == 3:
             kwargs = {"in_channels": shape[0], "input_size": shape[1:]}
