@@ -1,16 +1,19 @@
 """ScalingLawStudy: its cells' measurements against direct computations, its grid, its report."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.spatial.distance import cdist
 
 from idprops.data import load_dataset
 from idprops.estimators.mle import MLEDimension
 from idprops.pipelines.scaling import (
     ScalingLawStudy,
+    _load,
     build_attack,
     normalize_datasets,
     resolve_training,
@@ -215,3 +218,41 @@ def test_a_misspelt_layer_fails_the_cell_instead_of_recording_nan():
     )
     with pytest.raises(ValueError, match="no layer named 'nolayer'"):
         train_and_measure(study.cells()[0])
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def image_folder(root: Path, classes=("c0", "c1"), count: int = 6, seed: int = 0) -> Path:
+    """Class folders of 8 x 8 grayscale PNGs; each class is 100 grey levels above the last."""
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for j in range(count):
+            pixels = rng.integers(0, 100, size=(8, 8), dtype=np.uint8) + 100 * i
+            Image.fromarray(pixels.astype(np.uint8), mode="L").save(root / name / f"{j}.png")
+    return root
+
+
+FOLDER_CELL = dict(
+    sizes=[8],
+    training={"epochs": 1, "batch_size": 4, "threads": 1},
+    estimators=[],
+    sharpness=False,
+    device="cpu",
+)
+
+
+def test_class_folder_names_select_and_order_the_classes(tmp_path):
+    train, test = image_folder(tmp_path / "train"), image_folder(tmp_path / "test", seed=1)
+    spec = {"name": "folder", "root": str(train), "test_root": str(test), "classes": ["c1", "c0"]}
+    (cell,) = ScalingLawStudy(datasets=[spec], **FOLDER_CELL).cells()
+    assert cell["data"]["classes"] == ["c1", "c0"]
+    data = _load(cell["data"], train=True, n=None, seed=0)
+    # Relabelled in the order given: the brighter folder c1 is label 0.
+    brightness = {label: float(x.mean()) for x, label in data}
+    assert brightness[0] > brightness[1] and data.classes == ["c1", "c0"]
+    result = train_and_measure(cell)
+    assert result["n_train"] == 8 and result["n_test"] == 12
+    with pytest.raises(ValueError, match="class 1.5 is neither a label"):
+        ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1.5]}]).cells()

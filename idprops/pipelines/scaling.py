@@ -85,7 +85,8 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
     ``scale``, ``n_test``, and the report's ``group`` label.
 
     ``datasets`` is a name, or a sequence of names and mappings with ``name`` and
-    optionally ``classes`` (one selection) or ``pairs`` (several), ``root`` (the
+    optionally ``classes`` (one selection of labels, or of class folder names for an
+    image folder) or ``pairs`` (several), ``root`` (the
     local folder of a torchvision dataset, or of an image folder with ``name =
     "folder"``), ``test_root`` (where the test images are, when they are not the
     dataset's own test split: image folders have none), ``scale`` (``"unit"`` or
@@ -124,7 +125,7 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
             out.append(
                 {
                     "name": spec["name"],
-                    "classes": None if classes is None else [int(c) for c in classes],
+                    "classes": None if classes is None else _classes(classes, spec["name"]),
                     "root": None if spec.get("root") is None else os.fspath(spec["root"]),
                     "test_root": None
                     if spec.get("test_root") is None
@@ -136,6 +137,25 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
             )
     if not out:
         raise ValueError("no datasets given")
+    return out
+
+
+def _classes(classes: Sequence[Any], dataset: str) -> list[int | str]:
+    """A class selection as labels (ints) and class folder names (strings), as given.
+
+    A float is refused rather than truncated: ``int(1.5)`` would select another class.
+    """
+    out: list[int | str] = []
+    for c in classes:
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            out.append(int(c))
+        else:
+            raise ValueError(
+                f"dataset {dataset!r}: class {c!r} is neither a label (int) nor a class "
+                "folder name (str); write e.g. classes = [0, 1] or classes = ['benign', 'malignant']"
+            )
     return out
 
 
