@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from idprops.pipelines.dynamics import DynamicsStudy, RandomShift, dynamics_cell, first_step_at_least, merge_by_step
+from idprops.pipelines.dynamics import (
+    _DEFAULT_LAYERS,
+    DynamicsStudy,
+    RandomShift,
+    dynamics_cell,
+    first_step_at_least,
+    merge_by_step,
+)
 
 TINY = dict(
     n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]}, seeds=[0],
@@ -120,3 +127,22 @@ def test_final_ids_are_of_the_trained_model():
     assert (out["llid"], out["pid"], out["log_pid_llid"], out["ids"]) == (
         ids[-1]["llid"], ids[-1]["pid"], ids[-1]["log_pid_llid"], ids[-1]["ids"])
     assert out["ids"] != ids[-2]["ids"]
+
+
+@pytest.mark.parametrize("model", sorted(_DEFAULT_LAYERS))
+def test_default_layers_exist_in_the_model(model):
+    from idprops.activations import resolve_layer
+    from idprops.nn import build_model
+
+    layers = _DEFAULT_LAYERS[model]
+    built = build_model(model, in_channels=1, num_classes=10, input_size=8)
+    assert [resolve_layer(built, layer)[0] for layer in layers] == layers
+    cells = DynamicsStudy(model=model, regularizers={"weight_decay": [0.0]}, seeds=[0]).cells()
+    assert cells[0]["tracking"]["layers"] == layers
+
+
+def test_bad_layer_fails_when_the_grid_is_built():
+    study = DynamicsStudy(model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]},
+                          regularizers={"weight_decay": [0.0]})
+    with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
+        study.cells()

@@ -84,6 +84,11 @@ def test_grid_and_bad_settings():
         RandomizationStudy(corruptions=["noisy"]).cells()
     with pytest.raises(ValueError, match="unknown setting"):
         RandomizationStudy(training={"epoch": 3}).cells()
+    with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
+        RandomizationStudy(model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}).cells()
+    assert RandomizationStudy(model="cifar_resnet18").cells()[0]["tracking"]["layers"][0] == "stem"
+    with pytest.raises(ValueError, match="no layer named 'relu4'"):
+        RandomizationStudy(tracking={"layers": ["relu1", "relu4"]}).cells()
     assert np.all([c["tracking"]["layers"] == ["relu1", "relu2", "relu3"] for c in cells])
 
 

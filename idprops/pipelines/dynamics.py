@@ -69,7 +69,7 @@ _DEFAULT_LAYERS = {
     "small_cnn": ["features.relu1", "features.relu2", "features.pool", "relu"],
     "mlp1x512": ["fc1", "relu1"],
     "mlp3x512": ["relu1", "relu2", "relu3"],
-    "cifar_resnet18": ["conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"],
+    "cifar_resnet18": ["stem", "layer1", "layer2", "layer3", "layer4", "avgpool"],
 }
 
 
@@ -162,6 +162,38 @@ def _resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,
         tracking["layers"] = [tracking["layers"]]
     tracking["estimator"] = _estimator_spec(tracking["estimator"])
     return tracking
+
+
+def _resolve_layers(dataset: str, model: Mapping[str, Any], layers: Sequence[str]) -> list[str]:
+    """The dotted names of ``layers`` in the model the cells will build.
+
+    The model is built once, for the shape and classes of the dataset's test split
+    (which every cell loads the same way), so that a misspelt layer fails when the
+    grid is built, naming the model's layers, instead of in every cell after its data
+    have loaded.
+    """
+    import torch
+
+    from ..activations import resolve_layer
+    from ..data import labels_of, load_dataset
+    from ..nn import build_model
+
+    data = load_dataset(dataset, train=False, seed=0)
+    channels, *size = tuple(data[0][0].shape)
+    # Building initialises weights from torch's global generator: leave the caller's alone.
+    with torch.random.fork_rng(devices=[]):
+        net = build_model(model["name"], in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1,
+                          input_size=tuple(size), **model["params"])
+    names = []
+    for layer in layers:
+        if not isinstance(layer, str):
+            raise ValueError(f"tracking.layers: {layer!r} is not a layer name; give dotted names such as 'layer4'")
+        try:
+            names.append(resolve_layer(net, layer)[0])
+        except ValueError as exc:
+            top = [name for name, _ in net.named_children()]
+            raise ValueError(f"tracking.layers: {exc}; the top-level layers of {model['name']!r} are {top}") from None
+    return names
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -357,7 +389,8 @@ class DynamicsStudy(Study):
         torch's threads per cell.
     tracking : mapping, optional
         ``layers`` (default per model, e.g. small_cnn's two conv ReLUs, the pool and
-        the hidden ReLU; the last is the LLID layer), ``estimator`` (default
+        the hidden ReLU; the last is the LLID layer; names are checked against the
+        model when the grid is built), ``estimator`` (default
         ``"twonn"``), ``n_samples`` (1000), ``every`` (epochs, 1), ``data``
         (``"test"``, as the paper's validation images, or ``"train"``).
     device : str, default="auto"
@@ -456,6 +489,7 @@ class DynamicsStudy(Study):
         _check_training(training, forbidden=("weight_decay", "label_smoothing"),
                         hint="sweep them through regularizers (or set baseline)")
         tracking = self._tracking(model["name"])
+        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"])
         seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [

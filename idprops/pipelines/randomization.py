@@ -31,6 +31,7 @@ from .dynamics import (
     _history,
     _new_axes,
     _plain,
+    _resolve_layers,
     _resolve_tracking,
     _save,
     _torch_threads,
@@ -210,7 +211,8 @@ class RandomizationStudy(Study):
         Trainer arguments over Adam lr 1e-3, 40 epochs, batch 32 (``threads``: torch
         threads per cell).
     tracking : mapping, optional
-        ``layers`` (default per model; the last is the LLID layer), ``estimator``
+        ``layers`` (default per model; the last is the LLID layer; names are checked
+        against the model when the grid is built), ``estimator``
         (``"twonn"``), ``n_samples`` (1000 corrupted training inputs), ``every``
         (epochs, 5).
     estimators : mapping or sequence, default=("mle", "twonn")
@@ -279,6 +281,7 @@ class RandomizationStudy(Study):
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
         _check_training(training)
         tracking = self._tracking(model["name"])
+        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"])
         estimators = normalize_steps(self.estimators, "estimators")
         check_steps(estimators)
         seeds = _integers(self.seeds, "seeds")
