@@ -192,7 +192,8 @@ def _run_study(args) -> int:
         )
     cls = import_object(args.study_class)
     path = find_preset(args.preset) if args.preset else Path(args.config)
-    out = Path(args.out or f"{args.kind}-report")
+    # "--out=~/x" reaches here unexpanded by the shell; a literal ./~ folder is never meant.
+    out = Path(args.out or f"{args.kind}-report").expanduser()
     overrides = parse_overrides(args.overrides)
     if args.store:
         overrides["store"] = args.store

@@ -157,7 +157,8 @@ class ResultsStore:
     Parameters
     ----------
     path : str or path-like
-        The database file; created (with its folder) on first use.
+        The database file (a leading ``~`` is the home folder); created (with its
+        folder) on first use.
     timeout : float, default=60
         Seconds a write waits for another process's write to finish before failing.
 
@@ -190,7 +191,8 @@ class ResultsStore:
     """
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0) -> None:
-        self.path = Path(path)
+        # Paths from study files and --set reach here without a shell to expand "~".
+        self.path = Path(path).expanduser()
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None

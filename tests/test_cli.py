@@ -106,3 +106,34 @@ def test_weights_keep_their_classes_on_a_subset(capsys, tmp_path):
     torch.save(build_model("mlp1x512", in_channels=1, input_size=8, num_classes=10).state_dict(), other)
     code, _, err = run(capsys, "measure", "--weights", str(other), *argv)
     assert code == 2 and "do not fit small_cnn" in err and "Traceback" not in err
+
+
+def test_study_out_tilde_is_the_home_folder(capsys, tmp_path, monkeypatch):
+    seen = {}
+
+    class RecordingStudy:
+        """Stands in for a study (no training): records where its store and report go."""
+
+        store, results_, n_cells_run_ = None, [], 0
+
+        @classmethod
+        def from_toml(cls, path, overrides):
+            return cls()
+
+        def set_params(self, store):
+            self.store = seen["store"] = store
+
+        def fit(self):
+            return self
+
+        def report(self, out):
+            seen["out"] = out
+            return out / "report.md"
+
+    monkeypatch.setattr("idprops.pipelines.study.import_object", lambda spec: RecordingStudy)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "study", "scaling-law", "--preset", "digits", "--out=~/report")
+    assert code == 0, err
+    assert seen["out"] == tmp_path / "home" / "report"
+    assert seen["store"] == str(tmp_path / "home" / "report" / "results.sqlite")

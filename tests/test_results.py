@@ -195,3 +195,12 @@ def test_a_file_that_is_not_a_store_is_named(tmp_path):
     with pytest.raises(sqlite3.DatabaseError, match=r"results.sqlite is not a results store"):
         len(ResultsStore(path))
     assert path.read_text().startswith("notes")  # left as it was
+
+
+def test_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with ResultsStore("~/runs/results.sqlite") as store:
+        store.put({"N": 1}, {"loss": 0.5})
+    assert store.path == tmp_path / "home" / "runs" / "results.sqlite"
+    assert store.path.is_file() and not (tmp_path / "~").exists()
