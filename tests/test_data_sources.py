@@ -430,6 +430,8 @@ def test_load_dataset_accepts_folders_datasets_and_arrays(gray_folder):
     images = load_dataset((X, np.array([0, 1, 0, 1])), classes=[1])
     assert isinstance(images, ImageDataset) and images.pixel_scale == "unit [0, 1]"
     assert images[0][0].shape == (1, 3, 3) and float(images[0][0].max()) == 1.0
+    with pytest.raises(ValueError, match="says it twice"):
+        load_dataset(str(root), root=str(root))
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("no-such-dataset")
     with pytest.raises(ValueError, match="cannot load a dataset"):

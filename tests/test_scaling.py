@@ -256,3 +256,13 @@ def test_class_folder_names_select_and_order_the_classes(tmp_path):
     assert result["n_train"] == 8 and result["n_test"] == 12
     with pytest.raises(ValueError, match="class 1.5 is neither a label"):
         ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1.5]}]).cells()
+
+
+def test_a_folder_named_by_its_path_reads_its_test_root(tmp_path):
+    # The form paper.toml recommends for the radiology datasets.
+    train, test = image_folder(tmp_path / "train"), image_folder(tmp_path / "val", count=5, seed=1)
+    spec = {"name": str(train), "test_root": str(test), "group": "medical"}
+    (cell,) = ScalingLawStudy(datasets=[spec], **FOLDER_CELL).cells()
+    result = train_and_measure(cell)
+    assert result["n_train"] == 8 and result["n_test"] == 10
+    assert 0 <= result["robust_accuracy"]["fgsm"] <= result["test_accuracy"]

@@ -478,6 +478,16 @@ def _from_arrays(
     return _serve(images, np.asarray(y), None, classes=classes, n=n, seed=seed, scale=scale)
 
 
+def _load_folder_spec(folder, kwargs) -> ImageDataset:
+    """:func:`load_folder` of a folder given as the spec, which already names the root."""
+    if "root" in kwargs:
+        raise ValueError(
+            f"the folder {os.fspath(folder)!r} is the dataset, so root= ({kwargs['root']!r}) "
+            "says it twice; pass the folder as the spec or as load_dataset('folder', root=...)."
+        )
+    return load_folder(root=folder, **kwargs)
+
+
 def load_dataset(spec, **kwargs) -> Dataset:
     """Any dataset idprops accepts: a name, a folder, a Dataset, or ``(X, y)`` arrays.
 
@@ -509,7 +519,7 @@ def load_dataset(spec, **kwargs) -> Dataset:
     if isinstance(spec, tuple) and len(spec) == 2:
         return _from_arrays(*spec, **kwargs)
     if isinstance(spec, os.PathLike):
-        return load_folder(root=spec, **kwargs)
+        return _load_folder_spec(spec, kwargs)
     if isinstance(spec, str):
         from ..registry import get_dataset
 
@@ -517,7 +527,7 @@ def load_dataset(spec, **kwargs) -> Dataset:
             loader = get_dataset(spec)
         except ValueError as exc:
             if os.path.isdir(spec):
-                return load_folder(root=spec, **kwargs)
+                return _load_folder_spec(spec, kwargs)
             raise ValueError(f"{exc} Nor is {spec!r} an existing folder.") from None
         return loader(**kwargs)
     raise ValueError(

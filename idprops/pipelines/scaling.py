@@ -88,8 +88,9 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
     optionally ``classes`` (one selection of labels, or of class folder names for an
     image folder) or ``pairs`` (several), ``root`` (the
     local folder of a torchvision dataset, or of an image folder with ``name =
-    "folder"``), ``test_root`` (where the test images are, when they are not the
-    dataset's own test split: image folders have none), ``scale`` (``"unit"`` or
+    "folder"``; or give the image folder's path as ``name``), ``test_root`` (where the
+    test images are, when they are not the dataset's own test split: image folders
+    have none), ``scale`` (``"unit"`` or
     ``"paper"``), ``n_test`` (test images; all by default) and ``group`` (the
     report's label, e.g. ``"natural"`` or ``"medical"``; the name by default).
 
@@ -418,10 +419,15 @@ def _torch_threads(n: int | None):
 
 def _load(data: Mapping[str, Any], *, train: bool, n: int | None, seed: int):
     from ..data import load_dataset
+    from ..registry import get_dataset
 
-    root = data.get("root")
+    name, root = data["name"], data.get("root")
     if not train and data.get("test_root") is not None:
         root, train = data["test_root"], None  # the whole of a separate test folder
+        try:
+            get_dataset(name)
+        except ValueError:  # the name is the training folder's path: the test folder replaces it
+            name = "folder"
     kwargs: dict[str, Any] = {
         "train": train,
         "classes": data["classes"],
@@ -432,7 +438,7 @@ def _load(data: Mapping[str, Any], *, train: bool, n: int | None, seed: int):
     if root is not None:
         # Expanded here, not in the configuration, so that "~/data" names the same cell anywhere.
         kwargs["root"] = os.path.expanduser(root)
-    return load_dataset(data["name"], **kwargs)
+    return load_dataset(name, **kwargs)
 
 
 def _dimension_or_nan(notes: list[str], what: str, estimator, data) -> float:
