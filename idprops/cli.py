@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import signal
 import sys
@@ -48,7 +49,11 @@ def _add_measure(sub) -> None:
     p.add_argument("--layer", action="append", dest="layers", default=[], metavar="NAME", help="layer for d_repr, repeatable")
     p.add_argument("--weights", help="local state_dict file for --model (random init otherwise)")
     p.add_argument("--device", help="torch device for the model (default: where the model is, the CPU for a model built by name)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--json", action="store_true",
+        help="print the results as strict JSON: a non-finite number (K_F is infinite when "
+        "identical images have different labels) is null",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=_run_measure)
 
@@ -93,10 +98,21 @@ def _run_measure(args) -> int:
     )
     result["data"]["name"] = args.data
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(_finite_or_null(result), indent=2, default=str, allow_nan=False))
     else:
         print(format_measurement(result))
     return 0
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with non-finite floats as None, since strict JSON has no Infinity or NaN."""
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _pm(value: float, std: float | None) -> str:

@@ -2,11 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from idprops import LabelSharpness, MLEDimension, TwoNNDimension
 from idprops.cli import main
-from idprops.data import load_digits
+from idprops.data import load_dataset, load_digits
 
 
 def run(capsys, *argv):
@@ -40,6 +41,23 @@ def test_measure_json_with_layers(capsys):
     assert set(layers) == {"fc1", "features.conv2"} and all(d > 0 for d in layers.values())
     assert result["representation"]["weights"].startswith("random initialisation")
     assert result["sharpness"]["K_F"] > 0
+
+
+def _reject(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_json_is_strict_when_k_f_is_infinite(capsys):
+    import idprops
+
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    X[1] = X[0]  # the same point under both labels: K_F is infinite
+    data = load_dataset((X, np.arange(100) % 2))
+    idprops.register_dataset("twins_cli", lambda **kwargs: data, replace=True)
+    code, out, err = run(capsys, "measure", "--json", "--data", "twins_cli", "--estimator", "twonn")
+    assert code == 0, err
+    result = json.loads(out, parse_constant=_reject)
+    assert result["sharpness"]["K_F"] is None and result["sharpness"]["identical_conflicts"] == 1
 
 
 def test_plugin_estimator_by_name(capsys):
