@@ -99,7 +99,7 @@ def test_grid_and_step_resolution():
         "mle": {"name": "mle", "params": {}},
         "twonn": {"name": "twonn", "params": {}},
     }
-    assert study._groups() == {("digits", "all"): "digits", ("digits", "2v7"): "natural"}
+    assert sorted(study._groups().values()) == ["digits", "natural"]
     assert (
         resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"]
         == "sgd"
@@ -266,3 +266,37 @@ def test_a_folder_named_by_its_path_reads_its_test_root(tmp_path):
     result = train_and_measure(cell)
     assert result["n_train"] == 8 and result["n_test"] == 10
     assert 0 <= result["robust_accuracy"]["fgsm"] <= result["test_accuracy"]
+
+
+def fake_cell(config):
+    """Measurements that differ by seed, without training anything."""
+    seed = config["seed"]
+    return {
+        "n_train": config["data"]["n"],
+        "test_loss": 0.1 * (seed + 1),
+        "d_data": {"mle": 2.0 + seed},
+        "d_data_std": {"mle": 0.1},
+        "warnings": [],
+    }
+
+
+class FakeScalingStudy(ScalingLawStudy):
+    run_cell = staticmethod(fake_cell)
+
+
+def test_report_keeps_each_image_folders_group(tmp_path):
+    # Both entries are name = "folder": only their roots tell the domains apart.
+    study = FakeScalingStudy(
+        datasets=[
+            {"name": "folder", "root": "/data/natural", "test_root": "/data/natural-test",
+             "group": "natural"},
+            {"name": "folder", "root": "/data/medical", "test_root": "/data/medical-test",
+             "group": "medical"},
+        ],
+        sizes=[30], seeds=[0, 1, 2], estimators=["mle"], sharpness=False, attacks={},
+        progress=False,
+    ).fit()
+    md = study.report(tmp_path).read_text()
+    # The paper's split: log L against d_data at fixed N, fitted per domain.
+    for group in ("natural", "medical"):
+        assert f"**log test loss vs d_data (mle), {group}, N=30**" in md

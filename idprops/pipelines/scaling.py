@@ -569,8 +569,19 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the study
 
 
-def _selection(classes: Sequence[int] | None) -> str:
+def _selection(classes: Sequence[int | str] | None) -> str:
     return "all" if classes is None else "v".join(str(c) for c in classes)
+
+
+def _dataset_key(entry: Mapping[str, Any], prefix: str = "") -> str:
+    """What tells dataset entries apart: every field of :func:`normalize_datasets` but the
+    group, read from a result record's ``data.*`` fields with ``prefix="data."``.
+
+    The name and classes alone are not enough: every ``name = "folder"`` entry has the
+    same name, and only its ``root`` says which images it holds.
+    """
+    fields = sorted(_DATASET_KEYS - {"pairs", "group"})
+    return json.dumps([entry.get(prefix + field) for field in fields])
 
 
 def unit_label(row: Mapping[str, Any], with_model: bool = False) -> str:
@@ -753,12 +764,9 @@ class ScalingLawStudy(Study):
                         )
         return out
 
-    def _groups(self) -> dict[tuple[str, str], str]:
-        """(dataset name, class selection) -> the dataset's ``group`` (domain) label."""
-        return {
-            (d["name"], _selection(d["classes"])): d["group"]
-            for d in normalize_datasets(self.datasets)
-        }
+    def _groups(self) -> dict[str, str]:
+        """:func:`_dataset_key` of each dataset entry -> its ``group`` (domain) label."""
+        return {_dataset_key(d): d["group"] for d in normalize_datasets(self.datasets)}
 
     # ------------------------------------------------------------------ report
 
@@ -804,7 +812,7 @@ class ScalingLawStudy(Study):
         many_domains = len(set(domains.values())) > 1
 
         def line_of(r):
-            domain = domains.get((r["data.name"], _selection(r["data.classes"])), r["data.name"])
+            domain = domains.get(_dataset_key(r, prefix="data."), r["data.name"])
             return (f"{domain}, " if many_domains else "") + f"N={r['data.n']}"
 
         if dim_label:
