@@ -146,3 +146,39 @@ def test_bad_layer_fails_when_the_grid_is_built():
                           regularizers={"weight_decay": [0.0]})
     with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
         study.cells()
+
+
+def test_dropout_in_the_model_clashes_with_the_study():
+    # The cell would report the study's dropout (the baseline's 0 too) whatever the model says.
+    for regularizers in ({"dropout": [0.0, 0.9]}, {"weight_decay": [0.0, 0.1]}):
+        study = DynamicsStudy(model={"name": "small_cnn", "dropout": 0.5}, regularizers=regularizers)
+        with pytest.raises(ValueError, match="dropout is set by the study.*baseline.dropout"):
+            study.cells()
+
+
+def test_model_without_dropout_fails_when_the_grid_is_built():
+    with pytest.raises(ValueError, match="'mlp1x512' takes no dropout argument"):
+        DynamicsStudy(model="mlp1x512", regularizers={"dropout": [0.0, 0.5]}).cells()
+    cells = DynamicsStudy(model="mlp1x512", regularizers={"weight_decay": [0.0, 0.1]}, seeds=[0]).cells()
+    assert [c["regularization"]["dropout"] for c in cells] == [0.0, 0.0]
+
+
+def test_swept_dropout_zero_is_the_dropout_built():
+    from idprops.nn.models import small_cnn
+    from idprops.registry import register_model
+
+    built = []
+
+    def half_dropout_cnn(dropout=0.5, **kwargs):
+        built.append(dropout)
+        return small_cnn(dropout=dropout, **kwargs)
+
+    register_model("test_dynamics_half_dropout_cnn", half_dropout_cnn, replace=True)
+    study = DynamicsStudy(model="test_dynamics_half_dropout_cnn", n_train=100, regularizers={"dropout": [0.0, 0.9]},
+                          seeds=[0], training={"epochs": 1, "threads": 1},
+                          tracking={"layers": ["relu"], "n_samples": 80}, device="cpu")
+    cell = study.cells()[0]
+    assert cell["regularization"]["dropout"] == 0.0
+    built.clear()
+    dynamics_cell(cell)
+    assert built == [0.0]

@@ -13,7 +13,8 @@ Regularizers (keys of ``regularizers``; 0 is "none" for each):
 
 - ``weight_decay``: the optimizer's (L2 for Adam and SGD, decoupled for AdamW);
 - ``dropout``: the model factory's ``dropout`` argument (``small_cnn``: before the
-  classifier);
+  classifier), always passed, 0 included, so it is never given in the model's
+  parameters;
 - ``label_smoothing``: of the training loss;
 - ``shift``: data augmentation by random translations of up to this many pixels
   (:class:`RandomShift`).
@@ -164,26 +165,50 @@ def _resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,
     return tracking
 
 
-def _resolve_layers(dataset: str, model: Mapping[str, Any], layers: Sequence[str]) -> list[str]:
+def _build_model(model: Mapping[str, Any], dropout: float | None = None, **shape: Any):
+    """Build ``model`` (``{"name", "params"}``) for data of ``shape`` (``in_channels``,
+    ``num_classes``, ``input_size``), with ``dropout`` when a study sets it.
+
+    A set dropout is always passed, 0 included: left out, the factory's own default
+    would run while the cell reports 0. A factory that takes no dropout argument is
+    built without one when the dropout is 0, and refused otherwise.
+    """
+    from ..nn import build_model
+
+    if dropout is None:
+        return build_model(model["name"], **shape, **model["params"])
+    try:
+        return build_model(model["name"], **shape, **model["params"], dropout=dropout)
+    except TypeError as exc:
+        if "dropout" not in str(exc):
+            raise
+        if dropout:
+            raise ValueError(f"model {model['name']!r} takes no dropout argument; sweep dropout with a model "
+                             "that has one, such as small_cnn") from exc
+        return build_model(model["name"], **shape, **model["params"])
+
+
+def _resolve_layers(dataset: str, model: Mapping[str, Any], layers: Sequence[str],
+                    dropout: float | None = None) -> list[str]:
     """The dotted names of ``layers`` in the model the cells will build.
 
-    The model is built once, for the shape and classes of the dataset's test split
-    (which every cell loads the same way), so that a misspelt layer fails when the
-    grid is built, naming the model's layers, instead of in every cell after its data
-    have loaded.
+    The model is built once (with ``dropout``, as :func:`_build_model`), for the shape
+    and classes of the dataset's test split (which every cell loads the same way), so
+    that a misspelt layer or a model that cannot be built fails when the grid is
+    built, naming the model's layers, instead of in every cell after its data have
+    loaded.
     """
     import torch
 
     from ..activations import resolve_layer
     from ..data import labels_of, load_dataset
-    from ..nn import build_model
 
     data = load_dataset(dataset, train=False, seed=0)
     channels, *size = tuple(data[0][0].shape)
     # Building initialises weights from torch's global generator: leave the caller's alone.
     with torch.random.fork_rng(devices=[]):
-        net = build_model(model["name"], in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1,
-                          input_size=tuple(size), **model["params"])
+        net = _build_model(model, dropout, in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1,
+                           input_size=tuple(size))
     names = []
     for layer in layers:
         if not isinstance(layer, str):
@@ -286,7 +311,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..data import load_dataset
-    from ..nn import Trainer, build_model
+    from ..nn import Trainer
     from ..nn.callbacks import ActivationIDTracker
     from ..registry import resolve_estimator
 
@@ -303,17 +328,8 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
         val = load_dataset(data["name"], train=False, seed=0)  # one fixed validation set
         channels, *size = tuple(train[0][0].shape)
-        params = dict(config["model"]["params"])
-        if reg["dropout"]:
-            params["dropout"] = reg["dropout"]
-        try:
-            model = build_model(config["model"]["name"], in_channels=channels,
-                                num_classes=int(np.max(train.targets)) + 1, input_size=tuple(size), **params)
-        except TypeError as exc:
-            if "dropout" in params and "dropout" in str(exc):
-                raise ValueError(f"model {config['model']['name']!r} takes no dropout argument; "
-                                 "sweep dropout with a model that has one, such as small_cnn") from exc
-            raise
+        model = _build_model(config["model"], reg["dropout"], in_channels=channels,
+                             num_classes=int(np.max(train.targets)) + 1, input_size=tuple(size))
         tracking = config["tracking"]
         spec = tracking["estimator"]
         tracker = ActivationIDTracker(
@@ -488,14 +504,22 @@ class DynamicsStudy(Study):
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
         _check_training(training, forbidden=("weight_decay", "label_smoothing"),
                         hint="sweep them through regularizers (or set baseline)")
+        if "dropout" in model["params"]:
+            # Every cell has a dropout (the baseline's when another regularizer is swept),
+            # and it is the one reported: a second value in the model would contradict it.
+            raise ValueError("model: dropout is set by the study; sweep it through regularizers.dropout "
+                             "(or set baseline.dropout) and leave it out of the model's parameters")
+        settings = self.settings()
         tracking = self._tracking(model["name"])
-        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"])
+        # The largest dropout swept: a model that cannot take it fails here.
+        dropout = max(setting["dropout"] for setting, _ in settings)
+        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"], dropout)
         seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [
             _plain(self._cell(data=data, model=model, regularization=setting, seed=seed,
                               training=training, tracking=tracking, device=self.device))
-            for setting, _ in self.settings()
+            for setting, _ in settings
             for seed in seeds
         ]
 
