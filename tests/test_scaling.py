@@ -210,6 +210,18 @@ def test_report_writes_figures_and_fits(study, tmp_path):
     )
 
 
+def test_batch_size_none_trains_on_the_whole_training_split():
+    study = ScalingLawStudy(
+        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[30],
+        training={"epochs": 2, "batch_size": None, "threads": 1},
+        estimators=[], sharpness=False, attacks={}, device="cpu",
+    )
+    (cell,) = study.cells()
+    assert cell["training"]["batch_size"] is None
+    result = train_and_measure(cell)
+    assert result["n_train"] == 30 and result["train_loss"] > 0
+
+
 def test_a_misspelt_layer_fails_the_cell_instead_of_recording_nan():
     study = ScalingLawStudy(
         datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[40], training={"epochs": 1},

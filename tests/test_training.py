@@ -173,6 +173,38 @@ def test_steps_per_epoch_cycles_the_data():
     assert [h["step"] for h in trainer.history] == [6, 12]
 
 
+class BatchSizes(Callback):
+    def __init__(self):
+        self.sizes = []
+
+    def on_step_end(self, trainer, step, logs):
+        self.sizes.append(len(trainer.model.seen))
+
+
+class Remember(nn.Module):
+    """An MLP that remembers the last batch it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp(classes=2)
+
+    def forward(self, x):
+        self.seen = x
+        return self.net(x)
+
+
+def test_batch_size_none_is_one_full_batch_step_per_epoch():
+    data, val = blobs(n_per_class=25, classes=2), blobs(n_per_class=5, classes=2, seed=1)
+    recorder = BatchSizes()
+    trainer = Trainer(Remember(), epochs=3, batch_size=None, callbacks=[recorder])
+    trainer.fit(data, val)
+    assert trainer.step == 3 and recorder.sizes == [50, 50, 50]
+    assert [h["step"] for h in trainer.history] == [1, 2, 3] and "val_loss" in trainer.history[-1]
+    # Full batch is the same run as one batch of the whole set.
+    same = Trainer(Remember(), epochs=3, batch_size=50).fit(data, val)
+    assert_same_weights(weights(trainer.model), weights(same.model))
+
+
 def test_dataloader_is_used_as_given():
     loader = DataLoader(blobs(), batch_size=50)  # 120 samples -> 3 batches
     trainer = Trainer(mlp(), epochs=2, batch_size=7).fit(loader)

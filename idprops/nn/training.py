@@ -294,8 +294,10 @@ class Trainer:
         ``min(1, (s + 1) / warmup_steps)``, as in Brown et al.'s code.
     label_smoothing : float
         Of the training loss (evaluation uses the plain loss).
-    batch_size : int
-        Used when the data are Datasets.
+    batch_size : int or None
+        Used when the data are Datasets; ``None`` is full-batch training: every batch
+        is the whole training set (one step per pass), and validation data are
+        evaluated in one batch too.
     seed : int
         Seeds the data order and torch's random state (dropout, augmentation) for
         the run. The model's initial weights are the caller's.
@@ -356,7 +358,7 @@ class Trainer:
         gamma: float | None = None,
         warmup_steps: int = 0,
         label_smoothing: float = 0.0,
-        batch_size: int = 128,
+        batch_size: int | None = 128,
         seed: int = 0,
         device: str | torch.device = "auto",
         mixed_precision: bool = False,
@@ -423,8 +425,13 @@ class Trainer:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive int, or None for the whole training set in "
+                f"every batch, got {self.batch_size!r}."
+            )
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise ValueError(
                 f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}."
@@ -455,6 +462,10 @@ class Trainer:
             factor *= min(1.0, (step + 1) / self.warmup_steps)
         return factor
 
+    def _batch_size(self, data: Dataset) -> int:
+        """The batch size on ``data``: ``batch_size``, or all of ``data`` when it is None."""
+        return max(len(data), 1) if self.batch_size is None else self.batch_size
+
     def _batches(self, start_pass: int, start_offset: int) -> Iterator[tuple[int, int, Any]]:
         """Yield (pass, offset after this batch, batch) forever, from a given position."""
         data, pass_index, offset = self.train_data, start_pass, start_offset
@@ -468,9 +479,8 @@ class Trainer:
                 state = np.random.SeedSequence([self.seed, pass_index]).generate_state(2)
                 generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
                 order = torch.randperm(len(data), generator=generator).tolist()
-                chunks = [
-                    order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)
-                ]
+                size = self._batch_size(data)
+                chunks = [order[i : i + size] for i in range(0, len(order), size)]
                 batches = iter(
                     DataLoader(
                         data,
@@ -571,7 +581,7 @@ class Trainer:
         steps_per_pass = (
             len(train_data)
             if isinstance(train_data, DataLoader)
-            else math.ceil(len(train_data) / self.batch_size)
+            else math.ceil(len(train_data) / self._batch_size(train_data))
         )
         epoch_steps = self.steps_per_epoch or steps_per_pass
 
@@ -658,7 +668,10 @@ class Trainer:
         }
         if self.val_data is not None:
             result = evaluate(
-                self.model, self.val_data, batch_size=self.batch_size, device=self.device
+                self.model,
+                self.val_data,
+                batch_size=self._batch_size(self.val_data),
+                device=self.device,
             )
             logs["val_loss"], logs["val_accuracy"] = result["loss"], result["accuracy"]
         for callback in self.callbacks:

@@ -172,8 +172,6 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
             batch_size=4096,
         )
         probe = _AccuracyProbe(train, val)
-        if training.get("batch_size") is None:
-            training["batch_size"] = len(train)
         trainer = Trainer(
             model, steps_per_epoch=int(config["eval_every"]), seed=seed, device=device,
             progress=False, callbacks=[probe, tracker], **training,

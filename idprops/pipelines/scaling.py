@@ -324,8 +324,6 @@ def _check_trainer(training: Mapping[str, Any]) -> None:
     from ..nn.training import Trainer
 
     kwargs = {k: v for k, v in training.items() if k != "threads"}
-    if kwargs.get("batch_size", 1) is None:  # the whole training split, known per cell
-        kwargs["batch_size"] = 1
     Trainer(None, **kwargs)._validate()
 
 
@@ -625,7 +623,8 @@ class ScalingLawStudy(Study):
         sample. The paper used 1337.
     training : mapping, optional
         ``preset`` (default: the paper's for the model) and Trainer overrides such as
-        ``epochs``, ``batch_size``, ``lr``; ``threads`` sets torch's threads per cell.
+        ``epochs``, ``batch_size`` (None: the whole training set in every step), ``lr``;
+        ``threads`` sets torch's threads per cell.
     estimators : mapping or sequence, default=("mle", "twonn")
         d_data estimators, label -> spec (:func:`normalize_steps`).
     sharpness : bool or mapping, default=True
