@@ -15,6 +15,7 @@ from idprops.data import (
     corrupt,
     load_digits,
 )
+from idprops.data.randomization import check_corruption
 
 
 def images_dataset(n=40, channels=3, size=5, seed=0, classes=10):
@@ -159,3 +160,32 @@ def test_registry_of_corruptions_and_pixel_scale_passthrough():
     assert not clean.corrupted_.any() and np.array_equal(clean.targets, digits.targets)
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt(digits, "blurred")
+
+
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("partial_labels", {}, r"'partial_labels' needs \['p'\]"),
+        ("random_labels", {"p": 0.3}, "takes no parameter 'p'.*partial_labels with p"),
+        ("true_labels", {"p": 0.3}, "takes no parameter 'p'.*partial_labels with p"),
+        ("shuffled_pixels", {"p": 0.3}, "takes no parameter 'p': it takes none"),
+        ("partial_labels", {"q": 0.3, "p": 0.3}, r"takes no parameter 'q': its parameters are \['p', 'num_classes'\]"),
+        ("partial_labels", {"p": 1.5}, "p must be a probability"),
+        ("partial_labels", {"p": True}, "p must be a probability"),
+        ("random_labels", {"num_classes": 2.5}, "num_classes must be a positive int"),
+        ("blurred", {}, "unknown corruption"),
+    ],
+)
+def test_corruption_parameters_are_checked_before_any_data(name, params, match):
+    with pytest.raises(ValueError, match=match):
+        check_corruption(name, params)
+    with pytest.raises(ValueError, match=match):
+        corrupt(load_digits(train=None, n=20), name, **params)
+
+
+def test_random_labels_are_p_1_and_take_no_p():
+    data = TensorDataset(torch.zeros(200, 1), torch.arange(200) % 10)
+    assert corrupt(data, "random_labels", seed=2).resampled_.all()
+    assert not corrupt(data, "true_labels", seed=2).resampled_.any()
+    check_corruption("partial_labels", {"p": 0.3, "num_classes": 10})
+    check_corruption("random_labels", {"num_classes": None})

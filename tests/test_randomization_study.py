@@ -82,6 +82,13 @@ def test_grid_and_bad_settings():
     assert cells[0]["corruption"] == {"name": "partial_labels", "params": {"p": 0.2}}
     with pytest.raises(ValueError, match="unknown corruption"):
         RandomizationStudy(corruptions=["noisy"]).cells()
+    # Corruption parameters fail when the grid is built, not in every cell.
+    with pytest.raises(ValueError, match=r"corruptions.p: corruption 'partial_labels' needs \['p'\]"):
+        RandomizationStudy(corruptions={"p": {"name": "partial_labels"}}).cells()
+    with pytest.raises(ValueError, match="corruptions.r30: corruption 'random_labels' takes no parameter 'p'"):
+        RandomizationStudy(corruptions={"r30": {"name": "random_labels", "p": 0.3}}).cells()
+    with pytest.raises(ValueError, match="corruptions.gaussian: .* takes no parameter 'seed'"):
+        RandomizationStudy(corruptions={"gaussian": {"seed": 3}}).cells()
     with pytest.raises(ValueError, match="unknown setting"):
         RandomizationStudy(training={"epoch": 3}).cells()
     with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):

@@ -31,7 +31,11 @@ and ``corrupted_indices_``, ``targets`` and the wrapped dataset's ``pixel_scale`
 
 from __future__ import annotations
 
-from functools import cached_property, partial
+import inspect
+import numbers
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +49,7 @@ __all__ = [
     "RandomPixels",
     "RandomizedLabels",
     "ShuffledPixels",
+    "check_corruption",
     "corrupt",
 ]
 
@@ -243,15 +248,90 @@ class GaussianInputs(_PixelWrapper):
         )
 
 
-#: Corruption name to its wrapper class (see :func:`corrupt` and the module's table).
+def _true_labels(dataset, num_classes: int | None = None, seed: int = 0) -> RandomizedLabels:
+    """The control: every label kept (:class:`RandomizedLabels` with ``p=0``)."""
+    return RandomizedLabels(dataset, 0.0, num_classes=num_classes, seed=seed)
+
+
+def _random_labels(dataset, num_classes: int | None = None, seed: int = 0) -> RandomizedLabels:
+    """Every label redrawn uniformly (:class:`RandomizedLabels` with ``p=1``)."""
+    return RandomizedLabels(dataset, 1.0, num_classes=num_classes, seed=seed)
+
+
+#: Corruption name to its wrapper (see :func:`corrupt` and the module's table). The
+#: parameters each takes are its signature's, less ``dataset`` and ``seed``.
 CORRUPTIONS = {
-    "true_labels": partial(RandomizedLabels, p=0.0),
+    "true_labels": _true_labels,
     "partial_labels": RandomizedLabels,
-    "random_labels": partial(RandomizedLabels, p=1.0),
+    "random_labels": _random_labels,
     "shuffled_pixels": ShuffledPixels,
     "random_pixels": RandomPixels,
     "gaussian": GaussianInputs,
 }
+
+# What a parameter's value must be, checked before any data are read.
+_VALUE_CHECKS = {
+    "p": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1,
+          "a probability between 0 and 1"),
+    "num_classes": (lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0),
+                    "a positive int (or None to infer it from the labels)"),
+}
+# Why a parameter is refused, where a user is likely to try it.
+_REFUSALS = {
+    ("true_labels", "p"): "true_labels keeps every label; for noise use partial_labels with p",
+    ("random_labels", "p"): "random_labels redraws every label (p = 1 by definition); "
+                            "for a fraction use partial_labels with p",
+}
+
+
+def check_corruption(name: str, params: Mapping[str, Any]) -> None:
+    """Check a corruption's name and parameters without reading any data.
+
+    Studies call it when their grid is built, so that a misspelt name or parameter
+    fails before any model trains; :func:`corrupt` calls it too.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`CORRUPTIONS`.
+    params : mapping
+        The parameters :func:`corrupt` would pass on (``p`` for ``partial_labels``,
+        ``num_classes`` for the label corruptions); not the seed.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, a parameter the corruption does not take, a missing
+        required one, or a bad value.
+
+    Examples
+    --------
+    >>> check_corruption("partial_labels", {"p": 0.3})
+    >>> check_corruption("random_labels", {"p": 0.3})
+    Traceback (most recent call last):
+    ...
+    ValueError: corruption 'random_labels' takes no parameter 'p': random_labels redraws every label (p = 1 by definition); for a fraction use partial_labels with p.
+    """
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}.")
+    signature = inspect.signature(CORRUPTIONS[name]).parameters
+    takes = [key for key in signature if key not in ("dataset", "seed")]
+    for key in params:
+        if key in takes:
+            continue
+        if key == "seed":
+            why = "the seed is given apart from the parameters (a study's seeds set it)"
+        else:
+            why = _REFUSALS.get((name, key), f"its parameters are {takes}" if takes else "it takes none")
+        raise ValueError(f"corruption {name!r} takes no parameter {key!r}: {why}.")
+    missing = [key for key in takes if signature[key].default is inspect.Parameter.empty and key not in params]
+    if missing:
+        hint = "; e.g. p = 0.3 redraws about 30 % of the labels (the new class may equal the old one)"
+        raise ValueError(f"corruption {name!r} needs {missing}{hint if 'p' in missing else ''}.")
+    for key, value in params.items():
+        ok, what = _VALUE_CHECKS[key]
+        if not ok(value):
+            raise ValueError(f"corruption {name!r}: {key} must be {what}, got {value!r}.")
 
 
 def corrupt(dataset, name: str, *, seed: int = 0, **params) -> Dataset:
@@ -261,10 +341,12 @@ def corrupt(dataset, name: str, *, seed: int = 0, **params) -> Dataset:
     ----------
     dataset : Dataset of (x, label)
     name : str
-        One of ``CORRUPTIONS``; ``"partial_labels"`` needs ``p``.
+        One of ``CORRUPTIONS``; ``"partial_labels"`` needs ``p``, and only it takes
+        one (``"random_labels"`` is ``p = 1``, ``"true_labels"`` ``p = 0``).
     seed : int, default=0
     **params
-        Passed to the wrapper (``p``, ``num_classes``).
+        Passed to the wrapper: ``p``, and ``num_classes`` for the label corruptions;
+        checked by :func:`check_corruption`.
 
     Examples
     --------
@@ -275,6 +357,5 @@ def corrupt(dataset, name: str, *, seed: int = 0, **params) -> Dataset:
     >>> int(corrupt(data, "true_labels").corrupted_.sum())
     0
     """
-    if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {name!r}; choose one of {sorted(CORRUPTIONS)}.")
+    check_corruption(name, params)
     return CORRUPTIONS[name](dataset, seed=seed, **params)

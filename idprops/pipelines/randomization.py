@@ -201,6 +201,8 @@ class RandomizationStudy(Study):
         label -> spec (``name`` of :data:`idprops.data.CORRUPTIONS`, default the
         label, and its parameters, e.g. ``{"partial_labels_0.5": {"name":
         "partial_labels", "p": 0.5}}``); a sequence of names is read as ``{name: {}}``.
+        Only ``partial_labels`` takes ``p`` (and needs it); names and parameters are
+        checked when the grid is built (:func:`idprops.data.randomization.check_corruption`).
         Default: true labels, labels corrupted with p = 0.5, random labels, shuffled
         pixels, random pixels, Gaussian.
     model : str or mapping, default="mlp3x512"
@@ -261,15 +263,16 @@ class RandomizationStudy(Study):
     run_cell = staticmethod(randomization_cell)
 
     def _corruptions(self) -> dict[str, dict[str, Any]]:
-        from ..data import CORRUPTIONS
+        from ..data.randomization import check_corruption
 
         specs = normalize_steps(_DEFAULT_CORRUPTIONS if self.corruptions is None else self.corruptions, "corruptions")
         if not specs:
             raise ValueError("corruptions is empty")
         for label, spec in specs.items():
-            if spec["name"] not in CORRUPTIONS:
-                raise ValueError(f"corruptions.{label}: unknown corruption {spec['name']!r}; "
-                                 f"choose one of {sorted(CORRUPTIONS)}")
+            try:
+                check_corruption(spec["name"], spec["params"])
+            except ValueError as exc:
+                raise ValueError(f"corruptions.{label}: {exc}") from None
         return specs
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
@@ -277,6 +280,7 @@ class RandomizationStudy(Study):
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per corruption x seed."""
+        corruptions = self._corruptions()
         model = normalize_model(self.model)
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
         _check_training(training)
@@ -289,7 +293,7 @@ class RandomizationStudy(Study):
         return [
             _plain(self._cell(data=data, corruption=spec, label=label, model=model, seed=seed,
                               training=training, tracking=tracking, estimators=estimators, device=self.device))
-            for label, spec in self._corruptions().items()
+            for label, spec in corruptions.items()
             for seed in seeds
         ]
 
