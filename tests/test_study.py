@@ -20,6 +20,7 @@ from idprops.pipelines import (
 from idprops.pipelines.study import (
     CellError,
     Study,
+    _describe,
     available_presets,
     find_preset,
     load_study_file,
@@ -244,6 +245,20 @@ def test_temporary_store_and_failed_cell(tmp_path):
     with pytest.raises(CellError, match="n=10000 samples requested"):
         study.fit()
     assert study.store is None
+
+
+def test_a_failed_cell_says_which_cell_it_was():
+    # Two cells of one grid differ only in nested values (data, model, size).
+    study = ScalingLawStudy(
+        datasets=[{"name": "digits", "pairs": [[0, 1], [3, 8]]}], sizes=[10_000],
+        training={"epochs": 1},
+    )
+    first, second = (_describe(cell) for cell in study.cells())
+    assert first != second and "\n" not in first and len(first) < 400
+    assert "data.name=digits, data.classes=[3, 8]" in second and "data.n=10000" in second
+    assert "model.name=small_cnn" in first and "code_version" not in first
+    with pytest.raises(CellError, match=r"cell \{.*data\.classes=\[0, 1\], .*\} failed"):
+        study.fit()
 
 
 class _Squares(Study):

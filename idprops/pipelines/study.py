@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import inspect
+import json
 import os
 import tempfile
 import time
@@ -33,7 +34,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..results import ResultsStore, cell_config, config_key
+from ..results import ResultsStore, _flatten, cell_config, config_key
 from ..utils import progress_bar
 
 __all__ = [
@@ -47,6 +48,10 @@ __all__ = [
 
 #: Result fields that :meth:`Study.fit` adds to every cell's result.
 RESERVED_RESULT_FIELDS = ("seconds", "study_file")
+
+# A failed cell's description stops adding fields past this many characters. Grids put
+# what tells their cells apart (data, model, size, seed) before the settings they share.
+_DESCRIBE_CHARS = 300
 
 
 class CellError(RuntimeError):
@@ -84,8 +89,27 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def _describe(config: Mapping[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in config.items() if not isinstance(v, (Mapping, list))]
-    return "{" + ", ".join(parts[:6]) + "}"
+    """One line naming a cell: its fields with nested names dotted (``data.name=digits``),
+    in the configuration's order, without the code version (the same in every cell)
+    and empty values, cut after about :data:`_DESCRIBE_CHARS` characters.
+
+    Examples
+    --------
+    >>> _describe({"code_version": "0.1", "data": {"name": "digits", "classes": [0, 1],
+    ...            "root": None}, "model": {"name": "small_cnn", "params": {}}, "seed": 0})
+    '{data.name=digits, data.classes=[0, 1], model.name=small_cnn, seed=0}'
+    """
+    parts, length = [], 0
+    for key, value in _flatten(config).items():
+        if key == "code_version" or value is None or value == []:
+            continue
+        text = f"{key}={json.dumps(value) if isinstance(value, list) else value}"
+        if parts and length + len(text) > _DESCRIBE_CHARS:
+            parts.append("...")
+            break
+        parts.append(text)
+        length += len(text) + 2
+    return "{" + ", ".join(parts) + "}"
 
 
 class Study(BaseEstimator):
