@@ -319,7 +319,8 @@ class Correlation:
     p_value : float
         Two-sided. Exact up to 8 pairs: a permutation test over all ``n!`` re-pairings
         of x and y (so never below ``2/n!``). Above, from :func:`scipy.stats.pearsonr`
-        or :func:`scipy.stats.spearmanr` (Student's t).
+        or :func:`scipy.stats.spearmanr` (Student's t), raised to ``2/n!`` where it is
+        below (it is 0 when ``|r| = 1``).
     ci : tuple of float
         Percentile bootstrap interval at ``confidence`` (pairs resampled).
     n : int
@@ -436,6 +437,9 @@ def correlation(
             vectorized=True,
             n_resamples=math.factorial(x.size),  # all of them: exact
         ).pvalue
+    else:
+        # No re-pairing test gets below 2/n!; Student's t says 0 when |r| = 1.
+        p = max(p, 2 / math.factorial(x.size))
     rng = np.random.default_rng(random_state)
     idx = rng.integers(0, x.size, size=(n_boot, x.size))
     bx, by = x[idx], y[idx]

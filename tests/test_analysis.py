@@ -189,6 +189,8 @@ def test_small_sample_spearman_p_value_by_hand():
     y = np.array([1, 3, 2, 5, 4, 7, 6, 9, 8], dtype=float)
     for method, ref in [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)]:
         assert correlation(x, y, method=method).p_value == pytest.approx(ref(x, y)[1])
+    # ...unless it is below the smallest p any re-pairing test can give
+    assert correlation(x, -(x**3), method="spearman").p_value == pytest.approx(2 / math.factorial(9))
 
 
 def test_correlation_errors():
