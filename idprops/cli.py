@@ -232,7 +232,7 @@ def _run_study(args) -> int:
             stack.enter_context(parallel_config(backend="dask"))
         study.fit()
     reused = len(study.results_) - study.n_cells_run_
-    print(f"{args.kind}: {study.n_cells_run_} cell(s) run, {reused} taken from {study.store}")
+    print(f"{args.kind}: {study.n_cells_run_} cell(s) run, {reused} taken from {study.store_path_}")
     print(f"report: {study.report(out)}")
     return 0
 

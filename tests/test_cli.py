@@ -132,7 +132,7 @@ def test_study_out_tilde_is_the_home_folder(capsys, tmp_path, monkeypatch):
     class RecordingStudy:
         """Stands in for a study (no training): records where its store and report go."""
 
-        store, results_, n_cells_run_ = None, [], 0
+        store, store_path_, results_, n_cells_run_ = None, None, [], 0
 
         @classmethod
         def from_toml(cls, path, overrides):

@@ -284,6 +284,12 @@ def test_a_cell_listed_twice_is_one_result_and_reserved_fields_are_kept():
         _Squares(extra="seconds").fit()
 
 
+def test_store_path_expands_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    study = _Squares(store="~/squares.sqlite").fit()
+    assert study.store_path_ == tmp_path / "squares.sqlite" and study.store_path_.exists()
+
+
 def test_study_file_overrides_and_errors(study_file, tmp_path):
     params = load_study_file(study_file, {"training.epochs": 3, "representation.estimator": "mle"})
     assert params["training"] == {"epochs": 3, "batch_size": 16, "threads": 1}

@@ -245,14 +245,14 @@ class Study(BaseEstimator):
         if not cells:
             raise ValueError(f"{type(self).__name__} has no cells: check its grid parameters")
         with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
-            path = Path(self.store) if self.store is not None else Path(tmp) / "results.sqlite"
+            path = Path(self.store).expanduser() if self.store is not None else Path(tmp) / "results.sqlite"
             with ResultsStore(path) as store:
                 self.n_cells_run_ = self._run_missing(store, cells)
                 by_key = {rec["key"]: rec for rec in store.records()}
                 # A cell listed twice (seeds = [0, 0]) is one result, counted once.
                 keys = dict.fromkeys(config_key(cfg) for cfg in cells)
                 self.results_ = [by_key[key] for key in keys]
-        self.store_path_ = None if self.store is None else Path(self.store)
+        self.store_path_ = None if self.store is None else path
         return self
 
     def _run_missing(self, store: ResultsStore, cells: list[dict[str, Any]]) -> int:
