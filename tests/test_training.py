@@ -372,3 +372,25 @@ def test_items_with_extra_fields_are_accepted():
         trainer.history[0]["val_accuracy"]
         == evaluate(trainer.model, TensorDataset(x, y))["accuracy"]
     )
+
+
+@pytest.mark.parametrize("data_device, pinned", [("cpu", True), ("meta", False)])
+def test_pins_memory_only_for_data_on_the_cpu(monkeypatch, data_device, pinned):
+    # Data already on the GPU cannot be pinned ("cannot pin 'torch.cuda.FloatTensor'");
+    # meta tensors stand in for CUDA ones, and a loader recording pin_memory for pinning.
+    import idprops.nn.training as training
+
+    asked = []
+
+    class RecordingLoader(DataLoader):
+        def __init__(self, *args, pin_memory=False, **kwargs):
+            asked.append(pin_memory)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(training, "DataLoader", RecordingLoader)
+    x, y = blobs().tensors
+    trainer = Trainer(mlp(), epochs=1, batch_size=16)
+    trainer.train_data = TensorDataset(x.to(data_device), y.to(data_device))
+    trainer.device = torch.device("cuda")
+    next(trainer._batches(0, 0))
+    assert asked == [pinned]

@@ -135,6 +135,17 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _on_cpu(data: Dataset) -> bool:
+    """Whether the tensors in ``data``'s items are on the CPU, judged by the first item.
+
+    Only CPU tensors can be pinned: small data sets (grokking's, say) are often put on
+    the GPU whole, and asking a DataLoader to pin those fails.
+    """
+    item = data[0]
+    fields = item if isinstance(item, (tuple, list)) else (item,)
+    return all(f.device.type == "cpu" for f in fields if isinstance(f, torch.Tensor))
+
+
 def _loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
     """A DataLoader over ``data`` in its own order (DataLoaders are used as given).
 
@@ -469,6 +480,9 @@ class Trainer:
     def _batches(self, start_pass: int, start_offset: int) -> Iterator[tuple[int, int, Any]]:
         """Yield (pass, offset after this batch, batch) forever, from a given position."""
         data, pass_index, offset = self.train_data, start_pass, start_offset
+        pin = (
+            not isinstance(data, DataLoader) and self.device.type == "cuda" and _on_cpu(data)
+        )
         while True:
             if isinstance(data, DataLoader):
                 batches = iter(data)
@@ -487,7 +501,7 @@ class Trainer:
                         batch_sampler=chunks[offset:],
                         num_workers=self.num_workers,
                         generator=generator,  # worker seeds, and no draw on the global state
-                        pin_memory=self.device.type == "cuda",
+                        pin_memory=pin,
                     )
                 )
             for batch in batches:
