@@ -21,6 +21,7 @@ the few still unproven are scanned in float64.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -48,6 +49,10 @@ _RERANK_BYTES = 2 * 2**20
 _MEASURE_ONCE_MIN_FEATURES = 128
 # Held while a torch search changes torch's process-wide float32 matmul precision.
 _PRECISION_LOCK = threading.Lock()
+# A GPU driver's device file: NVIDIA on Linux, WSL2 (which has no /dev/nvidiactl), ROCm.
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+# faiss' GPU search returns at most this many neighbours per query.
+_FAISS_GPU_MAX_K = 2048
 # Below this many rows, starting threads and setting process-wide thread limits costs
 # more than the symmetric search saves (500 x 10: 17 ms against faiss.knn's 6 ms).
 _SYMMETRIC_MIN_ROWS = 2048
@@ -75,9 +80,9 @@ def _faiss():
 
 
 def _cuda_available() -> bool:
-    # Importing torch costs about a second; on a machine without an NVIDIA driver it
-    # cannot see a GPU anyway, so do not pay for it there.
-    if "torch" not in sys.modules and not os.path.exists("/dev/nvidiactl"):
+    # Importing torch costs about a second; on a machine without a GPU driver it cannot
+    # see a GPU anyway, so do not pay for it there.
+    if "torch" not in sys.modules and not any(map(os.path.exists, _GPU_DEVICE_FILES)):
         return False
     if importlib.util.find_spec("torch") is None:
         return False
@@ -113,13 +118,13 @@ def available_backends() -> list[str]:
     return found
 
 
-def _resolve_backend(backend: str) -> str:
+def _resolve_backend(backend: str, device=None) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         # faiss GPU wheels need about 0.8 GB of CUDA libraries that many users lack, so
         # torch on the GPU comes before faiss on the CPU.
-        cuda = _cuda_available()
+        cuda = not _on_cpu(device) and _cuda_available()
         if cuda and _faiss_gpu_available():
             return "faiss-gpu"
         if cuda or _faiss() is None:
@@ -142,9 +147,26 @@ def _faiss_search(Y, gpu, device):
         # The same search as a flat index's, without the index's copy of Y.
         return lambda queries, n: faiss.knn(queries, Y, n)
     index = faiss.IndexFlatL2(Y.shape[1])
-    index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device or 0, index)
+    index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), _gpu_number(device), index)
     index.add(Y)
     return index.search
+
+
+def _gpu_number(device) -> int:
+    """faiss' GPU number for ``device``: None, an int, or "cuda[:N]" as torch writes it."""
+    if device is None:
+        return 0
+    if isinstance(device, (int, np.integer)):
+        return int(device)
+    kind, _, number = str(device).partition(":")
+    if kind != "cuda" or not (number or "0").isdigit():
+        raise ValueError(f"device={device!r} is not a GPU; the faiss-gpu backend takes 'cuda:N' or N")
+    return int(number or 0)
+
+
+def _on_cpu(device) -> bool:
+    """Whether ``device`` names the CPU (torch's spelling, or a torch.device)."""
+    return device is not None and str(device).split(":")[0] == "cpu"
 
 
 def _torch_device(device):
@@ -152,7 +174,43 @@ def _torch_device(device):
 
     if device is None:
         return torch.device("cuda" if _cuda_available() else "cpu")
+    if isinstance(device, (int, np.integer)):  # a GPU number, as faiss takes it
+        return torch.device("cuda", int(device))
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def _ieee_float32_matmuls():
+    """float32 products in float32 (not TF32 or bfloat16) for a while.
+
+    TF32 products (which torch allows on request) would break the float32 error bound
+    that the re-ranking relies on. torch has two APIs for this process-wide setting,
+    and reading the older one raises once the newer one was used, so the caller's
+    own API is the one changed and restored. The lock keeps two searches in different
+    threads from each restoring the other's setting and losing the caller's.
+    """
+    import torch
+
+    with _PRECISION_LOCK:
+        try:
+            legacy = torch.get_float32_matmul_precision()
+        except RuntimeError:  # the caller set the newer, per-backend fp32_precision
+            legacy = None
+        backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
+        if legacy is None:
+            saved = [b.fp32_precision for b in backends]
+            for b in backends:
+                b.fp32_precision = "ieee"
+        else:
+            torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            if legacy is None:
+                for b, precision in zip(backends, saved):
+                    b.fp32_precision = precision
+            else:
+                torch.set_float32_matmul_precision(legacy)
 
 
 def _torch_search(Y, device):
@@ -163,23 +221,13 @@ def _torch_search(Y, device):
     y_sq = (Yt * Yt).sum(1)
 
     def search(queries, n):
-        # TF32 products (allowed by torch.set_float32_matmul_precision) would break
-        # the float32 error bound that the re-ranking relies on. The setting is
-        # process-wide: without the lock, two searches in different threads could
-        # each restore the other's "highest" and lose the caller's own setting.
-        with _PRECISION_LOCK:
-            precision = torch.get_float32_matmul_precision()
-            torch.set_float32_matmul_precision("highest")
-            try:
-                with torch.no_grad():
-                    xb = torch.from_numpy(queries).to(device)
-                    # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
-                    d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
-                    values, idx = torch.topk(d2, n, dim=1, largest=False)
-                    values += (xb * xb).sum(1, keepdim=True)
-                    return values.cpu().numpy(), idx.cpu().numpy()
-            finally:
-                torch.set_float32_matmul_precision(precision)
+        with _ieee_float32_matmuls(), torch.no_grad():
+            xb = torch.from_numpy(queries).to(device)
+            # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
+            d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)
+            values, idx = torch.topk(d2, n, dim=1, largest=False)
+            values += (xb * xb).sum(1, keepdim=True)
+            return values.cpu().numpy(), idx.cpu().numpy()
 
     return search
 
@@ -282,8 +330,9 @@ def _torch_distances(X, Y, device):
     import torch
 
     def to_device(A):
-        # torch refuses to share memory with a read-only array.
-        return torch.from_numpy(A if A.flags.writeable else A.copy()).to(device).contiguous()
+        # torch refuses to share memory with a read-only array or negative strides
+        # (np.flip's), both of which check_array lets through.
+        return torch.from_numpy(np.require(A, requirements=["C", "W"])).to(device)
 
     Xt = to_device(X)
     Yt = Xt if Y is X else to_device(Y)
@@ -467,7 +516,9 @@ def kneighbors(
         search of ``X`` (2,048 rows or more) against itself with faiss on the CPU works
         in its own blocks of at most 1,024 x 1,024 products and ignores it.
     device : str or int, default=None
-        Torch device (``"cpu"``, ``"cuda:1"``) or faiss GPU number.
+        Torch device (``"cpu"``, ``"cuda:1"``) or GPU number. With ``"auto"``, a CPU
+        device picks a CPU backend. faiss on the GPU returns at most 2,048 neighbours,
+        so searches for more (k of 1,024 or more) run in torch on the same GPU.
 
     Returns
     -------
@@ -504,7 +555,9 @@ def kneighbors(
             f"cannot find k={k} neighbours among {available} other points; use a "
             f"smaller k or more data."
         )
-    backend = _resolve_backend(backend)
+    backend = _resolve_backend(backend, device)
+    if backend == "faiss-gpu" and min(k + exclude_self + max(k, 8), len(Y)) > _FAISS_GPU_MAX_K:
+        backend = "torch"  # on the same GPU
 
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision. Dividing by a power of two

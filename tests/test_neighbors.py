@@ -474,7 +474,7 @@ def test_torch_re_measuring_equals_numpys(separate_y, rng):
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
-@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "separate", "wide", 1e-300, 1e300])
+@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "separate", "wide", "flipped", 1e-300, 1e300])
 def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng):
     # The whole search (both passes, the float64 scan, pairs re-measured at extreme
     # scales, pairs measured once from two ends) with the torch re-measuring that a GPU uses, here run on the CPU.
@@ -490,6 +490,8 @@ def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng)
         X, Y = X[:50], rng.standard_normal((400, 6))
     elif case == "wide":  # pairs found from both ends are measured once
         X = X[:, :3] @ rng.standard_normal((3, 200))
+    elif case == "flipped":  # negative strides, which torch.from_numpy refuses
+        X = np.flip(X, 0)
     if isinstance(case, float):  # brute force in float64 would overflow or underflow
         ref_dist, ref_idx = brute_force(X, 5)
         dist, idx = kneighbors(X * case, 5, backend="torch")
@@ -497,6 +499,49 @@ def test_search_re_measured_by_torch_matches_brute_force(case, monkeypatch, rng)
     else:
         _, idx, ref_idx = assert_same_neighbours(X, 5, Y=Y, backend="torch")
     np.testing.assert_array_equal(idx, ref_idx)  # ties too: by index, as promised
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_torch_search_under_the_newer_precision_api(rng):
+    import torch
+
+    # Once fp32_precision is set, torch.get_float32_matmul_precision() raises: the
+    # search once failed on every call for users of the API torch now recommends.
+    matmuls = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
+    if not hasattr(matmuls[0], "fp32_precision"):
+        pytest.skip("this torch has only the older API")
+    try:
+        matmuls[0].fp32_precision, matmuls[1].fp32_precision = "tf32", "bf16"
+        assert_same_neighbours(rng.standard_normal((200, 8)), 4, backend="torch")
+        assert (matmuls[0].fp32_precision, matmuls[1].fp32_precision) == ("tf32", "bf16")
+    finally:
+        # "none" (the default) makes the older API readable again for other tests.
+        matmuls[0].fp32_precision = matmuls[1].fp32_precision = "none"
+
+
+def test_devices_name_gpus_for_faiss_and_cpu_picks_a_cpu_backend(monkeypatch):
+    import idprops.neighbors as nb
+
+    assert [nb._gpu_number(d) for d in (None, 2, "cuda", "cuda:3")] == [0, 2, 0, 3]
+    with pytest.raises(ValueError, match="not a GPU"):
+        nb._gpu_number("cpu")
+    monkeypatch.setattr(nb, "_cuda_available", lambda: True)
+    monkeypatch.setattr(nb, "_faiss_gpu_available", lambda: True)
+    assert nb._resolve_backend("auto", "cuda:1") == "faiss-gpu"
+    assert nb._resolve_backend("auto", "cpu") in ("faiss", "torch")
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_more_neighbours_than_faiss_gpu_returns_run_in_torch(monkeypatch, rng):
+    import idprops.neighbors as nb
+
+    # faiss' GPU search stops at 2,048 per query; CPU faiss has no GPU resources, so
+    # this search fails unless it runs in torch.
+    monkeypatch.setattr(nb, "_resolve_backend", lambda backend, device: "faiss-gpu")
+    X = rng.standard_normal((2300, 3))
+    dist, idx = kneighbors(X, 1100)
+    ref_dist, _ = brute_force(X, 1100)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
 
 
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
