@@ -113,6 +113,23 @@ def test_checkpoint_every_and_contents(tmp_path):
     assert set(state) >= {"model", "optimizer", "epoch", "step", "history", "rng"}
 
 
+@pytest.mark.filterwarnings("ignore:.*to a meta parameter:UserWarning")
+def test_resume_keeps_adams_step_counts_on_the_cpu(tmp_path):
+    # Adam expects its step counts on the CPU unless capturable; loading a checkpoint
+    # onto the GPU put them there. The model on "meta" stands in for one on the GPU.
+    Trainer(mlp(), epochs=1, batch_size=30, optimizer="adam", checkpoint_dir=tmp_path).fit(
+        blobs()
+    )
+    trainer = Trainer(mlp().to("meta"), optimizer="adam", checkpoint_dir=tmp_path, resume=True)
+    trainer.device = torch.device("meta")
+    trainer.optimizer, trainer._scaler = trainer._make_optimizer(), None
+    with torch.random.fork_rng(devices=[]):  # loading sets the global random state
+        trainer._load_checkpoint()
+    states = list(trainer.optimizer.state.values())
+    assert states and all(state["step"].device.type == "cpu" for state in states)
+    assert all(state["exp_avg"].device.type == "meta" for state in states)
+
+
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     data = blobs()
     a = Trainer(mlp(), epochs=1, batch_size=16).fit(data)

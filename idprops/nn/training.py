@@ -541,16 +541,19 @@ class Trainer:
         path = self._checkpoint_path() if os.path.isdir(os.fspath(self.checkpoint_dir)) else None
         if path is None:
             return 0, 0
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # Loaded on the CPU: the optimizer's load_state_dict moves its state to the
+        # parameters' device except Adam's step counts, which must stay on the CPU
+        # (unless capturable); the random states are CPU tensors too.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self._scaler is not None and state["scaler"] is not None:
             self._scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = list(state["history"])
-        torch.set_rng_state(state["rng"].cpu())
+        torch.set_rng_state(state["rng"])
         if self.device.type == "cuda" and state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         return tuple(state["position"])
 
     def _done(self) -> bool:
