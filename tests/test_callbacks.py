@@ -118,6 +118,20 @@ def test_sample_is_fixed_and_seeded():
     assert not np.array_equal(other.sample_indices_, tracker.sample_indices_)
 
 
+@pytest.mark.parametrize("where", ["meta", "requires_grad"])
+def test_sample_from_a_tensor_numpy_cannot_read(where):
+    # numpy reads neither a tensor on the GPU ("meta" stands in for one) nor one that
+    # requires grad: the sample is indexed where the tensor lies.
+    x = make_data().tensors[0]
+    data = x.to("meta") if where == "meta" else x.clone().requires_grad_()
+    tracker = ActivationIDTracker(["0"], n_samples=50)
+    sample = tracker._sample(data)
+    assert sample.shape == (50, 4) and sample.device == data.device
+    assert not sample.requires_grad
+    if where == "requires_grad":
+        assert torch.equal(sample, x[tracker.sample_indices_])
+
+
 def test_llid_pid_as_defined():
     # Widths 6, 6, 3: the fake IDs are the widths.
     tracker = ActivationIDTracker(["0", "1", "2"], estimator=WidthDimension)

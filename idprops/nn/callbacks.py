@@ -226,6 +226,10 @@ class ActivationIDTracker(Callback):
             items = [data[int(i)] for i in self.sample_indices_]
             items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
             return torch.stack([torch.as_tensor(x) for x in items])
+        if isinstance(data, torch.Tensor):
+            # Indexed where it lies: numpy reads neither a tensor on the GPU nor one that
+            # requires grad, and the sample is a fixed input that no gradient flows back to.
+            return data.detach()[self.sample_indices_]
         return torch.as_tensor(np.asarray(data)[self.sample_indices_])
 
     def _subsets(self, n: int) -> list[np.ndarray | None]:
