@@ -239,6 +239,22 @@ def test_torch_dataset_of_images_uses_its_labels(rng):
     assert est.score(dataset) == pytest.approx(-est.sharpness_, rel=1e-12)
 
 
+def test_label_tensors_numpy_cannot_read_directly(rng):
+    # numpy refuses a tensor that requires grad (as it does one on the GPU): y is
+    # converted through the detaching helper in fit, in a sampled fit and in score.
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import TensorDataset
+
+    X = rng.random((40, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    y = torch.tensor(labels, dtype=torch.float32, requires_grad=True)
+    reference = LabelSharpness(M=None).fit(X, labels)
+    assert LabelSharpness(M=None).fit(torch.from_numpy(X), y).sharpness_ == reference.sharpness_
+    sampled = LabelSharpness(M=20).fit(TensorDataset(torch.from_numpy(X)), y)
+    assert sampled.sharpness_ == LabelSharpness(M=20).fit(X, labels).sharpness_
+    assert reference.score(X, y) == reference.score(X, labels)
+
+
 def test_iterable_datasets_bfloat16_and_nested_lists_are_read_whole(rng):
     torch = pytest.importorskip("torch")
 

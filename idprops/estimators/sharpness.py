@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..base import _torch_kind, as_matrix_and_labels, group_identical_rows
+from ..base import _numpy, _torch_kind, as_matrix_and_labels, group_identical_rows
 from ..neighbors import BACKENDS, _float_dtype, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
@@ -218,8 +218,11 @@ class LabelSharpness(BaseEstimator):
         X, labels = as_matrix_and_labels(X, batch_size=self.batch_size)
         if y is None:
             y = labels
-        elif rows is not None:
-            y = np.asarray(y)[rows]
+        else:
+            # Through _numpy: numpy reads neither a tensor on the GPU nor one requiring grad.
+            y = _numpy(y)
+            if rows is not None:
+                y = y[rows]
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None: "
