@@ -139,6 +139,16 @@ def test_gaussian_inputs_match_per_channel_mean_and_std():
     assert not torch.equal(noise[3][0], noise[4][0])
 
 
+def test_gaussian_inputs_statistics_of_images_that_require_grad():
+    # numpy refuses a tensor that requires grad, as it does one on the GPU.
+    images = torch.rand(20, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 2
+    plain = GaussianInputs(TensorDataset(images, labels), seed=0)
+    graded = GaussianInputs(TensorDataset(images.clone().requires_grad_(), labels), seed=0)
+    np.testing.assert_array_equal(graded.mean_, plain.mean_)
+    np.testing.assert_array_equal(graded.std_, plain.std_)
+
+
 def test_registry_of_corruptions_and_pixel_scale_passthrough():
     digits = load_digits(train=None, n=60)
     assert set(CORRUPTIONS) == {

@@ -232,7 +232,10 @@ class GaussianInputs(_PixelWrapper):
         total = np.zeros(channels)
         total_sq = np.zeros(channels)
         for i in range(len(dataset)):
-            x = torch.as_tensor(dataset[i][0]).to(torch.float64).reshape(channels, -1)
+            # On the CPU and detached: numpy reads neither a tensor on the GPU nor one
+            # that requires grad (and some GPUs have no float64).
+            x = torch.as_tensor(dataset[i][0]).detach().to("cpu", torch.float64)
+            x = x.reshape(channels, -1)
             total += x.sum(1).numpy()
             total_sq += (x * x).sum(1).numpy()
         count = len(dataset) * _positions(self.image_shape_)
