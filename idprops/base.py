@@ -319,7 +319,8 @@ class BaseDimension(BaseEstimator):
         """
         self._validate_params()
         self._check_params()
-        # A fit that fails leaves the estimator unfitted, not holding parts of two fits.
+        # A fit that fails leaves the estimator unfitted (check_is_fitted and score
+        # refuse it), whatever attributes an earlier fit left.
         self.__dict__.pop("_fit_X", None)
         X = self._validate(X, reset=True)
         X_unique, _ = drop_duplicates(X)
@@ -339,9 +340,11 @@ class BaseDimension(BaseEstimator):
                 + (f" after dropping {n_duplicates} duplicates" if n_duplicates else "")
                 + "; pass more data or use fewer neighbours."
             )
-        self._estimate(self._query_distances(X_unique, k))
+        # Set before _estimate, which may read them (a plugin's may); _fit_X, which
+        # marks the estimator fitted, only once the estimate exists.
         self.n_duplicates_ = n_duplicates
         self.n_samples_fit_ = len(X_unique)
+        self._estimate(self._query_distances(X_unique, k))
         self._fit_X = X_unique
         return self
 

@@ -253,6 +253,27 @@ def test_a_failed_fit_leaves_the_estimator_unfitted(rng):
         est.score(X)
 
 
+def test_estimate_may_read_the_sample_counts(rng):
+    from idprops.base import BaseDimension
+
+    class CountingDimension(BaseDimension):
+        """A plugin-style estimator whose estimate uses n_samples_fit_."""
+
+        def __init__(self, *, n_queries=None, backend="auto", random_state=None):
+            self.n_queries = n_queries
+            self.backend = backend
+            self.random_state = random_state
+
+        def _n_neighbors(self):
+            return 2
+
+        def _estimate(self, distances):
+            self.dimension_ = float(self.n_samples_fit_ + self.n_duplicates_)
+
+    X = rng.standard_normal((50, 2))
+    assert CountingDimension().fit(np.vstack([X, X[:5]])).dimension_ == 55.0
+
+
 def test_no_warning_without_duplicates(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
