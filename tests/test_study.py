@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from idprops.cli import STUDIES, main
@@ -282,6 +283,14 @@ def test_a_cell_listed_twice_is_one_result_and_reserved_fields_are_kept():
     assert [r["square"] for r in study.results_] == [9, 1] and study.n_cells_run_ == 2
     with pytest.raises(CellError, match=r"returned \['seconds'\], which fit adds"):
         _Squares(extra="seconds").fit()
+
+
+def test_a_cell_with_an_array_or_clashing_names_still_reports_its_own_error():
+    from idprops.pipelines.study import _describe
+
+    # Describing the cell once raised in place of the cell's error.
+    config = {"x": np.array([1.0, 2.0]), "a": {"b": 1}, "a.b": 2, "empty": []}
+    assert _describe(config) == "{x=[1. 2.], a.b=1, a.b=2}"
 
 
 def test_store_path_expands_the_home_folder(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..results import ResultsStore, _flatten, cell_config, config_key
+from ..results import ResultsStore, cell_config, config_key
 from ..utils import progress_bar
 
 __all__ = [
@@ -88,6 +88,15 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return config, result, time.perf_counter() - start
 
 
+def _dotted(config: Mapping[str, Any], prefix: str = ""):
+    """(dotted name, value) of every leaf of nested mappings, in order."""
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _describe(config: Mapping[str, Any]) -> str:
     """One line naming a cell: its fields with nested names dotted (``data.name=digits``),
     in the configuration's order, without the code version (the same in every cell)
@@ -100,10 +109,11 @@ def _describe(config: Mapping[str, Any]) -> str:
     '{data.name=digits, data.classes=[0, 1], model.name=small_cnn, seed=0}'
     """
     parts, length = [], 0
-    for key, value in _flatten(config).items():
-        if key == "code_version" or value is None or value == []:
+    for key, value in _dotted(config):
+        if key == "code_version" or value is None or (isinstance(value, list) and not value):
             continue
-        text = f"{key}={json.dumps(value) if isinstance(value, list) else value}"
+        # default=str: a description must never replace the cell's own error.
+        text = f"{key}={json.dumps(value, default=str) if isinstance(value, list) else value}"
         if parts and length + len(text) > _DESCRIBE_CHARS:
             parts.append("...")
             break
