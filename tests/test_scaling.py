@@ -296,6 +296,17 @@ class FakeScalingStudy(ScalingLawStudy):
     run_cell = staticmethod(fake_cell)
 
 
+def test_dataset_key_reads_numbers_as_cells_do():
+    from idprops.pipelines.scaling import _dataset_key
+
+    # A store resumed with 750.0 for 750 reuses the cells; the report's groups must
+    # match them too, or the natural/medical split merges into one fit.
+    entry = {"name": "digits", "classes": [0, 1], "n_test": 750}
+    record = {"data.name": "digits", "data.classes": [0, 1], "data.n_test": 750.0}
+    assert _dataset_key(entry) == _dataset_key(record, prefix="data.")
+    assert _dataset_key(entry) != _dataset_key({**entry, "n_test": 751})
+
+
 def test_report_keeps_each_image_folders_group(tmp_path):
     # Both entries are name = "folder": only their roots tell the domains apart.
     study = FakeScalingStudy(

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ..results import config_key
 from .study import Study, import_object
 
 __all__ = [
@@ -578,8 +579,8 @@ def _dataset_key(entry: Mapping[str, Any], prefix: str = "") -> str:
     The name and classes alone are not enough: every ``name = "folder"`` entry has the
     same name, and only its ``root`` says which images it holds.
     """
-    fields = sorted(_DATASET_KEYS - {"pairs", "group"})
-    return json.dumps([entry.get(prefix + field) for field in fields])
+    # Hashed as cells are, so that 750 and 750.0 (resumed with another spelling) agree.
+    return config_key({field: entry.get(prefix + field) for field in _DATASET_KEYS - {"pairs", "group"}})
 
 
 def unit_label(row: Mapping[str, Any], with_model: bool = False) -> str:
