@@ -55,6 +55,8 @@ class UnitScale:
     """
 
     pixel_scale = "unit [0, 1]"
+    #: The largest pixel value: attacks clip to [0, pixel_max].
+    pixel_max = 1.0
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return image
@@ -73,6 +75,7 @@ class AsGiven(UnitScale):
     """
 
     pixel_scale = "as given"
+    pixel_max = None
 
     def __repr__(self) -> str:
         return "AsGiven()"
@@ -94,6 +97,9 @@ class PaperScale:
     >>> x.shape, float(x.max()), scale.pixel_scale
     (torch.Size([1, 4, 4]), 255.0, 'paper: per-image max to 255, 4x4')
     """
+
+    #: The largest pixel value: attacks clip to [0, pixel_max].
+    pixel_max = 255.0
 
     def __init__(self, size: int = 224) -> None:
         self.size = size

@@ -55,9 +55,6 @@ __all__ = [
 #: Attacks by name; ``"package.module:Class"`` names any other attack class.
 ATTACKS = {"fgsm": "idprops.nn.attacks:FGSM", "pgd": "idprops.nn.attacks:PGD"}
 
-# The largest pixel value of each named scale of idprops.data.transforms (both start at
-# 0): ToTensor's [0, 1], and the paper's per-image maximum set to 255.
-_PIXEL_PEAK = {"unit": 1.0, "paper": 255.0}
 
 _DATASET_KEYS = {"name", "classes", "pairs", "root", "test_root", "scale", "n_test", "group"}
 # Trainer arguments that a cell sets itself or that do not change its result.
@@ -211,15 +208,16 @@ def _build_estimator(name: str, params: Mapping[str, Any]) -> Any:
     return resolve_estimator(name, **params)
 
 
-def _check_step(what: str, step: Mapping[str, Any], build: Callable[..., Any] = _build_estimator) -> None:
-    """Build one ``{"name", "params"}`` step (an estimator unless ``build`` says) once;
-    a failure names it as ``what``."""
+def _check_step(what: str, step: Mapping[str, Any], build: Callable[..., Any] = _build_estimator) -> Any:
+    """Build one ``{"name", "params"}`` step (an estimator unless ``build`` says) once
+    and return it; a failure names it as ``what``."""
     try:
         obj = build(step["name"], step["params"])
         # scikit-learn estimators check their parameters' types and ranges here.
         getattr(obj, "_validate_params", lambda: None)()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: {exc}") from exc
+    return obj
 
 
 def normalize_sharpness(spec: Any) -> dict[str, Any] | None:
@@ -328,6 +326,13 @@ def _check_trainer(training: Mapping[str, Any]) -> None:
     Trainer(None, **kwargs)._validate()
 
 
+def _pixel_max(scale: Any) -> float | None:
+    """The largest pixel value of a named scale of :data:`idprops.data.transforms.SCALES`."""
+    from ..data.transforms import SCALES
+
+    return getattr(SCALES.get(scale), "pixel_max", None) if isinstance(scale, str) else None
+
+
 def default_attacks(scale: str) -> dict[str, dict[str, Any]]:
     """The paper's attack on pixels of ``scale``: FGSM with eps two grey levels (2/255 of
     the pixel range), clipped to that range.
@@ -339,7 +344,7 @@ def default_attacks(scale: str) -> dict[str, dict[str, Any]]:
     >>> default_attacks("paper")
     {'fgsm': {'eps': 2.0, 'clip_max': 255.0}}
     """
-    peak = _PIXEL_PEAK.get(scale) if isinstance(scale, str) else None
+    peak = _pixel_max(scale)
     if peak is None:
         raise ValueError(
             f"no default attack for pixel scale {scale!r}; use scale 'unit' or 'paper', or "
@@ -368,10 +373,9 @@ def resolve_attacks(attacks: Any, scale: str) -> dict[str, dict[str, Any]]:
     ValueError: attacks.fgsm clips to [0, 1] but pixels on the 'paper' scale lie in [0, 255]; set clip_min = 0 and clip_max = 255, with eps on that scale (2 is two grey levels).
     """
     specs = normalize_steps(default_attacks(scale) if attacks is None else attacks, "attacks")
-    check_steps(attacks=specs)
-    peak = _PIXEL_PEAK.get(scale) if isinstance(scale, str) else None
+    peak = _pixel_max(scale)
     for label, step in specs.items():
-        attack = build_attack(step["name"], step["params"])
+        attack = _check_step(f"attacks.{label}", step, build_attack)
         low, high = getattr(attack, "clip_min", None), getattr(attack, "clip_max", None)
         if peak is None or low is None or high is None:  # a custom scale or attack
             continue
