@@ -21,7 +21,6 @@ the few still unproven are scanned in float64.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import os
@@ -47,8 +46,6 @@ _RERANK_BYTES = 2 * 2**20
 # much as measuring them twice at 64 features, and less from 128: 100,000 rows, k = 20,
 # re-measuring 160 -> 188 ms at 64 features, 329 -> 276 ms at 128, 526 -> 401 at 256.
 _MEASURE_ONCE_MIN_FEATURES = 128
-# Held while a torch search changes torch's process-wide float32 matmul precision.
-_PRECISION_LOCK = threading.Lock()
 # A GPU driver's device file: NVIDIA on Linux, WSL2 (which has no /dev/nvidiactl), ROCm.
 _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
 # faiss' GPU search returns at most this many neighbours per query.
@@ -179,38 +176,54 @@ def _torch_device(device):
     return torch.device(device)
 
 
-@contextlib.contextmanager
-def _ieee_float32_matmuls():
-    """float32 products in float32 (not TF32 or bfloat16) for a while.
+def _set_ieee_float32_matmuls():
+    """Make torch's float32 products float32 (not TF32 or bfloat16); return the undo.
 
-    TF32 products (which torch allows on request) would break the float32 error bound
-    that the re-ranking relies on. torch has two APIs for this process-wide setting,
-    and reading the older one raises once the newer one was used, so the caller's
-    own API is the one changed and restored. The lock keeps two searches in different
-    threads from each restoring the other's setting and losing the caller's.
+    torch has two APIs for this process-wide setting, and reading the older one
+    raises once the newer one was used, so the caller's own API is the one changed.
     """
     import torch
 
-    with _PRECISION_LOCK:
-        try:
-            legacy = torch.get_float32_matmul_precision()
-        except RuntimeError:  # the caller set the newer, per-backend fp32_precision
-            legacy = None
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:  # the caller set the newer, per-backend fp32_precision
         backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
-        if legacy is None:
-            saved = [b.fp32_precision for b in backends]
-            for b in backends:
-                b.fp32_precision = "ieee"
-        else:
-            torch.set_float32_matmul_precision("highest")
-        try:
-            yield
-        finally:
-            if legacy is None:
-                for b, precision in zip(backends, saved):
-                    b.fp32_precision = precision
-            else:
-                torch.set_float32_matmul_precision(legacy)
+        saved = [b.fp32_precision for b in backends]
+        for b in backends:
+            b.fp32_precision = "ieee"
+        return lambda: [setattr(b, "fp32_precision", p) for b, p in zip(backends, saved)]
+    torch.set_float32_matmul_precision("highest")
+    return lambda: torch.set_float32_matmul_precision(legacy)
+
+
+class _IEEEFloat32Matmuls:
+    """A context in which torch's float32 products are float32, for searches in any threads.
+
+    TF32 products would break the float32 error bound that the re-ranking relies on.
+    The first search to enter changes the setting and the last to leave restores the
+    caller's: searches restoring each other's setting in turn could lose it, and a
+    lock held for a whole search would make concurrent GPU searches wait in line.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._undo = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._inside:
+                self._undo = _set_ieee_float32_matmuls()
+            self._inside += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._inside -= 1
+            if not self._inside:
+                self._undo()
+
+
+_ieee_float32_matmuls = _IEEEFloat32Matmuls()
 
 
 def _torch_search(Y, device):
@@ -221,7 +234,7 @@ def _torch_search(Y, device):
     y_sq = (Yt * Yt).sum(1)
 
     def search(queries, n):
-        with _ieee_float32_matmuls(), torch.no_grad():
+        with _ieee_float32_matmuls, torch.no_grad():
             xb = torch.from_numpy(queries).to(device)
             # |x - y|^2 up to the per-row constant |x|^2, added after the selection.
             d2 = torch.addmm(y_sq.unsqueeze(0), xb, Yt.T, alpha=-2.0)

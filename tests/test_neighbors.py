@@ -215,20 +215,30 @@ def test_no_float32_error_bound_from_2_to_the_24_features():
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
-def test_concurrent_torch_searches_keep_the_callers_matmul_precision(rng):
+def test_overlapping_torch_searches_keep_the_callers_matmul_precision(rng):
     import threading
 
     import torch
 
-    X = rng.standard_normal((200, 8)).astype(np.float32)
+    import idprops.neighbors as nb
+
     before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")
     try:
-        def work():
-            for _ in range(40):
-                kneighbors(X, 3, backend="torch", device="cpu")
-
-        threads = [threading.Thread(target=work) for _ in range(4)]
+        # Search A starts, B starts, A ends, B ends: each once saved the setting it
+        # found and restored it, so B put back A's "highest" for good.
+        nb._ieee_float32_matmuls.__enter__()
+        nb._ieee_float32_matmuls.__enter__()
+        assert torch.get_float32_matmul_precision() == "highest"
+        nb._ieee_float32_matmuls.__exit__(None, None, None)
+        assert torch.get_float32_matmul_precision() == "highest"  # B still searching
+        nb._ieee_float32_matmuls.__exit__(None, None, None)
+        assert torch.get_float32_matmul_precision() == "high"
+        X = rng.standard_normal((200, 8)).astype(np.float32)
+        threads = [
+            threading.Thread(target=lambda: [kneighbors(X, 3, backend="torch", device="cpu") for _ in range(20)])
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
