@@ -24,6 +24,7 @@ import importlib.resources
 import inspect
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,6 +37,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..results import ResultsStore, cell_config, config_key
 from ..utils import progress_bar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # setup.cfg requires tomli there
+    import tomli as tomllib
 
 __all__ = [
     "CellError",
@@ -371,15 +377,6 @@ def load_study_file(
     >>> load_study_file(path, {"training.epochs": 1, "training.lr": 0.01, "sizes.1": 80})
     {'sizes': [50, 80], 'training': {'epochs': 1, 'lr': 0.01}}
     """
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError as exc:
-            raise ImportError(
-                "reading study files on Python 3.10 needs tomli: pip install tomli"
-            ) from exc
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {os.fspath(path)!r} does not exist")
@@ -403,10 +400,6 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     >>> parse_overrides(["training.epochs=1", "sizes=[50, 100]", "device=cpu"])
     {'training.epochs': 1, 'sizes': [50, 100], 'device': 'cpu'}
     """
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
