@@ -176,6 +176,22 @@ def capture(
             handle.remove()
 
 
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device; ``"auto"`` is the GPU when torch sees one, else the CPU.
+
+    The one reading of ``device`` for everything that runs a model (here, so that the
+    estimators and nn/ can both use it).
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'."
+        )
+    return device
+
+
 def _model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype | None]:
     """Where the model lives and its floating dtype (None for a model without any)."""
     tensors = [*model.parameters(), *model.buffers()]
@@ -277,7 +293,8 @@ def collect_activations(
         Samples per forward pass for arrays, tensors and Datasets (a DataLoader
         keeps its own).
     device : str or torch.device, default=None
-        Where to run; None runs where the model's parameters are.
+        Where to run; ``"auto"`` is the GPU when there is one, else the CPU; None
+        runs where the model's parameters are.
     progress : bool, default=None
         Progress bar over batches; None shows one on a terminal.
     max_samples : int, default=None
@@ -317,7 +334,7 @@ def collect_activations(
         total = min(total, math.ceil(max_samples / per_batch))
 
     home, dtype = _model_device_and_dtype(model)
-    target = home if device is None else torch.device(device)
+    target = home if device is None else _resolve_device(device)
     modes = [(module, module.training) for module in model.modules()]
     moved = target != home
     n_seen = n_batches = 0

@@ -278,6 +278,19 @@ def test_capture_records_every_forward_and_removes_hooks():
     assert no_hooks(model)
 
 
+def test_device_auto_is_the_gpu_when_there_is_one_else_the_cpu(monkeypatch):
+    from idprops.activations import _resolve_device
+
+    model, x = small_cnn(), images(5)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = collect_activations(model, x, "2", device="auto")["2"]
+    np.testing.assert_array_equal(auto, collect_activations(model, x, "2")["2"])
+    with pytest.raises(ValueError, match="torch sees no GPU"):
+        collect_activations(model, x, "2", device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _resolve_device("auto") == torch.device("cuda")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_device_moves_model_and_back():
     model = small_cnn()

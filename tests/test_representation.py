@@ -74,6 +74,23 @@ def test_identity_layer_equals_the_inner_estimator_on_flattened_inputs(rng):
     assert est.score(X_test) == pytest.approx(ref.score(X_test.reshape(100, 16)), rel=1e-14, abs=0)
 
 
+def test_device_auto_is_accepted_here_and_by_measure(monkeypatch, cube5):
+    # "auto" (the GPU when there is one) is read as the Trainer reads it.
+    from idprops.pipelines.measure import measure
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    X = cube5[:300]
+    expected = ReprDimension(rank3_model(), "0").fit(X).dimension_
+    # Equal to rounding: repeated fits vary in the last bit (as noted above).
+    same = pytest.approx(expected, rel=1e-12, abs=0)
+    assert ReprDimension(rank3_model(), "0", device="auto").fit(X).dimension_ == same
+    out = measure(
+        (X, np.zeros(len(X))), estimators=["mle"], sharpness=False, model=rank3_model(),
+        layers=["0"], device="auto",
+    )
+    assert out["representation"]["layers"][0]["dimension"] == same
+
+
 def test_default_estimator_is_mle_k20(cube5):
     est = ReprDimension(rank3_model(), "0").fit(cube5[:300])
     assert type(est.estimator_) is MLEDimension

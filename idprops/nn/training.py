@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..activations import _resolve_device
 from ..utils import progress_bar
 
 __all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "evaluate", "training_preset"]
@@ -116,17 +117,6 @@ def training_preset(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'."
-        )
-    return device
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -56,7 +56,8 @@ def measure(
         Local state_dict file for a model given by name (its number of classes is the
         checkpoint's, not the data's); random init otherwise.
     device : str, default=None
-        Torch device for the network.
+        Torch device for the network; ``"auto"`` is the GPU when there is one, else the
+        CPU; None runs it where it is (the CPU for a model given by name).
     seed : int, default=0
         Seed of K_F's sample and of the random initialisation of a model given by name
         (torch's global random stream is not reseeded).
