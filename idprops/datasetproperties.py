@@ -6,7 +6,8 @@ deliberate:
 
 - K_F is the exact maximum over all pairs of a seeded sample with "labels differ" as
   the numerator (see :class:`~idprops.LabelSharpness` for the two defects this fixes);
-- ``device`` defaults to the GPU when there is one and the CPU otherwise;
+- ``device`` defaults to ``"auto"``: the GPU when there is one, the CPU otherwise
+  (:func:`compute_labelsharpness` accepts it and leaves the choice to the kNN engine);
 - nothing is written to a ``logs/`` folder; ``dataset_name`` and
   ``estimator_batchsize`` are accepted and unused (the kNN engine batches itself), and
   ``batchsize`` only sets how the images are streamed;
@@ -16,11 +17,14 @@ deliberate:
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .estimators import LabelSharpness, MLEDimension, ReprDimension, TwoNNDimension
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["compute_intrinsic_datadim", "compute_intrinsic_reprdim", "compute_labelsharpness"]
 
@@ -36,7 +40,9 @@ def _dimension_estimator(estimator: str, hyperparam_k: int):
     )
 
 
-def compute_labelsharpness(dataset, batchsize: int = 500, M: int = 1000, device: Any = None) -> float:
+def compute_labelsharpness(
+    dataset, batchsize: int = 500, M: int = 1000, device: str | torch.device = "auto"
+) -> float:
     """Label sharpness K_F of a dataset of ``(image, label)`` (paper Sec. 3.2).
 
     ``device`` is accepted for compatibility; ``batchsize`` sets how images are
@@ -81,12 +87,13 @@ def compute_intrinsic_reprdim(
     estimator_batchsize: int = 1000,
     hyperparam_k: int = 20,
     dataset_name: str = "dataset",
-    device: Any = None,
+    device: str | torch.device = "auto",
 ) -> float:
     """Intrinsic dimension d_repr of a layer's activations over a dataset.
 
     As in the research code, an estimate that fails (NaN or infinite dimension) is
-    reported (here as a warning) and NaN is returned.
+    reported (here as a warning) and NaN is returned. The model runs on ``device``
+    (``"auto"``: the GPU when there is one, else the CPU) and is moved back after.
 
     Examples
     --------
