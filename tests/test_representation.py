@@ -91,6 +91,32 @@ def test_device_auto_is_accepted_here_and_by_measure(monkeypatch, cube5):
     assert out["representation"]["layers"][0]["dimension"] == same
 
 
+def test_measure_seeds_a_model_by_name_without_touching_the_gpu_streams(monkeypatch, rng):
+    # measure() says the caller's random streams are left alone; reseeding every GPU's
+    # generator (as torch.manual_seed does) would change the caller's CUDA stream.
+    from idprops.pipelines.measure import measure
+
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    images = rng.uniform(size=(60, 1, 8, 8)).astype(np.float32)
+    labels = np.arange(60) % 2
+
+    def d_repr(seed):
+        out = measure(
+            (images, labels), estimators=["mle"], sharpness=False, model="small_cnn",
+            layers=["fc1"], seed=seed,
+        )
+        return out["representation"]["layers"][0]["dimension"]
+
+    torch.default_generator.manual_seed(123)
+    first = torch.rand(3)
+    torch.default_generator.manual_seed(123)
+    same = pytest.approx(d_repr(4), rel=1e-12, abs=0)  # to rounding, as noted above
+    assert d_repr(4) == same and d_repr(5) != same
+    assert reseeded == []
+    assert torch.equal(torch.rand(3), first)  # the caller's CPU stream goes on as it was
+
+
 def test_default_estimator_is_mle_k20(cube5):
     est = ReprDimension(rank3_model(), "0").fit(cube5[:300])
     assert type(est.estimator_) is MLEDimension

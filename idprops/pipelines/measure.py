@@ -196,9 +196,11 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
             kwargs["num_classes"] = num_classes
         name = model
         # A random initialisation is part of what is measured, so the seed must fix it;
-        # forking keeps the caller's random stream as it was.
+        # forking keeps the caller's random stream as it was. The model is built on the
+        # CPU, so only the CPU generator is seeded: torch.manual_seed would also reseed
+        # every GPU's, which forking the CPU alone does not restore.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             model = build_model(model, weights=weights, **kwargs)
     else:
         name = type(model).__name__
