@@ -65,6 +65,16 @@ def test_fit_leaves_callers_random_state_alone():
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_a_cpu_run_leaves_the_gpu_generators_alone(monkeypatch):
+    # torch.manual_seed reseeds every GPU's generator, and a CPU run forks none of them.
+    models, data = [mlp(), mlp()], blobs()
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    runs = [weights(Trainer(m, epochs=1, batch_size=16, seed=5).fit(data).model) for m in models]
+    assert reseeded == []
+    assert_same_weights(*runs)  # still seeded
+
+
 def test_reaches_full_accuracy_on_separable_blobs():
     data = blobs()
     trainer = Trainer(mlp(dropout=0.0), epochs=30, lr=0.05, batch_size=16).fit(data, data)

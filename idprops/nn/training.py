@@ -596,7 +596,12 @@ class Trainer:
         deterministic = torch.are_deterministic_algorithms_enabled()
         warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.seed)
+            # Only the generators the run draws from, those forked: torch.manual_seed
+            # would reseed every GPU's, the caller's included.
+            torch.default_generator.manual_seed(self.seed)
+            if self.device.type == "cuda":
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(self.seed)
             if self.device.type == "cpu":
                 # warn_only: a user's model with an op lacking a deterministic kernel
                 # still trains, with a warning saying which op.
