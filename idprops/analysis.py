@@ -322,7 +322,8 @@ class Correlation:
         or :func:`scipy.stats.spearmanr` (Student's t), raised to ``2/n!`` where it is
         below (it is 0 when ``|r| = 1``).
     ci : tuple of float
-        Percentile bootstrap interval at ``confidence`` (pairs resampled).
+        Percentile bootstrap interval at ``confidence`` (pairs resampled); NaN with
+        fewer than 6 pairs, where resamples are too few to bound anything.
     n : int
     method : str
     confidence : float
@@ -333,7 +334,7 @@ class Correlation:
     >>> round(c.r, 3), c.n, c.method
     (0.775, 5, 'pearson')
     >>> print(c)
-    Pearson r = 0.77 [95% CI ..., 1.00], p = 0.13, n = 5
+    Pearson r = 0.77 [no CI below 6 pairs], p = 0.13, n = 5
     """
 
     r: float
@@ -345,10 +346,16 @@ class Correlation:
 
     def __str__(self) -> str:
         name = {"pearson": "Pearson r", "spearman": "Spearman ρ"}[self.method]
-        return (
-            f"{name} = {self.r:.2f} [{self.confidence:.0%} CI {self.ci[0]:.2f}, "
-            f"{self.ci[1]:.2f}], p = {self.p_value:.2g}, n = {self.n}"
-        )
+        if np.isnan(self.ci[0]):
+            ci = f"no CI below {_BOOTSTRAP_MIN_N} pairs"
+        else:
+            ci = f"{self.confidence:.0%} CI {self.ci[0]:.2f}, {self.ci[1]:.2f}"
+        return f"{name} = {self.r:.2f} [{ci}], p = {self.p_value:.2g}, n = {self.n}"
+
+
+# Below this many pairs the percentile bootstrap has too few distinct resamples to
+# say anything: with 3 pairs in perfect order it gave [1.00, 1.00] beside p = 0.33.
+_BOOTSTRAP_MIN_N = 6
 
 
 # Up to this many pairs, correlation's p-value enumerates all n! re-pairings (40320 at
@@ -440,14 +447,16 @@ def correlation(
     else:
         # No re-pairing test gets below 2/n!; Student's t says 0 when |r| = 1.
         p = max(p, 2 * math.exp(-math.lgamma(x.size + 1)))  # n! itself is slow for large n
-    rng = np.random.default_rng(random_state)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    bx, by = x[idx], y[idx]
-    if method == "spearman":
-        bx, by = stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
-    boot = _pearson(bx, by)
-    tail = 100 * (1 - confidence) / 2
-    lo, hi = np.nanpercentile(boot, [tail, 100 - tail])
+    lo = hi = np.nan
+    if x.size >= _BOOTSTRAP_MIN_N:
+        rng = np.random.default_rng(random_state)
+        idx = rng.integers(0, x.size, size=(n_boot, x.size))
+        bx, by = x[idx], y[idx]
+        if method == "spearman":
+            bx, by = stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
+        boot = _pearson(bx, by)
+        tail = 100 * (1 - confidence) / 2
+        lo, hi = np.nanpercentile(boot, [tail, 100 - tail])
     return Correlation(
         r=float(r),
         p_value=float(p),

@@ -193,6 +193,14 @@ def test_small_sample_spearman_p_value_by_hand():
     assert correlation(x, -(x**3), method="spearman").p_value == pytest.approx(2 / math.factorial(9))
 
 
+def test_no_bootstrap_interval_below_6_pairs():
+    # 3 pairs in perfect order once gave the interval [1.00, 1.00] beside p = 0.33.
+    c = correlation([1, 2, 3], [1, 2, 4], method="spearman")
+    assert np.isnan(c.ci).all() and "no CI below 6 pairs" in str(c) and c.p_value == pytest.approx(1 / 3)
+    c = correlation(np.arange(6), [1, 3, 2, 5, 4, 6])
+    assert c.ci[0] < c.r < c.ci[1] and "95% CI" in str(c)
+
+
 def test_correlation_errors():
     with pytest.raises(ValueError, match="constant"):
         correlation([1, 1, 1, 1], [1, 2, 3, 4])
