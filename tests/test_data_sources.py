@@ -420,6 +420,18 @@ def test_registry_names_resolve_to_the_loaders():
     )
 
 
+def test_a_loader_that_ignores_n_is_refused(monkeypatch):
+    from idprops import registry
+
+    # A plugin returning its whole dataset whatever n is made every size of a scaling
+    # law train on the same 400 images, silently.
+    data = TensorDataset(torch.zeros(400, 1, 2, 2), torch.zeros(400, dtype=torch.long))
+    monkeypatch.setattr(registry._DATASETS, "_runtime", {"whole": lambda **kwargs: data})
+    assert load_dataset("whole") is data
+    with pytest.raises(ValueError, match="returned 400 samples for n=50"):
+        load_dataset("whole", n=50)
+
+
 def test_load_dataset_accepts_folders_datasets_and_arrays(gray_folder):
     root, _ = gray_folder
     assert len(load_dataset(str(root))) == 5 and len(load_dataset(Path(root), classes=[1])) == 2

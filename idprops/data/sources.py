@@ -440,7 +440,7 @@ def load_folder(
     if train is False:
         raise ValueError(
             "load_folder reads one split, the folder given: pass root=<the test folder> "
-            "for test data."
+            "for test data (in a study file, give the dataset a test_root)."
         )
     if not os.path.isdir(root):
         raise FileNotFoundError(
@@ -529,7 +529,15 @@ def load_dataset(spec, **kwargs) -> Dataset:
             if os.path.isdir(spec):
                 return _load_folder_spec(spec, kwargs)
             raise ValueError(f"{exc} Nor is {spec!r} an existing folder.") from None
-        return loader(**kwargs)
+        data = loader(**kwargs)
+        n = kwargs.get("n")
+        # A loader that ignores n would make every size of a scaling law the same data.
+        if n is not None and len(data) != n:
+            raise ValueError(
+                f"the {spec!r} loader returned {len(data)} samples for n={n}; a dataset loader "
+                "must return exactly n samples, or raise when it has fewer (see the plugins guide)."
+            )
+        return data
     raise ValueError(
         f"cannot load a dataset from {type(spec).__name__}: pass a registered name, a folder "
         "path, a torch Dataset of (image, label) or an (X, y) pair of arrays."
