@@ -193,6 +193,20 @@ def test_corruption_parameters_are_checked_before_any_data(name, params, match):
         corrupt(load_digits(train=None, n=20), name, **params)
 
 
+def test_a_corruption_added_by_the_user_keeps_its_own_parameters(monkeypatch):
+    from idprops.data import randomization
+
+    def blurred(dataset, *, sigma, seed=0):
+        return dataset
+
+    # CORRUPTIONS is public and extensible; its parameters once raised KeyError.
+    monkeypatch.setitem(randomization.CORRUPTIONS, "blurred", blurred)
+    data = TensorDataset(torch.zeros(4, 1), torch.arange(4))
+    assert corrupt(data, "blurred", sigma=2.0) is data
+    with pytest.raises(ValueError, match=r"needs \['sigma'\]"):
+        check_corruption("blurred", {})
+
+
 def test_random_labels_are_p_1_and_take_no_p():
     data = TensorDataset(torch.zeros(200, 1), torch.arange(200) % 10)
     assert corrupt(data, "random_labels", seed=2).resampled_.all()

@@ -332,6 +332,8 @@ def check_corruption(name: str, params: Mapping[str, Any]) -> None:
         hint = "; e.g. p = 0.3 redraws about 30 % of the labels (the new class may equal the old one)"
         raise ValueError(f"corruption {name!r} needs {missing}{hint if 'p' in missing else ''}.")
     for key, value in params.items():
+        if key not in _VALUE_CHECKS:  # a parameter of a corruption added to CORRUPTIONS
+            continue
         ok, what = _VALUE_CHECKS[key]
         if not ok(value):
             raise ValueError(f"corruption {name!r}: {key} must be {what}, got {value!r}.")
