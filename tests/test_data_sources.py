@@ -107,6 +107,9 @@ def test_subset_of_any_dataset_and_labels_of():
     part = subset(data, classes=[3, 1])
     assert [(float(x), y) for x, y in part] == [(1.0, 1), (3.0, 0), (5.0, 1), (7.0, 0)]
     assert part.pixel_scale == "as given" and part.targets.tolist() == [1, 0, 1, 0]
+    # targets numpy cannot read as they are (on a GPU; here, requiring grad)
+    data.targets = torch.tensor([0.0, 1, 2, 3, 0, 1, 2, 3], requires_grad=True)
+    assert labels_of(data).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
 
 
 # ---------------------------------------------------------------- pixel scales

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 __all__ = ["SubsetDataset", "labels_of", "select_indices", "split_indices", "subset"]
@@ -171,6 +172,8 @@ def labels_of(dataset) -> np.ndarray:
     """
     targets = getattr(dataset, "targets", None)
     if targets is not None and len(targets) == len(dataset):
+        if isinstance(targets, torch.Tensor):  # numpy cannot read one on a GPU
+            targets = targets.detach().cpu()
         return np.asarray(targets, dtype=np.int64)
     return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
 
