@@ -116,6 +116,7 @@ class _Registry:
     def __init__(self, group: str, kind: str) -> None:
         self.group = group
         self.kind = kind
+        self._article = "an" if kind[0] in "aeiou" else "a"
         self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
         self._loaded: dict[str, Any] = {}
         self._failed: dict[str, BaseException] = {}
@@ -165,7 +166,7 @@ class _Registry:
 
     def get(self, name: str) -> Any:
         if not isinstance(name, str):
-            raise TypeError(f"a {self.kind} name must be a string, got {type(name).__name__}")
+            raise TypeError(f"{self._article} {self.kind} name must be a string, got {type(name).__name__}")
         if name in self._runtime:
             return self._runtime[name]
         if name in self._discover():
@@ -179,7 +180,7 @@ class _Registry:
     def register(self, name: str, obj: Any, *, replace: bool = False) -> None:
         if not replace and (name in self._runtime or name in self._discover()):
             raise ValueError(
-                f"a {self.kind} named {name!r} is already registered; pass "
+                f"{self._article} {self.kind} named {name!r} is already registered; pass "
                 "replace=True to replace it in this session."
             )
         self._runtime[name] = obj
