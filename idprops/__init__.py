@@ -1,6 +1,6 @@
 """idprops: intrinsic properties of datasets and of neural networks' representations."""
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 from .estimators import LabelSharpness, MLEDimension, ReprDimension, TwoNNDimension
 from .neighbors import kneighbors
