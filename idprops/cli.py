@@ -17,11 +17,20 @@ from typing import Any
 __all__ = ["main"]
 
 
-def _classes(text: str) -> list[int]:
-    try:
-        return [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--classes takes integers separated by commas, got {text!r}")
+def _classes(text: str) -> list[int | str]:
+    # Folder datasets also know their classes by folder name; an integer is always a label.
+    items = [c.strip() for c in text.split(",") if c.strip()]
+    return [int(c) if c.lstrip("-").isdigit() else c for c in items]
+
+
+def _reads_a_folder(spec: str) -> bool:
+    """Whether ``load_dataset(spec)`` reads an image folder (a path, or the name "folder")."""
+    from .data import load_folder
+    from .registry import available_datasets, get_dataset
+
+    if spec in available_datasets():
+        return get_dataset(spec) is load_folder
+    return True  # load_dataset takes any other string for a folder path, or says it is none
 
 
 def _add_measure(sub) -> None:
@@ -33,7 +42,7 @@ def _add_measure(sub) -> None:
     )
     p.add_argument("--data", default="digits", help="registered dataset name or image folder path (default: digits)")
     p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
-    p.add_argument("--classes", type=_classes, help="keep these classes, e.g. 0,1")
+    p.add_argument("--classes", type=_classes, help="keep these classes, by label or (image folders) by folder name, e.g. 0,1 or cat,dog")
     p.add_argument("--n", type=int, help="seeded subsample of this many images")
     p.add_argument("--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation")
     p.add_argument("--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset")
@@ -69,6 +78,12 @@ def _run_measure(args) -> int:
             raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
         raise ValueError("--model needs at least one --layer")
+    names = [c for c in args.classes or () if isinstance(c, str)]
+    if names and not _reads_a_folder(args.data):
+        raise ValueError(
+            f"--data {args.data} takes class labels, e.g. --classes 0,1; class names such as "
+            f"{names[0]!r} select the class folders of an image folder"
+        )
     if args.classes and len(set(args.classes)) < 2 and not args.no_sharpness:
         # The subset relabels its classes 0..k-1, so K_F's own error would name class 0.
         raise ValueError(

@@ -78,12 +78,39 @@ def test_plugin_estimator_by_name(capsys):
         (["measure", "--device", "cuda"], "--device needs --model"),
         (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
         (["measure", "--classes", "3"], "--classes 3 keeps one"),
+        (["measure", "--classes", "cat,dog"], "takes class labels, e.g. --classes 0,1"),
     ],
 )
 def test_errors_are_one_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def image_folder(root, sizes, count=12):
+    """Class folders of random grayscale PNGs, each class's images of the size given."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, size in sizes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, size=(size, size), dtype=np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / name / f"{i}.png")
+    return root
+
+
+def test_classes_by_folder_name_or_label(capsys, tmp_path):
+    root = image_folder(tmp_path, {"circle": 8, "square": 8, "triangle": 8})
+    argv = ("measure", "--json", "--data", str(root), "--estimator", "twonn")
+    code, out, err = run(capsys, *argv, "--classes", "circle,triangle")
+    assert code == 0, err
+    by_name = json.loads(out)
+    assert by_name["data"]["samples"] == 24 and by_name["data"]["classes"] == 2
+    code, out, err = run(capsys, *argv, "--classes", "0,2")
+    assert code == 0, err
+    # Integers stay labels: 0 and 2 are the same classes as circle and triangle.
+    assert json.loads(out)["dimensions"][0]["dimension"] == by_name["dimensions"][0]["dimension"]
 
 
 def test_one_class_measures_its_dimension_without_sharpness(capsys):
