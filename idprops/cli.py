@@ -43,6 +43,10 @@ def _add_measure(sub) -> None:
     p.add_argument("--data", default="digits", help="registered dataset name or image folder path (default: digits)")
     p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
     p.add_argument("--classes", type=_classes, help="keep these classes, by label or (image folders) by folder name, e.g. 0,1 or cat,dog")
+    p.add_argument(
+        "--image-size", type=int, metavar="N",
+        help="resize the images of an image folder to N x N pixels, so that images of different sizes can be measured together",
+    )
     p.add_argument("--n", type=int, help="seeded subsample of this many images")
     p.add_argument("--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation")
     p.add_argument("--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset")
@@ -78,8 +82,9 @@ def _run_measure(args) -> int:
             raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
         raise ValueError("--model needs at least one --layer")
+    folder = _reads_a_folder(args.data)
     names = [c for c in args.classes or () if isinstance(c, str)]
-    if names and not _reads_a_folder(args.data):
+    if names and not folder:
         raise ValueError(
             f"--data {args.data} takes class labels, e.g. --classes 0,1; class names such as "
             f"{names[0]!r} select the class folders of an image folder"
@@ -91,6 +96,14 @@ def _run_measure(args) -> int:
             "one: give two or more (e.g. --classes 3,5), or add --no-sharpness to measure "
             "only the dimension"
         )
+    if args.image_size is not None:
+        if not folder:
+            raise ValueError(
+                f"--image-size resizes the images of an image folder; --data {args.data} is a "
+                "registered dataset, served at its own size: leave --image-size out"
+            )
+        if args.image_size < 1:
+            raise ValueError(f"--image-size is a number of pixels, 1 or more; got {args.image_size}")
     progress = False if (args.no_progress or args.json) else None
     kwargs = {"classes": args.classes, "n": args.n, "seed": args.seed, "scale": args.scale,
               "train": {"all": None, "train": True, "test": False}[args.split]}
@@ -98,19 +111,30 @@ def _run_measure(args) -> int:
         kwargs["root"] = args.root
     if args.download:
         kwargs["download"] = True
+    if args.image_size is not None:
+        kwargs["image_size"] = args.image_size
     dataset = load_dataset(args.data, **kwargs)
-    result = measure(
-        dataset,
-        estimators=args.estimators or ("mle", "twonn"),
-        sharpness=not args.no_sharpness,
-        sharpness_samples=args.sharpness_samples or None,
-        model=args.model,
-        layers=args.layers,
-        weights=args.weights,
-        device=args.device,
-        seed=args.seed,
-        progress=progress,
-    )
+    try:
+        result = measure(
+            dataset,
+            estimators=args.estimators or ("mle", "twonn"),
+            sharpness=not args.no_sharpness,
+            sharpness_samples=args.sharpness_samples or None,
+            model=args.model,
+            layers=args.layers,
+            weights=args.weights,
+            device=args.device,
+            seed=args.seed,
+            progress=progress,
+        )
+    except RuntimeError as exc:
+        # A folder's files are read in batches only now; torch's collate cannot stack
+        # images of different sizes, and its message does not say what to do.
+        if not folder or "stack expects each tensor to be equal size" not in str(exc):
+            raise
+        raise ValueError(
+            f"images of different sizes: pass --image-size N to resize them to N x N ({exc})"
+        ) from None
     result["data"]["name"] = args.data
     if args.json:
         print(json.dumps(_finite_or_null(result), indent=2, default=str, allow_nan=False))

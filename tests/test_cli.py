@@ -78,6 +78,7 @@ def test_plugin_estimator_by_name(capsys):
         (["measure", "--device", "cuda"], "--device needs --model"),
         (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
         (["measure", "--classes", "3"], "--classes 3 keeps one"),
+        (["measure", "--image-size", "16"], "--image-size resizes the images of an image folder"),
         (["measure", "--classes", "cat,dog"], "takes class labels, e.g. --classes 0,1"),
     ],
 )
@@ -111,6 +112,17 @@ def test_classes_by_folder_name_or_label(capsys, tmp_path):
     assert code == 0, err
     # Integers stay labels: 0 and 2 are the same classes as circle and triangle.
     assert json.loads(out)["dimensions"][0]["dimension"] == by_name["dimensions"][0]["dimension"]
+
+
+def test_image_size_makes_a_folder_of_mixed_sizes_measurable(capsys, tmp_path):
+    root = image_folder(tmp_path, {"circle": 16, "square": 20})
+    argv = ("measure", "--json", "--data", str(root), "--estimator", "twonn")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "images of different sizes: pass --image-size N" in err
+    assert err.count("\n") == 1
+    code, out, err = run(capsys, *argv, "--image-size", "12")
+    assert code == 0, err
+    assert json.loads(out)["data"]["features"] == 12 * 12
 
 
 def test_one_class_measures_its_dimension_without_sharpness(capsys):
