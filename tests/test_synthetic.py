@@ -85,7 +85,7 @@ def test_class_subset_keeps_matching_latents_and_loader_by_name():
     data = load_dataset(
         "latent_images", n=200, latent_dim=3, image_size=8, num_classes=3, classes=[2]
     )
-    assert np.all(data.targets == 0) and len(data.latents) == len(data)
+    assert np.all(data.targets == 0) and len(data.latents) == len(data) == 200
     assert np.all(data.generator.labels(data.latents) == 2)
     paper = load_latent_images(n=5, latent_dim=2, image_size=8, scale="paper")
     assert paper[0][0].shape == (1, 224, 224) and paper.pixel_scale.startswith("paper")

@@ -185,9 +185,10 @@ def load_latent_images(
     The generator is fixed by ``generator_seed``; ``seed`` draws the latents, from
     separate streams for ``train=True`` (or ``None``) and ``train=False``, so the train
     and test sets of one seed share a generator and a labelling but no latents.
-    ``n`` is the number generated (``None``: 1,000); ``classes`` then keeps some
-    classes (so fewer images). ``root`` and ``download`` are ignored. The returned
-    dataset also has ``latents`` (those of the kept images) and ``generator``.
+    ``n`` images (``None``: 1,000) of the ``classes`` kept: latents are drawn until
+    ``n`` fall in those classes, so that ``n`` means what it does for every dataset.
+    ``root`` and ``download`` are ignored. The returned dataset also has ``latents``
+    (those of its images) and ``generator``.
 
     Examples
     --------
@@ -201,12 +202,24 @@ def load_latent_images(
     n = 1000 if n is None else int(n)
     if n < 1:
         raise ValueError(f"n must be a positive number of images, got {n}.")
+    if classes is not None and not set(classes) <= set(range(num_classes)):
+        raise ValueError(
+            f"classes {list(classes)} are not all among the {num_classes} classes "
+            f"0..{num_classes - 1}."
+        )
     part = 1 if train is False else 0
-    latents = np.random.default_rng([seed, part]).uniform(size=(n, generator.latent_dim))
-    labels = generator.labels(latents)
+    rng = np.random.default_rng([seed, part])
+    # Drawn in rounds from one stream: without classes the first round is all of it,
+    # and a larger n extends a smaller one's images.
+    rounds = []
+    while sum(map(len, rounds)) < n:
+        batch = rng.uniform(size=(n, generator.latent_dim))
+        keep = np.isin(generator.labels(batch), list(classes)) if classes is not None else slice(None)
+        rounds.append(batch[keep])
+    latents = np.concatenate(rounds)[:n]
     images = torch.from_numpy(generator.images(latents).astype(np.float32))
     names = [str(c) for c in range(num_classes)]
-    data = _serve(images, labels, names, classes=classes, n=None, seed=seed, scale=scale)
-    data.latents = latents if classes is None else latents[np.isin(labels, list(classes))]
+    data = _serve(images, generator.labels(latents), names, classes=classes, n=None, seed=seed, scale=scale)
+    data.latents = latents
     data.generator = generator
     return data
