@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -33,6 +34,38 @@ def _reads_a_folder(spec: str) -> bool:
     return True  # load_dataset takes any other string for a folder path, or says it is none
 
 
+def _is_dimension_estimator(obj: Any) -> bool:
+    """Whether ``measure`` can build ``obj`` without arguments and fit it without labels."""
+    if isinstance(obj, type):
+        params = inspect.signature(obj).parameters.values()
+        if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            return False  # e.g. ReprDimension, built around a network
+        obj = obj()
+    # The plugins guide asks only for fit and dimension_, so a plugin may lack tags.
+    tags = getattr(obj, "__sklearn_tags__", None)
+    return tags is None or not tags().target_tags.required  # e.g. LabelSharpness needs y
+
+
+def _check_dimension_estimators(names: Sequence[str]) -> None:
+    """Refuse, before any data are read, the names ``measure`` cannot estimate d_data with."""
+    from .registry import available_estimators, get_estimator
+
+    valid = [name for name in available_estimators() if _is_dimension_estimator(get_estimator(name))]
+    for name in names:
+        if name in valid:
+            continue
+        try:
+            get_estimator(name)  # a plugin that fails to load raises its own error here
+            problem = f"{name!r} is not a dimension estimator"
+        except ValueError:
+            problem = f"unknown estimator {name!r}"
+        raise ValueError(
+            f"--estimator: {problem}; choose from {', '.join(valid)}. K_F is measured unless "
+            "--no-sharpness (sample size: --sharpness-samples), and the dimension of a "
+            "network's layers with --model NAME --layer NAME"
+        )
+
+
 def _add_measure(sub) -> None:
     p = sub.add_parser(
         "measure",
@@ -54,7 +87,7 @@ def _add_measure(sub) -> None:
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which part of the dataset")
     p.add_argument(
         "--estimator", action="append", dest="estimators", metavar="NAME",
-        help="dimension estimator by registered name, repeatable (default: mle and twonn)",
+        help="dimension estimator by registered name (mle, twonn or a plugin's), repeatable (default: mle and twonn)",
     )
     p.add_argument("--no-sharpness", action="store_true", help="skip K_F")
     p.add_argument("--sharpness-samples", type=int, default=1000, help="K_F's sample size M (0: all)")
@@ -82,6 +115,7 @@ def _run_measure(args) -> int:
             raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
         raise ValueError("--model needs at least one --layer")
+    _check_dimension_estimators(args.estimators or ())
     folder = _reads_a_folder(args.data)
     names = [c for c in args.classes or () if isinstance(c, str)]
     if names and not folder:

@@ -68,6 +68,23 @@ def test_plugin_estimator_by_name(capsys):
     assert code == 0 and json.loads(out)["dimensions"][0]["estimator"] == "mle_k5_cli"
 
 
+def test_plugin_estimator_without_the_base_class(capsys):
+    import idprops
+    from sklearn.base import BaseEstimator
+
+    class Constant(BaseEstimator):
+        """The plugins guide's minimum: any estimator with fit and dimension_."""
+
+        def fit(self, X, y=None):
+            self.dimension_ = 3.0
+            return self
+
+    idprops.register_estimator("constant_cli", Constant, replace=True)
+    code, out, err = run(capsys, "measure", "--json", "--no-sharpness", "--estimator", "constant_cli")
+    assert code == 0, err
+    assert json.loads(out)["dimensions"][0]["dimension"] == 3.0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -76,7 +93,11 @@ def test_plugin_estimator_by_name(capsys):
         (["measure", "--layer", "fc1"], "--layer needs --model"),
         (["measure", "--weights", "w.pt"], "--weights needs --model"),
         (["measure", "--device", "cuda"], "--device needs --model"),
-        (["measure", "--estimator", "nope"], "unknown estimator 'nope'"),
+        (["measure", "--estimator", "nope"], "unknown estimator 'nope'; choose from"),
+        (["measure", "--estimator", "sharpness"], "'sharpness' is not a dimension estimator"),
+        (["measure", "--estimator", "sharpness"], "--sharpness-samples"),
+        (["measure", "--estimator", "repr"], "'repr' is not a dimension estimator"),
+        (["measure", "--estimator", "repr"], "--model NAME --layer NAME"),
         (["measure", "--classes", "3"], "--classes 3 keeps one"),
         (["measure", "--image-size", "16"], "--image-size resizes the images of an image folder"),
         (["measure", "--classes", "cat,dog"], "takes class labels, e.g. --classes 0,1"),
