@@ -254,18 +254,8 @@ def test_a_failed_fit_leaves_the_estimator_unfitted(rng):
 
 
 def test_estimate_may_read_the_sample_counts(rng):
-    from idprops.base import BaseDimension
-
-    class CountingDimension(BaseDimension):
+    class CountingDimension(TwoNNDimension):
         """A plugin-style estimator whose estimate uses n_samples_fit_."""
-
-        def __init__(self, *, n_queries=None, backend="auto", random_state=None):
-            self.n_queries = n_queries
-            self.backend = backend
-            self.random_state = random_state
-
-        def _n_neighbors(self):
-            return 2
 
         def _estimate(self, distances):
             self.dimension_ = float(self.n_samples_fit_ + self.n_duplicates_)
