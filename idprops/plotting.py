@@ -38,16 +38,35 @@ def _axes(ax):
     return plt.subplots()[1]
 
 
+def _field(name: Any, data: Any, what: str) -> list:
+    """The field ``name`` of every record of ``data`` (records or a DataFrame)."""
+    if hasattr(data, "columns"):  # a DataFrame
+        return list(data[name])
+    try:
+        return [rec[name] for rec in data]
+    except KeyError:
+        raise ValueError(f"{what}={name!r} is not a field of every record in data") from None
+
+
 def _values(v: Any, data: Any, what: str) -> np.ndarray:
     """``v`` itself, or the field ``v`` of every record of ``data``."""
-    if data is None:
-        return np.asarray(v)
-    if hasattr(data, "columns"):  # a DataFrame
-        return np.asarray(data[v])
-    try:
-        return np.asarray([rec[v] for rec in data])
-    except KeyError:
-        raise ValueError(f"{what}={v!r} is not a field of every record in data") from None
+    return np.asarray(v if data is None else _field(v, data, what))
+
+
+def _hashable(value: Any) -> Any:
+    """A group label usable as a key: lists and arrays as tuples, numpy scalars as Python's."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+def _group_name(group: Any) -> str:
+    # A list-valued field (data.classes) reads in the legend as it was stored.
+    if isinstance(group, tuple):
+        return "[" + ", ".join(_group_name(item) for item in group) + "]"
+    return str(group)
 
 
 def plot_scaling_law(
@@ -68,7 +87,9 @@ def plot_scaling_law(
         The abscissa (N, or d_data) and the test loss; field names when ``data`` is given.
     data : list of mappings or DataFrame, optional
     groups : array-like or str, optional
-        A label per point (domain, model): one colour and legend entry per group.
+        A label per point (domain, model), or with ``data`` a field name or such labels:
+        one colour and legend entry per group. List values (``"data.classes"``) group as
+        tuples, so a ``fit`` mapping names them by tuple, e.g. ``(3, 5)``.
     fit : LinearFit or mapping of group to LinearFit, optional
         Drawn as dashed lines over the data's range (a mapping: each over its group's),
         in the fit's coordinates: ``log y`` against ``log x`` when ``logx``
@@ -94,23 +115,33 @@ def plot_scaling_law(
     xs = _values(x, data, "x").astype(np.float64)
     ys = _values(y, data, "y").astype(np.float64)
     if groups is None:
-        labels = np.full(xs.size, None, dtype=object)
+        keys = [None] * xs.size
     else:
-        labels = _values(groups, data, "groups")
+        # A field name of data, or one label per point (beside data= too).
+        is_labels = data is None or (hasattr(groups, "__len__") and not isinstance(groups, str))
+        keys = [_hashable(g) for g in (groups if is_labels else _field(groups, data, "groups"))]
+        if len(keys) != xs.size:
+            raise ValueError(
+                f"{len(keys)} group labels for {xs.size} points; give one label per point."
+            )
+
+    def members(group: Any) -> np.ndarray:
+        return np.fromiter((key == group for key in keys), dtype=bool, count=len(keys))
+
     ax = _axes(ax)
     colors = {}
-    for g in dict.fromkeys(labels.tolist()):
-        mask = labels == g
-        (line,) = ax.plot(xs[mask], ys[mask], "o", label=None if g is None else str(g))
+    for g in dict.fromkeys(keys):
+        mask = members(g)
+        (line,) = ax.plot(xs[mask], ys[mask], "o", label=None if g is None else _group_name(g))
         colors[g] = line.get_color()
     fits = {None: fit} if isinstance(fit, LinearFit) else dict(fit or {})
     for g, f in fits.items():
-        sel = xs if g is None else xs[labels == g]
+        sel = xs if g is None else xs[members(g)]
         if sel.size == 0:
             raise ValueError(f"fit for group {g!r} has no points of that group to span")
         grid = (np.geomspace if logx else np.linspace)(sel.min(), sel.max(), 50)
         pred = np.exp(f.predict(np.log(grid) if logx else grid))
-        name = "fit" if g is None else f"{g} fit"
+        name = "fit" if g is None else f"{_group_name(g)} fit"
         ax.plot(grid, pred, "--", color=colors.get(g, "k"), label=f"{name}: slope {f.slope:.3g}")
     if logx:
         ax.set_xscale("log")

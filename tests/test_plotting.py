@@ -62,6 +62,38 @@ def test_plot_scaling_law_from_records_with_group_fits():
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["natural", "medical"]
 
 
+def _class_records():
+    """Records as ResultsStore.records() keeps them: a list-valued field per cell."""
+    return [
+        {"n_train": N, "test_loss": loss, "data.classes": classes}
+        for classes, scale in (([3, 5], 1.0), ([0, 1], 2.0))
+        for N, loss in ((100, 0.5 * scale), (200, 0.4 * scale), (400, 0.3 * scale))
+    ]
+
+
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_plot_scaling_law_groups_by_a_list_valued_field(as_frame):
+    recs = _class_records()
+    data = pytest.importorskip("pandas").DataFrame(recs) if as_frame else recs
+    fit = fit_scaling_law([100, 200, 400], [0.5, 0.4, 0.3])
+    ax = plot_scaling_law(
+        "n_train", "test_loss", data=data, groups="data.classes", fit={(3, 5): fit}
+    )
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["[3, 5]", "[0, 1]", f"[3, 5] fit: slope {fit.slope:.3g}"]
+    assert ax.lines[1].get_ydata().tolist() == [1.0, 0.8, 0.6]
+
+
+def test_plot_scaling_law_groups_as_labels_beside_data():
+    recs = _records()
+    labels = np.array(["a"] * 4 + ["b"] * 8)
+    ax = plot_scaling_law("N", "test_loss", data=recs, groups=labels)
+    assert [line.get_label() for line in ax.lines] == ["a", "b"]
+    assert ax.lines[0].get_xdata().tolist() == [500, 750, 1000, 1250]
+    with pytest.raises(ValueError, match="3 group labels for 12 points"):
+        plot_scaling_law("N", "test_loss", data=recs, groups=["a", "b", "c"])
+
+
 def test_plot_loss_against_dimension_from_arrays():
     d = np.array([6.0, 9.0, 12.0, 8.0, 14.0, 18.0])
     loss = np.exp(np.where(np.arange(6) < 3, -2 + 0.2 * d, -3 + 0.1 * d))
