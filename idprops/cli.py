@@ -195,30 +195,41 @@ def _pm(value: float, std: float | None) -> str:
 def format_measurement(result: dict[str, Any]) -> str:
     """Render :func:`idprops.pipelines.measure.measure`'s result as a readable table."""
     data = result["data"]
+    rows = []  # (quantity, value, duplicates, seconds)
+    for row in result["dimensions"]:
+        params = row["params"]
+        detail = f"k={params['k']}" if "k" in params else params.get("method", "")
+        rows.append((
+            f"d_data  {row['estimator']} {detail}", _pm(row["dimension"], row["std"]),
+            f"{row['duplicates']}", f"{row['seconds']:.2f}",
+        ))
+    if "sharpness" in result:
+        ks = result["sharpness"]
+        rows.append((
+            f"K_F  (M={ks['samples']})", f"{ks['K_F']:.4g}", f"{ks['identical_conflicts']}",
+            f"{ks['seconds']:.2f}",
+        ))
+    if "representation" in result:
+        rep = result["representation"]
+        for i, row in enumerate(rep["layers"]):
+            seconds = f"{rep['seconds']:.2f}" if i == 0 else ""  # one forward pass for all
+            rows.append((
+                f"d_repr  {rep['model']}.{row['layer']}", _pm(row["dimension"], row["std"]), "",
+                seconds,
+            ))
+    # Dotted layer names can be long: the first column is as wide as its longest entry.
+    width = max([26, *(len(row[0]) for row in rows)]) + 2
+    rule = "-" * (width + 44)
     lines = [
         f"data: {data.get('name', 'given')}  ({data['samples']} samples, {data['features']} features, "
         f"{data['classes']} classes, pixels: {data['pixel_scale']})",
         "",
-        f"{'quantity':<28}{'value':>22}{'duplicates':>12}{'seconds':>10}",
-        "-" * 72,
+        f"{'quantity':<{width}}{'value':>22}{'duplicates':>12}{'seconds':>10}",
+        rule,
     ]
-    for row in result["dimensions"]:
-        params = row["params"]
-        detail = f"k={params['k']}" if "k" in params else params.get("method", "")
-        lines.append(
-            f"{'d_data  ' + row['estimator'] + ' ' + detail:<28}{_pm(row['dimension'], row['std']):>22}"
-            f"{row['duplicates']:>12}{row['seconds']:>10.2f}"
-        )
-    if "sharpness" in result:
-        ks = result["sharpness"]
-        lines.append(f"{'K_F  (M=' + str(ks['samples']) + ')':<28}{ks['K_F']:>22.4g}{ks['identical_conflicts']:>12}{ks['seconds']:>10.2f}")
-    if "representation" in result:
-        rep = result["representation"]
-        for i, row in enumerate(rep["layers"]):
-            label = f"d_repr  {rep['model']}.{row['layer']}"
-            seconds = f"{rep['seconds']:>10.2f}" if i == 0 else ""  # one forward pass for all
-            lines.append(f"{label:<28}{_pm(row['dimension'], row['std']):>22}{'':>12}{seconds}")
-    lines.append("-" * 72)
+    for quantity, value, duplicates, seconds in rows:
+        lines.append(f"{quantity:<{width}}{value:>22}{duplicates:>12}{seconds:>10}".rstrip())
+    lines.append(rule)
     notes = []
     if "sharpness" in result:
         notes.append(f"K_F is on the pixel scale '{result['sharpness']['pixel_scale']}' (it scales as 1/pixel range).")

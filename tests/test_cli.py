@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from idprops import LabelSharpness, MLEDimension, TwoNNDimension
-from idprops.cli import main
+from idprops.cli import format_measurement, main
 from idprops.data import load_dataset, load_digits
 
 
@@ -41,6 +41,34 @@ def test_measure_json_with_layers(capsys):
     assert set(layers) == {"fc1", "features.conv2"} and all(d > 0 for d in layers.values())
     assert result["representation"]["weights"].startswith("random initialisation")
     assert result["sharpness"]["K_F"] > 0
+
+
+def test_table_columns_fit_long_layer_names():
+    result = {
+        "data": {"samples": 10, "features": 4, "classes": 2, "pixel_scale": "unit [0, 1]"},
+        "dimensions": [
+            {"estimator": "mle", "params": {"k": 20}, "dimension": 3.25, "std": 0.5,
+             "duplicates": 0, "seconds": 0.1},
+        ],
+        "representation": {
+            "model": "small_cnn", "estimator": "mle", "weights": "w.pt", "seconds": 1.5,
+            "layers": [
+                {"layer": "fc1", "dimension": 7.0, "std": 0.25},
+                {"layer": "features.pool", "dimension": 12.5, "std": 1.0},
+            ],
+        },
+        "seconds": 2.0,
+    }
+    lines = format_measurement(result).splitlines()
+    header = next(line for line in lines if line.startswith("quantity"))
+    value_end = header.index("value") + len("value")
+    top = lines.index(header) + 1
+    bottom = lines.index(lines[top], top + 1)
+    rows = lines[top + 1:bottom]
+    for row, value in zip(rows, ("3.250 ± 0.500", "7.000 ± 0.250", "12.500 ± 1.000")):
+        assert row.index(value) + len(value) == value_end, row
+    assert "d_repr  small_cnn.features.pool  " in rows[2]  # the label is not run into its value
+    assert set(lines[top]) == {"-"} and len(lines[top]) >= len(header)
 
 
 def _reject(constant):
