@@ -261,7 +261,8 @@ def test_estimate_may_read_the_sample_counts(rng):
             self.dimension_ = float(self.n_samples_fit_ + self.n_duplicates_)
 
     X = rng.standard_normal((50, 2))
-    assert CountingDimension().fit(np.vstack([X, X[:5]])).dimension_ == 55.0
+    with pytest.warns(DuplicatesWarning, match="dropped 5"):
+        assert CountingDimension().fit(np.vstack([X, X[:5]])).dimension_ == 55.0
 
 
 def test_no_warning_without_duplicates(rng):
