@@ -188,7 +188,13 @@ def _set_ieee_float32_matmuls():
         legacy = torch.get_float32_matmul_precision()
     except RuntimeError:  # the caller set the newer, per-backend fp32_precision
         backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
-        saved = [b.fp32_precision for b in backends]
+        parents = (torch.backends, torch.backends.mkldnn)
+        # A setting reads as its parent's when it has none of its own; writing that
+        # value back would pin it, so it gets "none" (inherit) back instead.
+        saved = [
+            "none" if b.fp32_precision == parent.fp32_precision else b.fp32_precision
+            for b, parent in zip(backends, parents)
+        ]
         for b in backends:
             b.fp32_precision = "ieee"
         return lambda: [setattr(b, "fp32_precision", p) for b, p in zip(backends, saved)]
@@ -531,7 +537,8 @@ def kneighbors(
     device : str or int, default=None
         Torch device (``"cpu"``, ``"cuda:1"``) or GPU number. With ``"auto"``, a CPU
         device picks a CPU backend. faiss on the GPU returns at most 2,048 neighbours,
-        so searches for more (k of 1,024 or more) run in torch on the same GPU.
+        and a search may ask for 2k + 1 candidates, so searches of k of about 1,024
+        or more run in torch on the same GPU.
 
     Returns
     -------
@@ -569,7 +576,11 @@ def kneighbors(
             f"smaller k or more data."
         )
     backend = _resolve_backend(backend, device)
-    if backend == "faiss-gpu" and min(k + exclude_self + max(k, 8), len(Y)) > _FAISS_GPU_MAX_K:
+    # Two spare candidates prove almost every row right. Rows with ties around the
+    # k-th distance are searched again with more, and the few still unproven (more
+    # ties than that) are scanned in float64.
+    n_cands = sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))})
+    if backend == "faiss-gpu" and n_cands[-1] > _FAISS_GPU_MAX_K:
         backend = "torch"  # on the same GPU
 
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
@@ -605,10 +616,7 @@ def kneighbors(
     distances = np.empty((len(X), k))
     indices = np.empty((len(X), k), dtype=np.int64)
     rows = np.arange(len(X))
-    # Two spare candidates prove almost every row right. Rows with ties around the
-    # k-th distance are searched again with more, and the few still unproven (more
-    # ties than that) are scanned in float64.
-    for n_cand in sorted({min(k + exclude_self + 2, len(Y)), min(k + exclude_self + max(k, 8), len(Y))}):
+    for n_cand in n_cands:
         if symmetric and len(rows) == len(X):
             # faiss' thread count honours OMP_NUM_THREADS and threadpoolctl limits.
             approx, candidates = symmetric_candidates(Xc, x_sq, n_cand, _faiss().omp_get_max_threads())

@@ -524,7 +524,14 @@ def test_torch_search_under_the_newer_precision_api(rng):
         matmuls[0].fp32_precision, matmuls[1].fp32_precision = "tf32", "bf16"
         assert_same_neighbours(rng.standard_normal((200, 8)), 4, backend="torch")
         assert (matmuls[0].fp32_precision, matmuls[1].fp32_precision) == ("tf32", "bf16")
+        # Settings inherited from the generic one stay inherited, not pinned.
+        matmuls[0].fp32_precision = matmuls[1].fp32_precision = "none"
+        torch.backends.fp32_precision = "tf32"
+        kneighbors(rng.standard_normal((50, 3)), 2, backend="torch")
+        torch.backends.fp32_precision = "ieee"
+        assert (matmuls[0].fp32_precision, matmuls[1].fp32_precision) == ("ieee", "ieee")
     finally:
+        torch.backends.fp32_precision = "none"
         # "none" (the default) makes the older API readable again for other tests.
         matmuls[0].fp32_precision = matmuls[1].fp32_precision = "none"
 
