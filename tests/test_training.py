@@ -421,3 +421,22 @@ def test_pins_memory_only_for_data_on_the_cpu(monkeypatch, data_device, pinned):
     trainer.device = torch.device("cuda")
     next(trainer._batches(0, 0))
     assert asked == [pinned]
+
+
+def test_looking_at_the_data_for_pinning_leaves_the_random_stream_alone():
+    from idprops.nn.training import _on_cpu
+
+    class Noisy(torch.utils.data.Dataset):
+        """Augments with torch's global random stream, as RandomShift does."""
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.rand(2), 0
+
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    assert _on_cpu(Noisy())
+    assert torch.equal(torch.rand(2), expected)

@@ -131,7 +131,10 @@ def _on_cpu(data: Dataset) -> bool:
     Only CPU tensors can be pinned: small data sets (grokking's, say) are often put on
     the GPU whole, and asking a DataLoader to pin those fails.
     """
-    item = data[0]
+    # Reading an item may draw from torch's random stream (augmentation): a look must
+    # not move it, or a resumed run would no longer match an uninterrupted one.
+    with torch.random.fork_rng(devices=[]):
+        item = data[0]
     fields = item if isinstance(item, (tuple, list)) else (item,)
     return all(f.device.type == "cpu" for f in fields if isinstance(f, torch.Tensor))
 
