@@ -87,5 +87,8 @@ def test_class_subset_keeps_matching_latents_and_loader_by_name():
     )
     assert np.all(data.targets == 0) and len(data.latents) == len(data) == 200
     assert np.all(data.generator.labels(data.latents) == 2)
+    for classes in ([], [3]):  # [] once drew latents for ever
+        with pytest.raises(ValueError, match="non-empty list of the 3 classes"):
+            load_dataset("latent_images", n=10, num_classes=3, classes=classes)
     paper = load_latent_images(n=5, latent_dim=2, image_size=8, scale="paper")
     assert paper[0][0].shape == (1, 224, 224) and paper.pixel_scale.startswith("paper")

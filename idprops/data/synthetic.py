@@ -202,10 +202,10 @@ def load_latent_images(
     n = 1000 if n is None else int(n)
     if n < 1:
         raise ValueError(f"n must be a positive number of images, got {n}.")
-    if classes is not None and not set(classes) <= set(range(num_classes)):
+    if classes is not None and (not len(classes) or not set(classes) <= set(range(num_classes))):
         raise ValueError(
-            f"classes {list(classes)} are not all among the {num_classes} classes "
-            f"0..{num_classes - 1}."
+            f"classes must be a non-empty list of the {num_classes} classes "
+            f"0..{num_classes - 1}, got {list(classes)}."
         )
     part = 1 if train is False else 0
     rng = np.random.default_rng([seed, part])
