@@ -19,9 +19,22 @@ __all__ = ["main"]
 
 
 def _classes(text: str) -> list[int | str]:
-    # Folder datasets also know their classes by folder name; an integer is always a label.
+    # Folder datasets also know their classes by folder name (see _by_folder_name).
     items = [c.strip() for c in text.split(",") if c.strip()]
     return [int(c) if c.lstrip("-").isdigit() else c for c in items]
+
+
+def _by_folder_name(root: str, classes: list[int | str]) -> list[int | str]:
+    """``classes`` with each number that names a class folder of ``root`` as that name.
+
+    Labels follow the folder names sorted as text, so with folders 1, 2 and 10 the
+    label 1 is folder 10: ``--classes 1,2`` means the folders named so.
+    """
+    try:
+        names = {entry.name for entry in os.scandir(root) if entry.is_dir()}
+    except OSError:  # load_dataset says what is wrong with the folder
+        return classes
+    return [str(c) if str(c) in names else c for c in classes]
 
 
 def _reads_a_folder(spec: str) -> bool:
@@ -50,15 +63,22 @@ def _check_dimension_estimators(names: Sequence[str]) -> None:
     """Refuse, before any data are read, the names ``measure`` cannot estimate d_data with."""
     from .registry import available_estimators, get_estimator
 
-    valid = [name for name in available_estimators() if _is_dimension_estimator(get_estimator(name))]
-    for name in names:
-        if name in valid:
-            continue
+    def usable(name: str) -> bool:
+        # Only for listing the alternatives: a plugin that cannot even be built is not one.
         try:
-            get_estimator(name)  # a plugin that fails to load raises its own error here
+            return _is_dimension_estimator(get_estimator(name))
+        except Exception:
+            return False
+
+    for name in names:
+        try:
+            # A plugin that fails to load, or to build, raises its own error here.
+            if _is_dimension_estimator(get_estimator(name)):
+                continue
             problem = f"{name!r} is not a dimension estimator"
         except ValueError:
             problem = f"unknown estimator {name!r}"
+        valid = [other for other in available_estimators() if usable(other)]
         raise ValueError(
             f"--estimator: {problem}; choose from {', '.join(valid)}. K_F is measured unless "
             "--no-sharpness (sample size: --sharpness-samples), and the dimension of a "
@@ -117,6 +137,8 @@ def _run_measure(args) -> int:
         raise ValueError("--model needs at least one --layer")
     _check_dimension_estimators(args.estimators or ())
     folder = _reads_a_folder(args.data)
+    if folder and args.classes:
+        args.classes = _by_folder_name(args.root if args.data == "folder" else args.data, args.classes)
     names = [c for c in args.classes or () if isinstance(c, str)]
     if names and not folder:
         raise ValueError(

@@ -113,6 +113,21 @@ def test_plugin_estimator_without_the_base_class(capsys):
     assert json.loads(out)["dimensions"][0]["dimension"] == 3.0
 
 
+def test_a_plugin_that_cannot_be_built_does_not_break_measure(capsys, monkeypatch):
+    from idprops import registry
+
+    class NeedsAGpu:
+        def __init__(self):
+            raise RuntimeError("no GPU here")
+
+    # Not asked for, it must neither stop measure nor hide from the list of choices.
+    monkeypatch.setitem(registry._ESTIMATORS._runtime, "needs_gpu_cli", NeedsAGpu)
+    code, out, err = run(capsys, "measure", "--json", "--no-sharpness", "--n", "200")
+    assert code == 0, err
+    code, _, err = run(capsys, "measure", "--estimator", "nope")
+    assert code == 2 and "choose from" in err and "needs_gpu_cli" not in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -161,6 +176,15 @@ def test_classes_by_folder_name_or_label(capsys, tmp_path):
     assert code == 0, err
     # Integers stay labels: 0 and 2 are the same classes as circle and triangle.
     assert json.loads(out)["dimensions"][0]["dimension"] == by_name["dimensions"][0]["dimension"]
+
+
+def test_numbered_class_folders_are_chosen_by_name(capsys, tmp_path):
+    # Labels follow names sorted as text (1, 10, 2): label 1 would be folder 10.
+    root = image_folder(tmp_path / "numbered", {"1": 8, "2": 8, "10": 8})
+    argv = ("measure", "--json", "--data", str(root), "--estimator", "twonn", "--no-sharpness")
+    by_number = json.loads(run(capsys, *argv, "--classes", "1,2")[1])["dimensions"][0]["dimension"]
+    by_label = json.loads(run(capsys, *argv, "--classes", "0,2")[1])["dimensions"][0]["dimension"]
+    assert by_number == by_label  # folders 1 and 2 are labels 0 and 2
 
 
 def test_image_size_makes_a_folder_of_mixed_sizes_measurable(capsys, tmp_path):
