@@ -24,7 +24,7 @@ from .models import (
     vgg16,
     vgg19,
 )
-from .training import TRAINING_PRESETS, Callback, Trainer, evaluate, training_preset
+from .training import TRAINING_PRESETS, Callback, Trainer, evaluate, seeded, training_preset
 
 __all__ = [
     "FGSM",
@@ -42,6 +42,7 @@ __all__ = [
     "resnet34",
     "resnet50",
     "robust_accuracy",
+    "seeded",
     "small_alexnet",
     "small_cnn",
     "small_inception",

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..activations import _resolve_device
 from ..utils import progress_bar
 
-__all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "evaluate", "training_preset"]
+__all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "evaluate", "seeded", "training_preset"]
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULES = ("constant", "multistep", "exponential", "warmup")
@@ -123,6 +123,33 @@ def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """torch's random streams of the CPU and of ``device`` seeded inside the block, and
+    put back as they were after it.
+
+    ``torch.manual_seed`` would reseed every GPU's stream, the caller's included, and
+    forking the CPU's alone would not put those back.
+
+    Examples
+    --------
+    >>> with seeded(0):
+    ...     a = torch.rand(2)
+    >>> with seeded(0):
+    ...     b = torch.rand(2)
+    >>> bool(torch.equal(a, b))
+    True
+    """
+    device = torch.device(device)
+    gpus = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.default_generator.manual_seed(seed)
+        if gpus:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def _on_cpu(data: Dataset) -> bool:
@@ -595,16 +622,9 @@ class Trainer:
         )
         epoch_steps = self.steps_per_epoch or steps_per_pass
 
-        cuda = [self.device] if self.device.type == "cuda" else []
         deterministic = torch.are_deterministic_algorithms_enabled()
         warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-        with torch.random.fork_rng(devices=cuda):
-            # Only the generators the run draws from, those forked: torch.manual_seed
-            # would reseed every GPU's, the caller's included.
-            torch.default_generator.manual_seed(self.seed)
-            if self.device.type == "cuda":
-                with torch.cuda.device(self.device):
-                    torch.cuda.manual_seed(self.seed)
+        with seeded(self.seed, self.device):
             if self.device.type == "cpu":
                 # warn_only: a user's model with an op lacking a deterministic kernel
                 # still trains, with a warning saying which op.

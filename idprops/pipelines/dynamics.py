@@ -311,7 +311,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..data import load_dataset
-    from ..nn import Trainer
+    from ..nn import Trainer, seeded
     from ..nn.callbacks import ActivationIDTracker
     from ..registry import resolve_estimator
 
@@ -323,8 +323,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     seed = int(config["seed"])
     data = config["data"]
-    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _torch_threads(threads), seeded(seed, device):
         train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
         val = load_dataset(data["name"], train=False, seed=0)  # one fixed validation set
         channels, *size = tuple(train[0][0].shape)

@@ -142,7 +142,7 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..data.modular import load_modular_division
-    from ..nn import Trainer
+    from ..nn import Trainer, seeded
     from ..nn.callbacks import ActivationIDTracker
     from ..nn.models import transformer_classifier
     from ..registry import resolve_estimator
@@ -154,8 +154,7 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     seed = int(config["seed"])
     p, fraction, split = int(config["p"]), float(config["train_fraction"]), int(config["split_seed"])
-    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _torch_threads(threads), seeded(seed, device):
         train = load_modular_division(p=p, train_fraction=fraction, train=True, seed=split)
         val = load_modular_division(p=p, train_fraction=fraction, train=False, seed=split)
         model = transformer_classifier(vocab_size=p + 2, num_classes=p, **config["model"])

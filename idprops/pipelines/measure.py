@@ -171,10 +171,8 @@ def _checkpoint_classes(weights: str) -> int | None:
 
 
 def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device, progress):
-    import torch
-
     from ..estimators.representation import ReprDimension
-    from ..nn import build_model
+    from ..nn import build_model, seeded
 
     t0 = time.perf_counter()
     if isinstance(model, str):
@@ -195,12 +193,9 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
         if num_classes is not None:
             kwargs["num_classes"] = num_classes
         name = model
-        # A random initialisation is part of what is measured, so the seed must fix it;
-        # forking keeps the caller's random stream as it was. The model is built on the
-        # CPU, so only the CPU generator is seeded: torch.manual_seed would also reseed
-        # every GPU's, which forking the CPU alone does not restore.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        # A random initialisation is part of what is measured, so the seed must fix it,
+        # leaving the caller's random streams as they were. The model is built on the CPU.
+        with seeded(seed):
             model = build_model(model, weights=weights, **kwargs)
     else:
         name = type(model).__name__

@@ -106,7 +106,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
 
     from ..base import as_matrix
     from ..data import RandomizedLabels, corrupt, load_dataset
-    from ..nn import Trainer, build_model, evaluate
+    from ..nn import Trainer, build_model, evaluate, seeded
     from ..nn.callbacks import ActivationIDTracker
     from ..registry import resolve_estimator
 
@@ -118,8 +118,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     seed = int(config["seed"])
     data, corruption = config["data"], config["corruption"]
     notes: list[str] = []
-    with _torch_threads(threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _torch_threads(threads), seeded(seed, device):
         clean_train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
         clean_test = load_dataset(data["name"], train=False, seed=0)
         wrapped = corrupt(clean_train, corruption["name"], seed=seed, **corruption["params"])

@@ -486,7 +486,7 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..base import DuplicatesWarning, as_matrix_and_labels
-    from ..nn import Trainer, build_model, evaluate, robust_accuracy
+    from ..nn import Trainer, build_model, evaluate, robust_accuracy, seeded
     from ..registry import resolve_estimator
 
     seed = int(config["seed"])
@@ -498,10 +498,9 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     notes: list[str] = []
     out: dict[str, Any] = {}
-    with _torch_threads(threads), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+    with _torch_threads(threads), seeded(seed, device), warnings.catch_warnings():
         # Counted duplicates are the estimators' business; a table cell has no room for them.
         warnings.simplefilter("ignore", DuplicatesWarning)
-        torch.manual_seed(seed)
         train = _load(data, train=True, n=data.get("n"), seed=seed)
         test = _load(data, train=False, n=data.get("n_test"), seed=0)  # one fixed test set
         channels, *size = tuple(train[0][0].shape)
