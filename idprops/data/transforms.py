@@ -75,6 +75,7 @@ class AsGiven(UnitScale):
     """
 
     pixel_scale = "as given"
+    #: None, not UnitScale's 1: values served as given have no pixel range.
     pixel_max = None
 
     def __repr__(self) -> str:

@@ -183,23 +183,22 @@ def normalize_steps(specs: Any, what: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_steps(estimators: Mapping[str, Any] | None = None, attacks: Mapping[str, Any] | None = None) -> None:
-    """Build every estimator and attack of :func:`normalize_steps` specs once.
+def check_steps(estimators: Mapping[str, Any] | None) -> None:
+    """Build every estimator of :func:`normalize_steps` specs once.
 
     A misspelt name or a bad parameter then fails when the grid is built, not after
-    a model has trained (and, for an estimator, not as a NaN cell that a re-run
-    would count as done).
+    a model has trained, and not as a NaN cell that a re-run would count as done.
+    (Attacks are built by :func:`resolve_attacks`, which also checks their range.)
 
     Examples
     --------
-    >>> check_steps(estimators=normalize_steps({"mle": {"k": "x"}}, "estimators"))
+    >>> check_steps(normalize_steps({"mle": {"k": "x"}}, "estimators"))
     Traceback (most recent call last):
     ...
     ValueError: estimators.mle: The 'k' parameter of MLEDimension must be an int in the range [2, inf). Got 'x' instead.
     """
-    for what, specs, build in (("estimators", estimators, _build_estimator), ("attacks", attacks, build_attack)):
-        for label, step in (specs or {}).items():
-            _check_step(f"{what}.{label}", step, build)
+    for label, step in (estimators or {}).items():
+        _check_step(f"estimators.{label}", step)
 
 
 def _build_estimator(name: str, params: Mapping[str, Any]) -> Any:
