@@ -70,7 +70,8 @@ class ReprDimension(BaseEstimator):
     batch_size : int, default=256
         Samples per forward pass (a DataLoader keeps its own).
     device : str or torch.device, default=None
-        Where the model runs; None: where its parameters are.
+        Where the model runs; None: where its parameters are; ``"auto"``: the GPU
+        when torch sees one, else the CPU.
     progress : bool, default=None
         Progress bar over batches; None shows one on a terminal.
 
