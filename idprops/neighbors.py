@@ -188,7 +188,8 @@ def _set_ieee_float32_matmuls():
         legacy = torch.get_float32_matmul_precision()
     except RuntimeError:  # the caller set the newer, per-backend fp32_precision
         backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
-        parents = (torch.backends, torch.backends.mkldnn)
+        # CUDA's backend-wide setting is exposed as cudnn's.
+        parents = (torch.backends.cudnn, torch.backends.mkldnn)
         # A setting reads as its parent's when it has none of its own; writing that
         # value back would pin it, so it gets "none" (inherit) back instead.
         saved = [
@@ -198,6 +199,8 @@ def _set_ieee_float32_matmuls():
         for b in backends:
             b.fp32_precision = "ieee"
         return lambda: [setattr(b, "fp32_precision", p) for b, p in zip(backends, saved)]
+    if legacy == "highest":  # torch's default: writing it would pin the newer API's settings
+        return lambda: None
     torch.set_float32_matmul_precision("highest")
     return lambda: torch.set_float32_matmul_precision(legacy)
 

@@ -524,14 +524,21 @@ def test_torch_search_under_the_newer_precision_api(rng):
         matmuls[0].fp32_precision, matmuls[1].fp32_precision = "tf32", "bf16"
         assert_same_neighbours(rng.standard_normal((200, 8)), 4, backend="torch")
         assert (matmuls[0].fp32_precision, matmuls[1].fp32_precision) == ("tf32", "bf16")
-        # Settings inherited from the generic one stay inherited, not pinned.
+        # Inherited settings stay inherited, not pinned: from the generic setting, from
+        # CUDA's (exposed as cudnn's), and in torch's default state.
         matmuls[0].fp32_precision = matmuls[1].fp32_precision = "none"
-        torch.backends.fp32_precision = "tf32"
-        kneighbors(rng.standard_normal((50, 3)), 2, backend="torch")
-        torch.backends.fp32_precision = "ieee"
-        assert (matmuls[0].fp32_precision, matmuls[1].fp32_precision) == ("ieee", "ieee")
+        for parent, before, after in [
+            (torch.backends, "tf32", "ieee"),
+            (torch.backends.cudnn, "tf32", "ieee"),
+            (torch.backends, "none", "tf32"),
+        ]:
+            parent.fp32_precision = before
+            kneighbors(rng.standard_normal((50, 3)), 2, backend="torch")
+            parent.fp32_precision = after
+            assert matmuls[0].fp32_precision == after
+            torch.backends.fp32_precision = torch.backends.cudnn.fp32_precision = "none"
     finally:
-        torch.backends.fp32_precision = "none"
+        torch.backends.fp32_precision = torch.backends.cudnn.fp32_precision = "none"
         # "none" (the default) makes the older API readable again for other tests.
         matmuls[0].fp32_precision = matmuls[1].fp32_precision = "none"
 
