@@ -25,16 +25,26 @@ def _classes(text: str) -> list[int | str]:
 
 
 def _by_folder_name(root: str, classes: list[int | str]) -> list[int | str]:
-    """``classes`` with each number that names a class folder of ``root`` as that name.
+    """``classes`` for the image folder ``root``: numbers are folder names when its
+    class folders are numbered, labels otherwise.
 
     Labels follow the folder names sorted as text, so with folders 1, 2 and 10 the
-    label 1 is folder 10: ``--classes 1,2`` means the folders named so.
+    label 1 is folder 10: there, ``--classes 1,2`` means the folders named so, and a
+    number that names no folder is an error rather than a label.
     """
     try:
-        names = {entry.name for entry in os.scandir(root) if entry.is_dir()}
+        names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     except OSError:  # load_dataset says what is wrong with the folder
         return classes
-    return [str(c) if str(c) in names else c for c in classes]
+    if not any(name.lstrip("-").isdigit() for name in names):
+        return classes
+    missing = [c for c in classes if str(c) not in names]
+    if missing:
+        raise ValueError(
+            f"--classes {','.join(map(str, missing))}: the class folders of {root} are "
+            f"numbered, so numbers name folders, and these name none; folders: {', '.join(names)}"
+        )
+    return [str(c) for c in classes]
 
 
 def _reads_a_folder(spec: str) -> bool:
@@ -72,12 +82,14 @@ def _check_dimension_estimators(names: Sequence[str]) -> None:
 
     for name in names:
         try:
-            # A plugin that fails to load, or to build, raises its own error here.
-            if _is_dimension_estimator(get_estimator(name)):
-                continue
-            problem = f"{name!r} is not a dimension estimator"
+            estimator = get_estimator(name)
         except ValueError:
             problem = f"unknown estimator {name!r}"
+        else:
+            # A plugin that fails to build raises its own error here.
+            if _is_dimension_estimator(estimator):
+                continue
+            problem = f"{name!r} is not a dimension estimator"
         valid = [other for other in available_estimators() if usable(other)]
         raise ValueError(
             f"--estimator: {problem}; choose from {', '.join(valid)}. K_F is measured unless "

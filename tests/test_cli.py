@@ -127,6 +127,15 @@ def test_a_plugin_that_cannot_be_built_does_not_break_measure(capsys, monkeypatc
     code, _, err = run(capsys, "measure", "--estimator", "nope")
     assert code == 2 and "choose from" in err and "needs_gpu_cli" not in err
 
+    class NeedsCuda:
+        def __init__(self):
+            raise ValueError("device='cuda' was asked for but torch sees no GPU")
+
+    # Asked for, it says its own error, not "unknown estimator".
+    monkeypatch.setitem(registry._ESTIMATORS._runtime, "needs_cuda_cli", NeedsCuda)
+    code, _, err = run(capsys, "measure", "--estimator", "needs_cuda_cli")
+    assert code == 2 and "torch sees no GPU" in err and "unknown" not in err
+
 
 @pytest.mark.parametrize(
     "argv, message",
@@ -183,8 +192,14 @@ def test_numbered_class_folders_are_chosen_by_name(capsys, tmp_path):
     root = image_folder(tmp_path / "numbered", {"1": 8, "2": 8, "10": 8})
     argv = ("measure", "--json", "--data", str(root), "--estimator", "twonn", "--no-sharpness")
     by_number = json.loads(run(capsys, *argv, "--classes", "1,2")[1])["dimensions"][0]["dimension"]
-    by_label = json.loads(run(capsys, *argv, "--classes", "0,2")[1])["dimensions"][0]["dimension"]
-    assert by_number == by_label  # folders 1 and 2 are labels 0 and 2
+    circle = image_folder(tmp_path / "named", {"a": 8, "b": 8, "c": 8})
+    by_label = json.loads(run(capsys, *argv[:3], str(circle), *argv[4:], "--classes", "0,2")[1])
+    assert by_label["data"]["classes"] == 2  # unnumbered folders: numbers are labels
+    # Numbered folders: numbers are names only, never labels, so 0 is an error.
+    code, _, err = run(capsys, *argv, "--classes", "0,2")
+    assert code == 2 and "numbers name folders" in err and "folders: 1, 10, 2" in err
+    by_name = json.loads(run(capsys, *argv, "--classes", "2,1")[1])["dimensions"][0]["dimension"]
+    assert by_name == by_number
 
 
 def test_image_size_makes_a_folder_of_mixed_sizes_measurable(capsys, tmp_path):
