@@ -76,6 +76,17 @@ def test_cell_is_deterministic(tiny):
     assert _timeless(again["curves"]) == _timeless(tiny.results_[0]["curves"])
 
 
+def test_a_cell_leaves_every_gpus_random_stream_alone(monkeypatch):
+    import torch
+
+    # With n_jobs=1 a cell runs in the caller's process; torch.manual_seed reseeded
+    # every GPU's stream there (a CPU machine calls manual_seed_all all the same).
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", calls.append)
+    grokking_cell(GrokkingStudy(**TINY).cells()[0])
+    assert calls == []
+
+
 def test_resume_runs_no_cell_and_report(tiny, tmp_path):
     resumed = GrokkingStudy(**TINY, store=tiny.store).fit()
     assert resumed.n_cells_run_ == 0

@@ -423,6 +423,19 @@ def test_pins_memory_only_for_data_on_the_cpu(monkeypatch, data_device, pinned):
     assert asked == [pinned]
 
 
+def test_seeded_reads_devices_as_the_trainer_does():
+    from idprops.nn import seeded
+
+    with seeded(3, "auto"):
+        a = torch.rand(2)
+    with seeded(3, torch.device("cpu")):
+        assert torch.equal(torch.rand(2), a)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no GPU"):
+            with seeded(3, "cuda"):
+                pass
+
+
 def test_looking_at_the_data_for_pinning_leaves_the_random_stream_alone():
     from idprops.nn.training import _on_cpu
 

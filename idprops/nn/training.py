@@ -127,8 +127,8 @@ def _model_device(model: nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
-    """torch's random streams of the CPU and of ``device`` seeded inside the block, and
-    put back as they were after it.
+    """torch's random streams of the CPU and of ``device`` (``"auto"`` as for
+    :class:`Trainer`) seeded inside the block, and put back as they were after it.
 
     ``torch.manual_seed`` would reseed every GPU's stream, the caller's included, and
     forking the CPU's alone would not put those back.
@@ -142,7 +142,7 @@ def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
     >>> bool(torch.equal(a, b))
     True
     """
-    device = torch.device(device)
+    device = _resolve_device(device)
     gpus = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=gpus):
         torch.default_generator.manual_seed(seed)
