@@ -204,7 +204,10 @@ def test_duplicates_are_dropped_with_a_count(Estimator, rng):
         est = Estimator().fit(X_dup)
     assert est.n_duplicates_ == 100 and est.n_samples_fit_ == 1000
     assert np.isfinite(est.dimension_)
-    assert est.dimension_ == Estimator().fit(X).dimension_
+    # To the last bit but one: in a process whose BLAS thread limits were changed
+    # (threadpoolctl, as other tests do), the same distances have given estimates
+    # one ulp apart; the cause is not pinned down yet.
+    assert est.dimension_ == pytest.approx(Estimator().fit(X).dimension_, rel=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
