@@ -7,7 +7,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseDimension
+from ..base import BaseDimension, log_in_place
 
 __all__ = ["MLEDimension"]
 
@@ -116,7 +116,8 @@ class MLEDimension(BaseDimension):
         return self.k
 
     def _estimate(self, distances: np.ndarray) -> None:
-        log_ratios = np.log(distances[:, -1:]) - np.log(distances[:, :-1])
+        log_d = log_in_place(distances)
+        log_ratios = log_d[:, -1:] - log_d[:, :-1]
         norm = self.k - 2 if self.unbiased else self.k - 1
         inverse = log_ratios.sum(axis=1) / norm
         # u(x) = 0 when all k neighbours are equidistant (grid data): an infinite local

@@ -7,7 +7,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseDimension
+from ..base import BaseDimension, log_in_place
 
 __all__ = ["TwoNNDimension"]
 
@@ -90,7 +90,8 @@ class TwoNNDimension(BaseDimension):
         return 2
 
     def _estimate(self, distances: np.ndarray) -> None:
-        log_mu = np.log(distances[:, 1]) - np.log(distances[:, 0])
+        log_d = log_in_place(distances[:, :2])
+        log_mu = log_d[:, 1] - log_d[:, 0]
         n = len(log_mu)
         if self.method == "mle":
             total = log_mu.sum()
@@ -104,7 +105,9 @@ class TwoNNDimension(BaseDimension):
             # F_emp = 1 at the largest ratio makes -log(1 - F) infinite: never keep it.
             n_keep = min(int(n * (1 - self.discard_fraction)), n - 1)
             x = np.sort(log_mu)[:n_keep]
-            y = -np.log1p(-np.arange(1, n_keep + 1) / n)
+            # In place, for the reason log_in_place gives.
+            y = -np.arange(1, n_keep + 1) / n
+            y = -np.log1p(y, out=y)
             if n_keep < 1 or not np.any(x > 0):
                 raise ValueError(
                     f"too few distinct neighbour ratios to fit ({n} points, of which "
