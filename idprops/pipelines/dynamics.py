@@ -318,9 +318,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     reg = config["regularization"]
     training = dict(config["training"])
     threads = training.pop("threads", None)
-    device = config.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = config.get("device", "auto")  # "auto" is read where it is used
     seed = int(config["seed"])
     data = config["data"]
     with _torch_threads(threads), seeded(seed, device):

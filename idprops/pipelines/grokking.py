@@ -139,7 +139,6 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> list(out["curves"][-1]["ids"])
     ['blocks.0.attn', 'blocks.0.mlp', 'blocks.1.attn', 'blocks.1.mlp']
     """
-    import torch
 
     from ..data.modular import load_modular_division
     from ..nn import Trainer, seeded
@@ -149,9 +148,7 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
 
     training = dict(config["training"])
     threads = training.pop("threads", None)
-    device = config.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = config.get("device", "auto")  # "auto" is read where it is used
     seed = int(config["seed"])
     p, fraction, split = int(config["p"]), float(config["train_fraction"]), int(config["split_seed"])
     with _torch_threads(threads), seeded(seed, device):

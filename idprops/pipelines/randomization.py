@@ -102,7 +102,6 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["corrupted_fraction"], sorted(out["d_data"])
     (100, 0.88, ['mle', 'twonn'])
     """
-    import torch
 
     from ..base import as_matrix
     from ..data import RandomizedLabels, corrupt, load_dataset
@@ -112,9 +111,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
 
     training = dict(config["training"])
     threads = training.pop("threads", None)
-    device = config.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = config.get("device", "auto")  # "auto" is read where it is used
     seed = int(config["seed"])
     data, corruption = config["data"], config["corruption"]
     notes: list[str] = []

@@ -482,7 +482,6 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["n_test"], sorted(out["d_data"]), sorted(out["robust_accuracy"])
     (40, 91, ['twonn'], ['fgsm'])
     """
-    import torch
 
     from ..base import DuplicatesWarning, as_matrix_and_labels
     from ..nn import Trainer, build_model, evaluate, robust_accuracy, seeded
@@ -492,9 +491,7 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     data = config["data"]
     training = dict(config["training"])
     threads = training.pop("threads", None)
-    device = config.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = config.get("device", "auto")  # "auto" is read where it is used
     notes: list[str] = []
     out: dict[str, Any] = {}
     with _torch_threads(threads), seeded(seed, device), warnings.catch_warnings():
