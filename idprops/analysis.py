@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import stats
 
+from .base import log_in_place
+
 __all__ = [
     "Correlation",
     "LayerIDSummary",
@@ -238,8 +240,8 @@ def fit_scaling_law(
     >>> round(fit_scaling_law(N, 3.0 * N ** -0.25, d=4).intercept, 6)  # log 3
     1.098612
     """
-    x = np.log(_positive_finite("N", N))
-    y = np.log(_positive_finite("loss", loss))
+    x = log_in_place(_positive_finite("N", N))
+    y = log_in_place(_positive_finite("loss", loss))
     if d is not None and not (math.isfinite(d) and d > 0):
         raise ValueError(f"d must be a positive dimension, got {d}")
     return _ols(
@@ -288,7 +290,7 @@ def fit_loss_vs_dimension(
     x = np.asarray(d, dtype=np.float64).ravel()
     if not np.all(np.isfinite(x)):
         raise ValueError("d must be finite: drop the cells whose dimension estimate failed")
-    y = np.log(_positive_finite("loss", loss))
+    y = log_in_place(_positive_finite("loss", loss))
     if x.size != y.size:
         raise ValueError(f"d and loss differ in length: {x.size} and {y.size}")
     if groups is None:
