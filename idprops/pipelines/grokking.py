@@ -139,7 +139,6 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> list(out["curves"][-1]["ids"])
     ['blocks.0.attn', 'blocks.0.mlp', 'blocks.1.attn', 'blocks.1.mlp']
     """
-
     from ..data.modular import load_modular_division
     from ..nn import Trainer, seeded
     from ..nn.callbacks import ActivationIDTracker

@@ -102,7 +102,6 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["corrupted_fraction"], sorted(out["d_data"])
     (100, 0.88, ['mle', 'twonn'])
     """
-
     from ..base import as_matrix
     from ..data import RandomizedLabels, corrupt, load_dataset
     from ..nn import Trainer, build_model, evaluate, seeded

@@ -482,7 +482,6 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["n_test"], sorted(out["d_data"]), sorted(out["robust_accuracy"])
     (40, 91, ['twonn'], ['fgsm'])
     """
-
     from ..base import DuplicatesWarning, as_matrix_and_labels
     from ..nn import Trainer, build_model, evaluate, robust_accuracy, seeded
     from ..registry import resolve_estimator
