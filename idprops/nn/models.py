@@ -83,6 +83,15 @@ def _check_shape(in_channels: int, num_classes: int, input_size) -> tuple[int, i
     return _size2d(input_size)
 
 
+def _read_state_dict(path: str | os.PathLike) -> Any:
+    """What a weights file holds, on the CPU: a state_dict, a Trainer checkpoint's
+    model state, or whatever else was saved there (for the caller to refuse)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a Trainer checkpoint
+    return state
+
+
 def _load_weights(model: nn.Module, weights: str | os.PathLike | None, name: str) -> nn.Module:
     """Load a local state_dict into ``model`` (strictly), with errors that say what to do."""
     if weights is None:
@@ -93,9 +102,7 @@ def _load_weights(model: nn.Module, weights: str | os.PathLike | None, name: str
             f"weights file {path!r} for {name} does not exist. idprops never downloads "
             "weights: save a state_dict there first (torch.save(model.state_dict(), path))."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a Trainer checkpoint
+    state = _read_state_dict(path)
     if not isinstance(state, dict):
         raise ValueError(
             f"{path!r} holds a {type(state).__name__}, not a state_dict; save "

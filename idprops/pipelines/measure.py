@@ -159,11 +159,11 @@ def _checkpoint_classes(weights: str) -> int | None:
     """
     import torch
 
+    from ..nn.models import _read_state_dict
+
     if not os.path.isfile(weights):
         return None
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a Trainer checkpoint, read as build_model reads it
+    state = _read_state_dict(weights)  # as build_model reads it
     if not isinstance(state, dict):
         return None
     matrices = [value for value in state.values() if torch.is_tensor(value) and value.ndim == 2]
