@@ -138,16 +138,22 @@ def cell_config(**parts: Any) -> dict[str, Any]:
     return {"code_version": idprops.__version__, **parts}
 
 
-def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _dotted(obj: Mapping[str, Any], prefix: str = ""):
+    """(dotted name, value) of every leaf of nested mappings, in order."""
+    for key, value in obj.items():
+        if isinstance(value, Mapping):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _flatten(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Nested mappings as one level with dotted names: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
     flat: dict[str, Any] = {}
-    for k, v in obj.items():
-        name = f"{prefix}{k}"
-        items = _flatten(v, f"{name}.") if isinstance(v, Mapping) else {name: v}
-        for n, value in items.items():
-            if n in flat:
-                raise ValueError(f"field {n!r} appears twice once nested names are dotted")
-            flat[n] = value
+    for name, value in _dotted(obj):
+        if name in flat:
+            raise ValueError(f"field {name!r} appears twice once nested names are dotted")
+        flat[name] = value
     return flat
 
 

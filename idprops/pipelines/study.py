@@ -35,7 +35,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..results import ResultsStore, cell_config, config_key
+from ..results import ResultsStore, _dotted, cell_config, config_key
 from ..utils import progress_bar
 
 if sys.version_info >= (3, 11):
@@ -92,15 +92,6 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
             "rename them in run_cell."
         )
     return config, result, time.perf_counter() - start
-
-
-def _dotted(config: Mapping[str, Any], prefix: str = ""):
-    """(dotted name, value) of every leaf of nested mappings, in order."""
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            yield from _dotted(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def _describe(config: Mapping[str, Any]) -> str:
