@@ -6,7 +6,7 @@ idprops finds estimators, models and datasets through Python entry points, in th
 groups ``idprops.estimators``, ``idprops.models`` and ``idprops.datasets``. A package
 that declares one is a plugin: once installed, its names work everywhere a built-in
 name does — :func:`idprops.get_estimator`, ``idprops measure --estimator NAME``,
-:func:`idprops.pipelines.measure`, study files.
+:func:`idprops.studies.measure`, study files.
 
 Here we build such a package, ``mydim``, with one estimator and one dataset, and make
 it visible the way ``pip install`` would: a ``mydim-0.1.dist-info`` folder with an
@@ -109,12 +109,12 @@ from idprops.cli import main
 exit_code = main(["measure", "--data", "rings", "--estimator", "meanratio", "--estimator", "twonn"])
 
 # %%
-# So does :func:`~idprops.pipelines.measure`, and so would a study file
+# So does :func:`~idprops.studies.measure`, and so would a study file
 # (``[estimators.meanratio]``). The rings are one-dimensional and 0.5 apart, so we
 # expect :math:`d \approx 1`, and :math:`K_F` just below 2: no two points of different
 # rings are closer than 0.5, and with 1,500 points some pair is at nearly the same angle.
 from idprops.data import load_dataset
-from idprops.pipelines import measure
+from idprops.studies import measure
 
 rings = load_dataset("rings")
 result = measure(rings, estimators=("meanratio", "twonn", "mle"))

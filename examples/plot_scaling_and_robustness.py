@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from idprops.analysis import correlation, fit_scaling_law
-from idprops.pipelines import RobustnessStudy, ScalingLawStudy
+from idprops.studies import RobustnessStudy, ScalingLawStudy
 from idprops.plotting import plot_correlation, plot_scaling_law
 
 store = Path(tempfile.mkdtemp()) / "results.sqlite"

@@ -138,7 +138,7 @@ def _add_measure(sub) -> None:
 
 def _run_measure(args) -> int:
     from .data import load_dataset
-    from .pipelines.measure import measure
+    from .studies.measure import measure
 
     if args.layers and not args.model:
         raise ValueError("--layer needs --model")
@@ -227,7 +227,7 @@ def _pm(value: float, std: float | None) -> str:
 
 
 def format_measurement(result: dict[str, Any]) -> str:
-    """Render :func:`idprops.pipelines.measure.measure`'s result as a readable table."""
+    """Render :func:`idprops.studies.measure.measure`'s result as a readable table."""
     data = result["data"]
     rows = []  # (quantity, value, duplicates, seconds)
     for row in result["dimensions"]:
@@ -279,11 +279,11 @@ def format_measurement(result: dict[str, Any]) -> str:
 
 #: Study kinds of ``idprops study KIND``: "package.module:Class" of a Study subclass.
 STUDIES = {
-    "scaling-law": "idprops.pipelines.scaling:ScalingLawStudy",
-    "robustness": "idprops.pipelines.robustness:RobustnessStudy",
-    "dynamics": "idprops.pipelines.dynamics:DynamicsStudy",
-    "grokking": "idprops.pipelines.grokking:GrokkingStudy",
-    "randomization": "idprops.pipelines.randomization:RandomizationStudy",
+    "scaling-law": "idprops.studies.scaling:ScalingLawStudy",
+    "robustness": "idprops.studies.robustness:RobustnessStudy",
+    "dynamics": "idprops.studies.dynamics:DynamicsStudy",
+    "grokking": "idprops.studies.grokking:GrokkingStudy",
+    "randomization": "idprops.studies.randomization:RandomizationStudy",
 }
 
 
@@ -299,7 +299,7 @@ def _add_study(sub) -> None:
     for kind, target in STUDIES.items():
         k = kinds.add_parser(kind, help=f"run a {kind} study ({target.rpartition(':')[2]})")
         source = k.add_mutually_exclusive_group(required=True)
-        source.add_argument("--preset", metavar="NAME", help="a shipped study file (idprops/studies/NAME.toml), e.g. digits")
+        source.add_argument("--preset", metavar="NAME", help="a shipped study file (idprops/studies/presets/NAME.toml), e.g. digits")
         source.add_argument("--config", metavar="FILE", help="a TOML study file")
         k.add_argument(
             "--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
@@ -316,7 +316,7 @@ def _add_study(sub) -> None:
 def _run_study(args) -> int:
     from pathlib import Path
 
-    from .pipelines.study import find_preset, import_object, parse_overrides
+    from .studies.study import find_preset, import_object, parse_overrides
 
     if importlib.util.find_spec("matplotlib") is None:
         # Fail before the cells run, not after: the report is what the user asked for.

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from idprops.nn import Trainer
 from idprops.nn.callbacks import ActivationIDTracker
-from idprops.results import ResultsStore
+from idprops.studies.store import ResultsStore
 
 
 class WidthDimension(BaseEstimator):

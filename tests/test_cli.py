@@ -275,7 +275,7 @@ def test_study_out_tilde_is_the_home_folder(capsys, tmp_path, monkeypatch):
             seen["out"] = out
             return out / "report.md"
 
-    monkeypatch.setattr("idprops.pipelines.study.import_object", lambda spec: RecordingStudy)
+    monkeypatch.setattr("idprops.studies.study.import_object", lambda spec: RecordingStudy)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "study", "scaling-law", "--preset", "digits", "--out=~/report")

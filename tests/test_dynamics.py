@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from idprops.pipelines.dynamics import (
+from idprops.studies.dynamics import (
     _DEFAULT_LAYERS,
     DynamicsStudy,
     RandomShift,

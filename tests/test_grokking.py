@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from idprops.pipelines.grokking import GrokkingStudy, _llid_val_spearman, grokking_cell, mark_grokking
+from idprops.studies.grokking import GrokkingStudy, _llid_val_spearman, grokking_cell, mark_grokking
 
 TINY = dict(
     p=7, train_fraction=0.5, eval_every=3, device="cpu", progress=False,
@@ -116,7 +116,7 @@ def test_grid_and_bad_settings():
 
 
 def test_summary_when_validation_reaches_the_threshold_and_training_never_does():
-    from idprops.pipelines.grokking import _cell_summary
+    from idprops.studies.grokking import _cell_summary
 
     row = {"training.weight_decay": 1.0, "seed": 1, "grok_step": 5, "train_step": None, "grokked": False,
            "llid_val_spearman": None, "llid_at_train_step": None, "llid_at_grok_step": 3.0,

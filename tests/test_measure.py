@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from idprops.data import load_dataset
-from idprops.pipelines.measure import measure
+from idprops.studies.measure import measure
 
 torch = pytest.importorskip("torch")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from idprops.data import corrupt, load_digits
-from idprops.pipelines.randomization import RandomizationStudy, randomization_cell
+from idprops.studies.randomization import RandomizationStudy, randomization_cell
 
 TINY = dict(
     n_train=120, seeds=[0], training={"epochs": 2, "batch_size": 40, "threads": 1},

@@ -76,7 +76,7 @@ def test_identity_layer_equals_the_inner_estimator_on_flattened_inputs(rng):
 
 def test_device_auto_is_accepted_here_and_by_measure(monkeypatch, cube5):
     # "auto" (the GPU when there is one) is read as the Trainer reads it.
-    from idprops.pipelines.measure import measure
+    from idprops.studies.measure import measure
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     X = cube5[:300]
@@ -94,7 +94,7 @@ def test_device_auto_is_accepted_here_and_by_measure(monkeypatch, cube5):
 def test_measure_seeds_a_model_by_name_without_touching_the_gpu_streams(monkeypatch, rng):
     # measure() says the caller's random streams are left alone; reseeding every GPU's
     # generator (as torch.manual_seed does) would change the caller's CUDA stream.
-    from idprops.pipelines.measure import measure
+    from idprops.studies.measure import measure
 
     reseeded = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import idprops
-from idprops.results import ResultsStore, cell_config, config_key
+from idprops.studies.store import ResultsStore, cell_config, config_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +156,7 @@ def test_killed_writer_loses_no_committed_row(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from idprops.results import ResultsStore
+        from idprops.studies.store import ResultsStore
         store = ResultsStore({str(path)!r})
         i = 0
         while True:

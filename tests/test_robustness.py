@@ -7,7 +7,7 @@ import pytest
 from idprops.analysis import correlation
 from idprops.cli import main
 from idprops.data import load_dataset
-from idprops.pipelines.robustness import RobustnessStudy
+from idprops.studies.robustness import RobustnessStudy
 
 PAIRS = [[0, 1], [3, 8], [4, 9], [1, 7]]
 
@@ -108,7 +108,7 @@ def test_cli_runs_a_robustness_study_file(study, tmp_path, capsys):
     assert "4 cell(s) run" in capsys.readouterr().out
     assert (out / "report.md").is_file() and (out / "kf_vs_loss_increase_fgsm.png").is_file()
     # The same configuration as the fixture, run by two loky workers: the same numbers.
-    from idprops.results import ResultsStore
+    from idprops.studies.store import ResultsStore
 
     with ResultsStore(out / "results.sqlite") as store:
         rows = {r["key"]: r for r in store.records()}

@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 
 from idprops.data import load_dataset
 from idprops.estimators.mle import MLEDimension
-from idprops.pipelines.scaling import (
+from idprops.studies.scaling import (
     ScalingLawStudy,
     _load,
     build_attack,
@@ -297,7 +297,7 @@ class FakeScalingStudy(ScalingLawStudy):
 
 
 def test_dataset_key_reads_numbers_as_cells_do():
-    from idprops.pipelines.scaling import _dataset_key
+    from idprops.studies.scaling import _dataset_key
 
     # A store resumed with 750.0 for 750 reuses the cells; the report's groups must
     # match them too, or the natural/medical split merges into one fit.

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from idprops.cli import STUDIES, main
-from idprops.pipelines import (
+from idprops.studies import (
     DynamicsStudy,
     GrokkingStudy,
     RandomizationStudy,
     RobustnessStudy,
     ScalingLawStudy,
 )
-from idprops.pipelines.study import (
+from idprops.studies.study import (
     CellError,
     Study,
     _describe,
@@ -27,7 +27,7 @@ from idprops.pipelines.study import (
     load_study_file,
     parse_overrides,
 )
-from idprops.results import ResultsStore
+from idprops.studies.store import ResultsStore
 
 # Four cells of one epoch on two digit pairs, one torch thread: about a second each.
 TINY = textwrap.dedent(
@@ -115,7 +115,7 @@ def test_a_grown_grid_runs_only_the_new_cells(serial, tmp_path):
 def test_killed_study_resumes_with_the_missing_cells_only(serial, study_file, tmp_path):
     store = tmp_path / "results.sqlite"
     code = (
-        "from idprops.pipelines.scaling import ScalingLawStudy\n"
+        "from idprops.studies.scaling import ScalingLawStudy\n"
         f"ScalingLawStudy.from_toml({str(study_file)!r}, {{'store': {str(store)!r}}}).fit()\n"
     )
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -286,7 +286,7 @@ def test_a_cell_listed_twice_is_one_result_and_reserved_fields_are_kept():
 
 
 def test_a_cell_with_an_array_or_clashing_names_still_reports_its_own_error():
-    from idprops.pipelines.study import _describe
+    from idprops.studies.study import _describe
 
     # Describing the cell once raised in place of the cell's error.
     config = {"x": np.array([1.0, 2.0]), "a": {"b": 1}, "a.b": 2, "empty": []}
@@ -332,7 +332,7 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
 
 
 def _class(target):
-    from idprops.pipelines.study import import_object
+    from idprops.studies.study import import_object
 
     return import_object(target)
 

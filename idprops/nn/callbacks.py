@@ -88,7 +88,7 @@ class ActivationIDTracker(Callback):
         Seeds the sample and the subsets.
     batch_size : int, default=256
         Of the forward passes.
-    store : idprops.results.ResultsStore, optional
+    store : idprops.studies.store.ResultsStore, optional
         Each evaluation is also written there, under ``{**store_config, "step": step}``.
     store_config : mapping, optional
         What identifies this run in the store (its study cell's configuration).

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ..results import config_key
+from .store import config_key
 from .study import Study, import_object
 
 __all__ = [
@@ -640,7 +640,7 @@ class ScalingLawStudy(Study):
     device : str, default="auto"
         Torch device of each cell.
     store, n_jobs, progress, study_file
-        See :class:`~idprops.pipelines.study.Study`.
+        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------

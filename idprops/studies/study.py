@@ -4,7 +4,7 @@ A study is a scikit-learn estimator whose ``fit`` runs a grid of *cells* (datase
 model x training-set size x seed, say). Every cell is described by a JSON-like
 configuration (:meth:`Study.cells`) that holds everything that changes its result, and
 computed by :meth:`Study.run_cell`, a pure function of that configuration. Finished
-cells go to a :class:`~idprops.results.ResultsStore` one by one, as they arrive, so a
+cells go to a :class:`~idprops.studies.store.ResultsStore` one by one, as they arrive, so a
 study that is killed and run again computes only the cells still missing.
 
 Cells run through ``joblib.Parallel(n_jobs=...)`` with no backend named: the default
@@ -14,7 +14,7 @@ runs them in local processes (loky), and a user's
 
 A study file is TOML whose top-level keys are the study's constructor parameters,
 plus an optional ``kind`` naming the study; :meth:`Study.from_toml` reads one and
-:func:`find_preset` finds the ones shipped in ``idprops/studies/``.
+:func:`find_preset` finds the ones shipped in ``idprops/studies/presets/``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..results import ResultsStore, _dotted, cell_config, config_key
+from .store import ResultsStore, _dotted, cell_config, config_key
 from ..utils import progress_bar
 
 if sys.version_info >= (3, 11):
@@ -68,13 +68,13 @@ class CellError(RuntimeError):
 
     Examples
     --------
-    >>> from idprops.pipelines import ScalingLawStudy
+    >>> from idprops.studies import ScalingLawStudy
     >>> study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}],
     ...                         sizes=[10_000], training={"epochs": 1}, device="cpu")
     >>> study.fit()
     Traceback (most recent call last):
     ...
-    idprops.pipelines.study.CellError: cell {...} failed: ValueError: n=10000 samples requested but 269 are available ...
+    idprops.studies.study.CellError: cell {...} failed: ValueError: n=10000 samples requested but 269 are available ...
     """
 
 
@@ -147,7 +147,7 @@ class Study(BaseEstimator):
     results_ : list of dict
         One flat record per distinct cell, in :meth:`cells` order: ``key``, ``study``,
         ``created``, the configuration's fields, then the result's (nested names
-        dotted, as :meth:`~idprops.results.ResultsStore.records` gives them), among
+        dotted, as :meth:`~idprops.studies.store.ResultsStore.records` gives them), among
         them ``seconds`` (the cell's run time) and ``study_file``.
     n_cells_run_ : int
         Cells computed by the last ``fit`` (the others came from the store).
@@ -405,11 +405,11 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def _presets_dir():
-    return importlib.resources.files("idprops") / "studies"
+    return importlib.resources.files("idprops.studies") / "presets"
 
 
 def available_presets() -> list[str]:
-    """Names of the study files shipped in ``idprops/studies/``.
+    """Names of the study files shipped in ``idprops/studies/presets/``.
 
     Examples
     --------
@@ -423,7 +423,7 @@ def available_presets() -> list[str]:
 
 
 def find_preset(name: str) -> Path:
-    """The path of the shipped study file ``idprops/studies/<name>.toml``.
+    """The path of the shipped study file ``idprops/studies/presets/<name>.toml``.
 
     Examples
     --------

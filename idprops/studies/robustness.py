@@ -43,7 +43,7 @@ __all__ = ["RobustnessStudy"]
 class RobustnessStudy(Study):
     """Train one model per dataset / class selection; correlate K_F with robustness.
 
-    Each cell runs :func:`~idprops.pipelines.scaling.train_and_measure` (training set of
+    Each cell runs :func:`~idprops.studies.scaling.train_and_measure` (training set of
     ``size`` images, fixed test set, K_F of the training set, each attack on the test
     set). :meth:`report` averages each dataset's cells over seeds, then gives the
     Pearson and Spearman correlation (bootstrap 95 % CI) of K_F with robust accuracy
@@ -52,7 +52,7 @@ class RobustnessStudy(Study):
     Parameters
     ----------
     datasets : str or sequence of str or mapping
-        See :func:`~idprops.pipelines.scaling.normalize_datasets`; a correlation needs
+        See :func:`~idprops.studies.scaling.normalize_datasets`; a correlation needs
         three or more, e.g. ``[{"name": "digits", "pairs": [[0, 1], [3, 8], [4, 9]]}]``.
     models : sequence of str or mapping
         Registered model names, or tables ``{"name": ..., **factory arguments}``.
@@ -60,19 +60,19 @@ class RobustnessStudy(Study):
         Training images per model; None: the whole training split.
     seeds : sequence of int
     training : mapping, optional
-        As :class:`~idprops.pipelines.scaling.ScalingLawStudy`'s.
+        As :class:`~idprops.studies.scaling.ScalingLawStudy`'s.
     sharpness : bool or mapping, default=True
         ``M`` (K_F's sample size, ``"all"`` for the whole training set).
     attacks : mapping or sequence, optional
         label -> spec; default
-        :func:`~idprops.pipelines.scaling.default_attacks` of each dataset's scale, the
+        :func:`~idprops.studies.scaling.default_attacks` of each dataset's scale, the
         paper's FGSM (eps 2/255 on the unit scale, 2 with ``clip_max`` 255 on the
         paper's). An attack's ``clip_min`` and ``clip_max`` must cover the pixel range.
     estimators : mapping or sequence, default=()
         Optional d_data estimators, recorded beside K_F.
     device : str, default="auto"
     store, n_jobs, progress, study_file
-        See :class:`~idprops.pipelines.study.Study`.
+        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------

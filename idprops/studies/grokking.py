@@ -269,7 +269,7 @@ class GrokkingStudy(Study):
         Seed of the train/validation split, the same for every cell.
     device : str, default="auto"
     store, n_jobs, progress, study_file
-        See :class:`~idprops.pipelines.study.Study`.
+        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------

@@ -408,7 +408,7 @@ class DynamicsStudy(Study):
         (``"test"``, as the paper's validation images, or ``"train"``).
     device : str, default="auto"
     store, n_jobs, progress, study_file
-        See :class:`~idprops.pipelines.study.Study`.
+        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------

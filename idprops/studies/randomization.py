@@ -88,7 +88,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         (per estimator label) of the corrupted training inputs, final ``llid``,
         ``pid``, ``ids``, ``history`` (per epoch: ``epoch``, ``step``,
         ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``) and
-        ``id_history`` (see :func:`~idprops.pipelines.dynamics.id_history`),
+        ``id_history`` (see :func:`~idprops.studies.dynamics.id_history`),
         ``n_train``, ``n_test``, ``id_seconds``, ``id_share``.
 
     Examples
@@ -216,7 +216,7 @@ class RandomizationStudy(Study):
         d_data estimators of the corrupted training inputs.
     device : str, default="auto"
     store, n_jobs, progress, study_file
-        See :class:`~idprops.pipelines.study.Study`.
+        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------
