@@ -91,8 +91,7 @@ def _idprops(X, estimator, backend, n_queries, seed):
     from idprops import MLEDimension, TwoNNDimension
 
     if estimator == "mle":
-        est = MLEDimension(k=K, unbiased=False, n_queries=n_queries, backend=backend,
-                           random_state=seed)
+        est = MLEDimension(k=K, unbiased=False, n_queries=n_queries, backend=backend, random_state=seed)
     else:
         est = TwoNNDimension(n_queries=n_queries, backend=backend, random_state=seed)
     est.fit(X)
@@ -139,8 +138,7 @@ def _warm_up(spec):
         x = torch.ones(64, 64, device=spec["device"])
         (x @ x).sum().item()
         if tool == "idprops":
-            nb.kneighbors(np.random.default_rng(0).random((300, 8), dtype=np.float32), 5,
-                          backend=spec["backend"])
+            nb.kneighbors(np.random.default_rng(0).random((300, 8), dtype=np.float32), 5, backend=spec["backend"])
 
 
 def _on_gpu(spec) -> bool:
@@ -216,13 +214,15 @@ def run_in_subprocess(spec, python, timeout, mem_limit, workdir) -> dict:
     out_path = Path(workdir) / f"{name}.out.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TQDM_DISABLE="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), TQDM_DISABLE="1")
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [python, str(Path(__file__).resolve()), "--worker", str(spec_path), str(out_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     status, max_rss = "ok", 0
     while proc.poll() is None:
@@ -270,8 +270,11 @@ def gpu_info(device) -> dict:
         torch.cuda.synchronize()
         times.append(start.elapsed_time(stop) / 1e3)
     props = torch.cuda.get_device_properties(device)
-    return {"name": props.name, "memory_gib": props.total_memory / 2**30,
-            "fp32_tflops": 2 * 8192**3 / float(np.median(times)) / 1e12}
+    return {
+        "name": props.name,
+        "memory_gib": props.total_memory / 2**30,
+        "fp32_tflops": 2 * 8192**3 / float(np.median(times)) / 1e12,
+    }
 
 
 def machine_info(dadapy_python) -> dict:
@@ -291,31 +294,49 @@ def machine_info(dadapy_python) -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
-                for p in threadpool_info() if p["user_api"] == "blas"]
+        blas = [
+            f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
+            for p in threadpool_info()
+            if p["user_api"] == "blas"
+        ]
         versions["numpy BLAS"] = "; ".join(sorted(set(blas)))
     except Exception:
         pass
     if dadapy_python:
         try:
-            versions["dadapy"] = subprocess.run(
-                [dadapy_python, "-c",
-                 "import dadapy, numpy, sklearn, importlib.metadata as m;"
-                 "print(m.version('dadapy'), 'with numpy', numpy.__version__,"
-                 " 'sklearn', sklearn.__version__, end='')"],
-                capture_output=True, text=True, timeout=120,
-            ).stdout or "not importable"
+            versions["dadapy"] = (
+                subprocess.run(
+                    [
+                        dadapy_python,
+                        "-c",
+                        "import dadapy, numpy, sklearn, importlib.metadata as m;"
+                        "print(m.version('dadapy'), 'with numpy', numpy.__version__,"
+                        " 'sklearn', sklearn.__version__, end='')",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                ).stdout
+                or "not importable"
+            )
         except Exception as exc:
             versions["dadapy"] = f"not runnable ({exc})"
     else:
         versions["dadapy"] = "not run"
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem / 2**30,
-            "platform": platform.platform(), "versions": versions, "idprops_commit": commit}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem / 2**30,
+        "platform": platform.platform(),
+        "versions": versions,
+        "idprops_commit": commit,
+    }
 
 
 def plan(args) -> list[dict]:
@@ -326,9 +347,12 @@ def plan(args) -> list[dict]:
             # A fit of seconds moves by +-25 % with the shared machine's other work, so
             # small cells are timed best of several; at n = 100k one fit takes minutes.
             # A GPU fit of n = 100k takes seconds: it is timed best of several too.
-            base = {"n": n, "D": D,
-                    "repeats": args.repeats if n <= 20000 or args.device != "cpu" else 1,
-                    "device": args.device}
+            base = {
+                "n": n,
+                "D": D,
+                "repeats": args.repeats if n <= 20000 or args.device != "cpu" else 1,
+                "device": args.device,
+            }
             cells.append({**base, "tool": "floor"})
             if args.device == "cpu":
                 # The torch search on a GPU computes the whole product, not its half.
@@ -337,13 +361,19 @@ def plan(args) -> list[dict]:
                 # Other backends only for the MLE: the search is the same for both
                 # estimators, and the run stays under an hour.
                 for backend in args.backend if est == "mle" else args.backend[:1]:
-                    cells.append({**base, "tool": "idprops", "estimator": est,
-                                  "backend": backend, "n_queries": None})
+                    cells.append({**base, "tool": "idprops", "estimator": est, "backend": backend, "n_queries": None})
                 for m in args.fast_m:
                     if m < n:
-                        cells.append({**base, "tool": "idprops", "estimator": est,
-                                      "backend": args.backend[0], "n_queries": m,
-                                      "repeats": args.fast_repeats})
+                        cells.append(
+                            {
+                                **base,
+                                "tool": "idprops",
+                                "estimator": est,
+                                "backend": args.backend[0],
+                                "n_queries": m,
+                                "repeats": args.fast_repeats,
+                            }
+                        )
                 if not args.no_peers:
                     cells.append({**base, "tool": "skdim", "estimator": est})
             if args.dadapy_python and not args.no_peers:
@@ -356,28 +386,43 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="n in {5,000, 20,000} only")
     p.add_argument("--n", type=int, nargs="+", default=[5000, 20000, 100000])
     p.add_argument("--D", type=int, nargs="+", default=[64, 784])
-    p.add_argument("--backend", nargs="+", default=None,
-                   help="idprops kNN backends for the exact fits, the first also runs the "
-                        "fast fits (default: faiss torch on CPU, torch with --device cuda)")
-    p.add_argument("--device", default="cpu",
-                   help="device of the floor; 'cuda' also makes idprops' torch backend "
-                        "run there (it takes CUDA when torch sees it)")
-    p.add_argument("--fast-m", type=int, nargs="*", default=list(FAST_M),
-                   help="query counts of the fast fits; none given skips them")
-    p.add_argument("--fast-repeats", type=int, default=3,
-                   help="random seeds per fast (n_queries) cell")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="fits per exact, peer and floor cell at n <= 20,000, timed best of them")
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=None,
+        help="idprops kNN backends for the exact fits, the first also runs the "
+        "fast fits (default: faiss torch on CPU, torch with --device cuda)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="device of the floor; 'cuda' also makes idprops' torch backend "
+        "run there (it takes CUDA when torch sees it)",
+    )
+    p.add_argument(
+        "--fast-m",
+        type=int,
+        nargs="*",
+        default=list(FAST_M),
+        help="query counts of the fast fits; none given skips them",
+    )
+    p.add_argument("--fast-repeats", type=int, default=3, help="random seeds per fast (n_queries) cell")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="fits per exact, peer and floor cell at n <= 20,000, timed best of them"
+    )
     p.add_argument("--no-peers", action="store_true", help="idprops and the floor only")
     p.add_argument("--timeout", type=float, default=900, help="seconds per cell")
-    p.add_argument("--mem-limit-gib", type=float, default=None,
-                   help="RSS per cell (default: 2/3 of this machine's memory)")
-    p.add_argument("--dadapy-python", default="/tmp/dadapy-venv/bin/python",
-                   help="an interpreter with dadapy installed; '' skips dadapy")
+    p.add_argument(
+        "--mem-limit-gib", type=float, default=None, help="RSS per cell (default: 2/3 of this machine's memory)"
+    )
+    p.add_argument(
+        "--dadapy-python",
+        default="/tmp/dadapy-venv/bin/python",
+        help="an interpreter with dadapy installed; '' skips dadapy",
+    )
     p.add_argument("--json", default=str(HERE / "results.json"))
     p.add_argument("--output", default=str(HERE / "RESULTS.md"))
-    p.add_argument("--report-only", action="store_true",
-                   help="rewrite --output from --json without running anything")
+    p.add_argument("--report-only", action="store_true", help="rewrite --output from --json without running anything")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -393,25 +438,31 @@ def main(argv=None) -> None:
     if args.dadapy_python and not Path(args.dadapy_python).exists():
         print(f"dadapy interpreter {args.dadapy_python} not found: dadapy skipped")
         args.dadapy_python = ""
-    mem_limit = (args.mem_limit_gib * 2**30 if args.mem_limit_gib
-                 else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 2 / 3)
+    mem_limit = (
+        args.mem_limit_gib * 2**30
+        if args.mem_limit_gib
+        else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 2 / 3
+    )
 
     from idprops.data.manifolds import sample_sphere
 
     machine = machine_info(args.dadapy_python)
     if args.device != "cpu":
         machine["gpu"] = gpu_info(args.device)
-    run = {"machine": machine, "started": time.strftime("%Y-%m-%d %H:%M"),
-           "args": {k: v for k, v in vars(args).items() if k != "worker"},
-           "mem_limit_bytes": mem_limit, "cells": []}
+    run = {
+        "machine": machine,
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "args": {k: v for k, v in vars(args).items() if k != "worker"},
+        "mem_limit_bytes": mem_limit,
+        "cells": [],
+    }
     cells = plan(args)
     with tempfile.TemporaryDirectory(prefix="idprops-bench-") as workdir:
         data_paths = {}
         for i, spec in enumerate(cells, 1):
             key = (spec["n"], spec["D"])
             if key not in data_paths:
-                X = sample_sphere(spec["n"], INTRINSIC_DIM, ambient_dim=spec["D"],
-                                  random_state=0).astype(np.float32)
+                X = sample_sphere(spec["n"], INTRINSIC_DIM, ambient_dim=spec["D"], random_state=0).astype(np.float32)
                 data_paths[key] = str(Path(workdir) / f"X_{key[0]}_{key[1]}.npy")
                 np.save(data_paths[key], X)
                 del X
@@ -420,10 +471,13 @@ def main(argv=None) -> None:
             record = run_in_subprocess(spec, python, args.timeout, mem_limit, workdir)
             run["cells"].append(record)
             fit = _best(record) if record["status"] == "ok" else {}
-            print(f"[{i}/{len(cells)}] {label(record):34s} n={spec['n']:>6} D={spec['D']:>3} "
-                  f"{record['status']:7s} {fit.get('seconds', record['elapsed']):8.1f}s "
-                  f"d={fit.get('dimension', float('nan')):.6f} "
-                  f"load={record['load_before']:.1f}", flush=True)
+            print(
+                f"[{i}/{len(cells)}] {label(record):34s} n={spec['n']:>6} D={spec['D']:>3} "
+                f"{record['status']:7s} {fit.get('seconds', record['elapsed']):8.1f}s "
+                f"d={fit.get('dimension', float('nan')):.6f} "
+                f"load={record['load_before']:.1f}",
+                flush=True,
+            )
             Path(args.json).write_text(json.dumps(run, indent=1))
     run["finished"] = time.strftime("%Y-%m-%d %H:%M")
     Path(args.json).write_text(json.dumps(run, indent=1))
@@ -458,8 +512,11 @@ def _peak(cell) -> int:
 
 def _fmt_time(cell) -> str:
     if cell["status"] != "ok":
-        return f"**{cell['status']}** (> {cell['elapsed']:.0f} s)" if cell["status"] == "timeout" \
+        return (
+            f"**{cell['status']}** (> {cell['elapsed']:.0f} s)"
+            if cell["status"] == "timeout"
             else f"**{cell['status']}**"
+        )
     return f"{_best(cell)['seconds']:.2f}"
 
 
@@ -506,8 +563,10 @@ def write_report(run, path) -> None:
     ]
     if "gpu" in m:
         g = m["gpu"]
-        lines.append(f"- GPU: {g['name']}, {g['memory_gib']:.0f} GiB; measured float32 matrix "
-                     f"product (8192³, no TF32, median of 10): {g['fp32_tflops']:.1f} TFLOP/s")
+        lines.append(
+            f"- GPU: {g['name']}, {g['memory_gib']:.0f} GiB; measured float32 matrix "
+            f"product (8192³, no TF32, median of 10): {g['fp32_tflops']:.1f} TFLOP/s"
+        )
     lines += [f"- {k}: {v}" for k, v in m["versions"].items()]
     lines += [
         "",
@@ -550,17 +609,23 @@ def write_report(run, path) -> None:
     ]
 
     for est, title in (("mle", "MLE (k = 20, unbiased=False)"), ("twonn", "TwoNN (regression, discard 10 %)")):
-        lines += [f"## {title}", "",
-                  "| n | D | tool | time s | cpu s | load | peak MiB | ÷ floor: time (cpu) | estimate | rel. diff to idprops exact |",
-                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| n | D | tool | time s | cpu s | load | peak MiB | ÷ floor: time (cpu) | estimate | rel. diff to idprops exact |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for n, D in sizes:
             floor = idx.get(("floor", None, None, None, n, D))
             exact = idx.get(("idprops", est, default, None, n, D))
             d_exact = exact["fits"][0]["dimension"] if _ok(exact) else None
             rows = [c for c in (floor, idx.get(("half-floor", None, None, None, n, D))) if c]
             rows += [idx.get(("idprops", est, b, None, n, D)) for b in backends]
-            rows += [c for c in cells if c["tool"] == "idprops" and c["estimator"] == est
-                     and c["n_queries"] and c["n"] == n and c["D"] == D]
+            rows += [
+                c
+                for c in cells
+                if c["tool"] == "idprops" and c["estimator"] == est and c["n_queries"] and c["n"] == n and c["D"] == D
+            ]
             rows += [idx.get(("skdim", est, None, None, n, D))]
             if est == "twonn":
                 rows += [idx.get(("dadapy", "twonn", None, None, n, D))]
@@ -599,7 +664,7 @@ def write_report(run, path) -> None:
     if Path(path).exists():
         old = Path(path).read_text()
         if NOTES_START in old and NOTES_END in old:
-            notes = old[old.index(NOTES_START): old.index(NOTES_END) + len(NOTES_END)]
+            notes = old[old.index(NOTES_START) : old.index(NOTES_END) + len(NOTES_END)]
     lines += ["## What the numbers mean", "", notes, ""]
     Path(path).write_text("\n".join(lines))
 
@@ -625,8 +690,10 @@ def gpu_section(cells, peak_tflops) -> list[str]:
         fit = _best(c)
         rate = 2 * c["n"] ** 2 * c["D"] / fit["seconds"] / 1e12
         gpu_mib = max(f.get("gpu_peak_bytes", 0) for f in c["fits"]) / 2**20
-        lines.append(f"| {c['n']:,} | {c['D']} | {label(c)} | {fit['seconds']:.3f} | "
-                     f"{rate:.2f} | {100 * rate / peak_tflops:.0f} % | {gpu_mib:.0f} |")
+        lines.append(
+            f"| {c['n']:,} | {c['D']} | {label(c)} | {fit['seconds']:.3f} | "
+            f"{rate:.2f} | {100 * rate / peak_tflops:.0f} % | {gpu_mib:.0f} |"
+        )
     return lines + [""]
 
 
@@ -649,8 +716,7 @@ def fast_section(cells, idx, default) -> list[str]:
             continue
         exact = idx.get(("idprops", c["estimator"], default, None, c["n"], c["D"]))
         if not (_ok(c) and _ok(exact)):
-            lines.append(f"| {c['estimator']} | {c['n']:,} | {c['D']} | {c['n_queries']} | "
-                         f"{_fmt_time(c)} | | | | |")
+            lines.append(f"| {c['estimator']} | {c['n']:,} | {c['D']} | {c['n_queries']} | {_fmt_time(c)} | | | | |")
             continue
         d0, s0 = exact["fits"][0]["dimension"], exact["fits"][0]["std"]
         ds = [f["dimension"] for f in c["fits"]]
@@ -665,8 +731,7 @@ def fast_section(cells, idx, default) -> list[str]:
 
 
 def targets_section(cells, idx, sizes, backends, default) -> list[str]:
-    lines = ["## Targets", "",
-             "| target | n | D | estimator | measured | pass |", "|---|---:|---:|---|---|---|"]
+    lines = ["## Targets", "", "| target | n | D | estimator | measured | pass |", "|---|---:|---:|---|---|---|"]
 
     def secs(c):
         return _best(c)["seconds"] if _ok(c) else None
@@ -689,43 +754,54 @@ def targets_section(cells, idx, sizes, backends, default) -> list[str]:
                 floor_cell = idx[("floor", None, None, None, n, D)]
                 cpu_ratio = ""
                 if floor_cell.get("device", "cpu") == "cpu":
-                    cpu_ratio = (f" (cpu {cpu(idx.get(('idprops', est, default, None, n, D))) / cpu(floor_cell):.2f}×)")
-                lines.append(f"| exact ≤ 1.3 × floor | {n:,} | {D} | {est} | {default}: "
-                             f"{t / floor:.2f}×{cpu_ratio}"
-                             + (f", {best[1]}: {best[0] / floor:.2f}×" if best[1] != default else "")
-                             + (f"; ÷ half floor {t / half:.2f}×" if half else "")
-                             + " | "
-                             f"{'pass' if t <= 1.3 * floor else 'FAIL'} |")
+                    cpu_ratio = f" (cpu {cpu(idx.get(('idprops', est, default, None, n, D))) / cpu(floor_cell):.2f}×)"
+                lines.append(
+                    f"| exact ≤ 1.3 × floor | {n:,} | {D} | {est} | {default}: "
+                    f"{t / floor:.2f}×{cpu_ratio}"
+                    + (f", {best[1]}: {best[0] / floor:.2f}×" if best[1] != default else "")
+                    + (f"; ÷ half floor {t / half:.2f}×" if half else "")
+                    + " | "
+                    f"{'pass' if t <= 1.3 * floor else 'FAIL'} |"
+                )
             if t and peers:
                 # A peer that hit a limit took at least that long.
                 peer_t = [secs(p) or p["elapsed"] for p in peers]
                 fastest = min(peer_t)
                 peer_cpu = min(cpu(p) or float("inf") for p in peers)
                 t_cpu = cpu(idx.get(("idprops", est, default, None, n, D)))
-                lines.append(f"| exact never slower than a peer | {n:,} | {D} | {est} | "
-                             f"{t:.1f} s vs fastest peer {fastest:.1f} s "
-                             f"(cpu {t_cpu:.1f} vs {peer_cpu:.1f}) | "
-                             f"{'pass' if t <= fastest else 'FAIL'} |")
+                lines.append(
+                    f"| exact never slower than a peer | {n:,} | {D} | {est} | "
+                    f"{t:.1f} s vs fastest peer {fastest:.1f} s "
+                    f"(cpu {t_cpu:.1f} vs {peer_cpu:.1f}) | "
+                    f"{'pass' if t <= fastest else 'FAIL'} |"
+                )
                 ex = idx.get(("idprops", est, default, None, n, D))
                 for p in peers:
                     if _ok(p):
-                        rel = abs(p["fits"][0]["dimension"] - ex["fits"][0]["dimension"]) \
-                            / ex["fits"][0]["dimension"]
-                        lines.append(f"| identical estimate (≤ 1e-6 rel.) | {n:,} | {D} | {est} | "
-                                     f"{label(p)}: {rel:.1e} | {'pass' if rel <= 1e-6 else 'FAIL'} |")
+                        rel = abs(p["fits"][0]["dimension"] - ex["fits"][0]["dimension"]) / ex["fits"][0]["dimension"]
+                        lines.append(
+                            f"| identical estimate (≤ 1e-6 rel.) | {n:,} | {D} | {est} | "
+                            f"{label(p)}: {rel:.1e} | {'pass' if rel <= 1e-6 else 'FAIL'} |"
+                        )
                 if n == max(s[0] for s in sizes):
                     peak = _peak(idx[("idprops", est, default, None, n, D)])
-                    peer_peak = [_peak(p) if _ok(p) else p["sampled_max_rss"]
-                                 for p in peers]
+                    peer_peak = [_peak(p) if _ok(p) else p["sampled_max_rss"] for p in peers]
                     bound = 256 * 2**20 + n * 64 * 8 + 6 * n * D * 4
                     lines.append(
                         f"| peak memory O(batch·n + n·k + data) | {n:,} | {D} | {est} | "
                         f"idprops {peak / 2**20:.0f} MiB, peers "
                         f"{', '.join(f'{p / 2**20:.0f}' for p in peer_peak)} MiB | "
-                        f"{'pass' if peak <= bound else 'FAIL'} |")
+                        f"{'pass' if peak <= bound else 'FAIL'} |"
+                    )
                     for c in cells:
-                        if (c["tool"] == "idprops" and c["estimator"] == est and c.get("n_queries")
-                                and c["n"] == n and c["D"] == D and _ok(c)):
+                        if (
+                            c["tool"] == "idprops"
+                            and c["estimator"] == est
+                            and c.get("n_queries")
+                            and c["n"] == n
+                            and c["D"] == D
+                            and _ok(c)
+                        ):
                             tf = secs(c)
                             d0 = ex["fits"][0]["dimension"]
                             s0 = ex["fits"][0]["std"]
@@ -735,7 +811,8 @@ def targets_section(cells, idx, sizes, backends, default) -> list[str]:
                                 f"| fast ≥ 10× fastest peer, inside exact CI | {n:,} | {D} | {est} | "
                                 f"m={c['n_queries']}: {fastest / tf:.0f}× faster; "
                                 f"seed 0 {'inside' if inside else 'outside'} the exact CI | "
-                                f"{'pass' if fast_ok and inside else 'FAIL'} |")
+                                f"{'pass' if fast_ok and inside else 'FAIL'} |"
+                            )
     return lines + [""]
 
 

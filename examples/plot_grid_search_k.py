@@ -15,7 +15,6 @@ scikit-learn's :class:`~sklearn.model_selection.GridSearchCV` can pick :math:`k`
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
 from idprops import MLEDimension, TwoNNDimension

@@ -135,8 +135,12 @@ ax0.set_aspect("equal")
 ax0.legend(loc="center")
 ax0.set_title("dataset plugin 'rings'")
 names = [row["estimator"] for row in result["dimensions"]]
-ax1.bar(names, [row["dimension"] for row in result["dimensions"]],
-        yerr=[row["std"] for row in result["dimensions"]], color=["C2", "C0", "C0"])
+ax1.bar(
+    names,
+    [row["dimension"] for row in result["dimensions"]],
+    yerr=[row["std"] for row in result["dimensions"]],
+    color=["C2", "C0", "C0"],
+)
 ax1.axhline(1, color="k", ls=":", label="truth")
 ax1.set_ylabel("intrinsic dimension")
 ax1.set_title("estimator plugin 'meanratio' and built-ins")

@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from idprops.analysis import correlation, fit_scaling_law
-from idprops.studies import RobustnessStudy, ScalingLawStudy
 from idprops.plotting import plot_correlation, plot_scaling_law
+from idprops.studies import RobustnessStudy, ScalingLawStudy
 
 store = Path(tempfile.mkdtemp()) / "results.sqlite"
 training = {"epochs": 10, "batch_size": 32, "threads": 1}

@@ -63,8 +63,7 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 for labels, (history, _) in runs.items():
     epochs = [h["epoch"] + 1 for h in history]
     (line,) = axes[0].plot(epochs, [h["train_accuracy"] for h in history], label=f"{labels}: train")
-    axes[0].plot(epochs, [h["val_accuracy"] for h in history], "--", color=line.get_color(),
-                 label=f"{labels}: test")
+    axes[0].plot(epochs, [h["val_accuracy"] for h in history], "--", color=line.get_color(), label=f"{labels}: test")
 axes[0].set_xlabel("epoch")
 axes[0].set_ylabel("accuracy")
 axes[0].set_title("MLP 3x512 on digits")

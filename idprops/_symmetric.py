@@ -35,6 +35,7 @@ def _controller() -> ThreadpoolController:
     # this search calls (numpy's BLAS, faiss') are loaded before the first one.
     return ThreadpoolController()
 
+
 # Rows per block: a 1024 x 1024 float32 product (4 MiB) stays in a core's share of the
 # cache for the two passes that read it; measured best at n = 20k-50k, D = 64 and 784.
 _BLOCK = 1024

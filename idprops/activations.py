@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Integral
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -27,7 +27,7 @@ from .utils import progress_bar
 
 __all__ = ["capture", "collect_activations", "resolve_layer"]
 
-Layer = Union[str, nn.Module]
+Layer = str | nn.Module
 
 
 def _layer_names_hint(model: nn.Module, name: str | None = None) -> str:
@@ -39,8 +39,7 @@ def _layer_names_hint(model: nn.Module, name: str | None = None) -> str:
     more = "" if close or len(names) <= 8 else f", ... ({len(names)} in all)"
     label = "close names" if close else "valid names"
     return (
-        f"{label}: {', '.join(repr(n) for n in shown)}{more}; "
-        "list them all with [n for n, _ in model.named_modules()]"
+        f"{label}: {', '.join(repr(n) for n in shown)}{more}; list them all with [n for n, _ in model.named_modules()]"
     )
 
 
@@ -86,21 +85,16 @@ def resolve_layer(model: nn.Module, layer: Layer) -> tuple[str, nn.Module]:
         raise ValueError(
             f"the {type(layer).__name__} given as layer is not a submodule of the model. "
             "If the model was copied (sklearn's clone does so, e.g. inside GridSearchCV "
-            "or cross_val_score), give the layer by name instead; "
-            + _layer_names_hint(model)
+            "or cross_val_score), give the layer by name instead; " + _layer_names_hint(model)
         )
     if not isinstance(layer, str):
-        raise TypeError(
-            f"layer must be a module or a dotted name, got {type(layer).__name__}"
-        )
+        raise TypeError(f"layer must be a module or a dotted name, got {type(layer).__name__}")
     # "features[3]" is "features.3", and "[2]" (a top-level Sequential) is "2".
     name = re.sub(r"\[(\d+)\]", r".\1", re.sub(r"^\[(\d+)\]", r"\1", layer))
     try:
         return name, model.get_submodule(name)
     except AttributeError:
-        raise ValueError(
-            f"the model has no layer named {layer!r}; " + _layer_names_hint(model, name)
-        ) from None
+        raise ValueError(f"the model has no layer named {layer!r}; " + _layer_names_hint(model, name)) from None
 
 
 def _as_layer_list(layers: Layer | Sequence[Layer]) -> list[Layer]:
@@ -108,9 +102,7 @@ def _as_layer_list(layers: Layer | Sequence[Layer]) -> list[Layer]:
 
 
 @contextmanager
-def capture(
-    model: nn.Module, layers: Layer | Sequence[Layer]
-) -> Iterator[dict[str, list[np.ndarray]]]:
+def capture(model: nn.Module, layers: Layer | Sequence[Layer]) -> Iterator[dict[str, list[np.ndarray]]]:
     """Record the outputs of layers during whatever forward passes run inside.
 
     Each call of a hooked layer appends its output, detached, flattened per sample
@@ -186,9 +178,7 @@ def _resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'."
-        )
+        raise ValueError("device='cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'.")
     return device
 
 
@@ -203,10 +193,7 @@ def _model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype
 def _input_batches(data: Any, batch_size: int) -> tuple[int | None, Iterator[Any]]:
     """Number of batches (None if unknown) and an iterator over the model inputs."""
     if isinstance(data, (DataLoader, Dataset)):
-        loader = (
-            data if isinstance(data, DataLoader)
-            else DataLoader(data, batch_size=batch_size, shuffle=False)
-        )
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
         try:
             total = len(loader)
         except TypeError:  # an IterableDataset without __len__
@@ -232,8 +219,8 @@ def _input_batches(data: Any, batch_size: int) -> tuple[int | None, Iterator[Any
     # np.array copies, so read-only arrays (joblib memmaps) never reach torch; in C
     # order, because a DataFrame's column-major values take other BLAS paths and give
     # activations that differ in the last bits from the same rows as an array.
-    to_tensor = torch.as_tensor if isinstance(data, torch.Tensor) else (
-        lambda a: torch.as_tensor(np.array(a, order="C"))
+    to_tensor = (
+        torch.as_tensor if isinstance(data, torch.Tensor) else (lambda a: torch.as_tensor(np.array(a, order="C")))
     )
     batches = (to_tensor(data[s : s + batch_size]) for s in range(0, n, batch_size))
     return math.ceil(n / batch_size), batches

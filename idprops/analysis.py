@@ -171,10 +171,7 @@ def _ols(
     n = x.size
     n_params = 1 if slope is not None else 2
     if n <= n_params:
-        raise ValueError(
-            f"{n} point(s) leave no degree of freedom for the uncertainty: "
-            f"give at least {n_params + 1}"
-        )
+        raise ValueError(f"{n} point(s) leave no degree of freedom for the uncertainty: give at least {n_params + 1}")
     sxx = float(np.sum((x - x.mean()) ** 2))
     if slope is None:
         if np.ptp(x) == 0:
@@ -207,9 +204,7 @@ def _ols(
     )
 
 
-def fit_scaling_law(
-    N: Any, loss: Any, *, d: float | None = None, confidence: float = 0.95
-) -> ScalingLawFit:
+def fit_scaling_law(N: Any, loss: Any, *, d: float | None = None, confidence: float = 0.95) -> ScalingLawFit:
     """Fit ``log L = -alpha log N + c`` by least squares.
 
     Parameters
@@ -255,9 +250,7 @@ def fit_scaling_law(
     )
 
 
-def fit_loss_vs_dimension(
-    d: Any, loss: Any, groups: Any = None, *, confidence: float = 0.95
-) -> dict[Any, LinearFit]:
+def fit_loss_vs_dimension(d: Any, loss: Any, groups: Any = None, *, confidence: float = 0.95) -> dict[Any, LinearFit]:
     """Fit ``log L = a + b d`` (test loss against intrinsic dimension), per group.
 
     The paper's Fig. 2 form: at a fixed training-set size, one line per domain
@@ -303,9 +296,7 @@ def fit_loss_vs_dimension(
     for g in dict.fromkeys(labels.tolist()):
         mask = labels == g
         try:
-            fits[g] = _ols(
-                x[mask], y[mask], slope=None, confidence=confidence, x_name="d", y_name="log L"
-            )
+            fits[g] = _ols(x[mask], y[mask], slope=None, confidence=confidence, x_name="d", y_name="log L")
         except ValueError as exc:
             raise ValueError(f"group {g!r}: {exc}") from exc
     return fits
@@ -372,9 +363,7 @@ def _pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     yc = y - y.mean(axis=axis, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         # a resample that repeats one point has no variance: NaN, left out of the CI
-        return np.sum(xc * yc, axis=axis) / np.sqrt(
-            np.sum(xc**2, axis=axis) * np.sum(yc**2, axis=axis)
-        )
+        return np.sum(xc * yc, axis=axis) / np.sqrt(np.sum(xc**2, axis=axis) * np.sum(yc**2, axis=axis))
 
 
 def correlation(
@@ -500,9 +489,7 @@ class LayerIDSummary(NamedTuple):
     log_ratio: float
 
 
-def llid_pid(
-    layer_ids: Mapping[str, float] | Sequence[float], last_hidden: str | int | None = None
-) -> LayerIDSummary:
+def llid_pid(layer_ids: Mapping[str, float] | Sequence[float], last_hidden: str | int | None = None) -> LayerIDSummary:
     """Summarise a network's layer-wise intrinsic dimensions (Brown et al. 2022).
 
     - LLID, last-layer ID: the ID of the last hidden layer, the one feeding the

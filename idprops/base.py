@@ -180,9 +180,7 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     for start in range(0, len(X), chunk):
         rows = np.ascontiguousarray(_plus_zero(X[start : start + chunk]))
         # Integer products and sums wrap around modulo 2**64, which is the hash.
-        hashes[start : start + chunk] = (rows.view(np.uint8).view(words) * multipliers).sum(
-            axis=1, dtype=np.uint64
-        )
+        hashes[start : start + chunk] = (rows.view(np.uint8).view(words) * multipliers).sum(axis=1, dtype=np.uint64)
     return hashes
 
 
@@ -212,9 +210,7 @@ def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> group_identical_rows(np.array([[1.0], [2.0], [1.0]]))
     (array([0, 1]), array([0, 1, 0]))
     """
-    _, first, group, counts = np.unique(
-        _row_hashes(X), return_index=True, return_inverse=True, return_counts=True
-    )
+    _, first, group, counts = np.unique(_row_hashes(X), return_index=True, return_inverse=True, return_counts=True)
     shared = np.flatnonzero(counts[group] > 1)
     if len(shared):
         rows = np.ascontiguousarray(_plus_zero(X[shared]))

@@ -107,28 +107,46 @@ def _add_measure(sub) -> None:
     )
     p.add_argument("--data", default="digits", help="registered dataset name or image folder path (default: digits)")
     p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
-    p.add_argument("--classes", type=_classes, help="keep these classes, by label or (image folders) by folder name, e.g. 0,1 or cat,dog")
     p.add_argument(
-        "--image-size", type=int, metavar="N",
+        "--classes",
+        type=_classes,
+        help="keep these classes, by label or (image folders) by folder name, e.g. 0,1 or cat,dog",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        metavar="N",
         help="resize the images of an image folder to N x N pixels, so that images of different sizes can be measured together",
     )
     p.add_argument("--n", type=int, help="seeded subsample of this many images")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation")
-    p.add_argument("--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation"
+    )
+    p.add_argument(
+        "--scale", default="unit", choices=["unit", "paper"], help="pixel scale: [0, 1] or the paper's preset"
+    )
     p.add_argument("--download", action="store_true", help="let torchvision download missing files into --root")
     p.add_argument("--split", default="all", choices=["all", "train", "test"], help="which part of the dataset")
     p.add_argument(
-        "--estimator", action="append", dest="estimators", metavar="NAME",
+        "--estimator",
+        action="append",
+        dest="estimators",
+        metavar="NAME",
         help="dimension estimator by registered name (mle, twonn or a plugin's), repeatable (default: mle and twonn)",
     )
     p.add_argument("--no-sharpness", action="store_true", help="skip K_F")
     p.add_argument("--sharpness-samples", type=int, default=1000, help="K_F's sample size M (0: all)")
     p.add_argument("--model", help="registered model name for d_repr")
-    p.add_argument("--layer", action="append", dest="layers", default=[], metavar="NAME", help="layer for d_repr, repeatable")
-    p.add_argument("--weights", help="local state_dict file for --model (random init otherwise)")
-    p.add_argument("--device", help="torch device for the model (default: where the model is, the CPU for a model built by name)")
     p.add_argument(
-        "--json", action="store_true",
+        "--layer", action="append", dest="layers", default=[], metavar="NAME", help="layer for d_repr, repeatable"
+    )
+    p.add_argument("--weights", help="local state_dict file for --model (random init otherwise)")
+    p.add_argument(
+        "--device", help="torch device for the model (default: where the model is, the CPU for a model built by name)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
         help="print the results as strict JSON: a non-finite number (K_F is infinite when "
         "identical images have different labels) is null",
     )
@@ -173,8 +191,13 @@ def _run_measure(args) -> int:
         if args.image_size < 1:
             raise ValueError(f"--image-size is a number of pixels, 1 or more; got {args.image_size}")
     progress = False if (args.no_progress or args.json) else None
-    kwargs = {"classes": args.classes, "n": args.n, "seed": args.seed, "scale": args.scale,
-              "train": {"all": None, "train": True, "test": False}[args.split]}
+    kwargs = {
+        "classes": args.classes,
+        "n": args.n,
+        "seed": args.seed,
+        "scale": args.scale,
+        "train": {"all": None, "train": True, "test": False}[args.split],
+    }
     if args.root:
         kwargs["root"] = args.root
     if args.download:
@@ -200,9 +223,7 @@ def _run_measure(args) -> int:
         # images of different sizes, and its message does not say what to do.
         if not folder or "stack expects each tensor to be equal size" not in str(exc):
             raise
-        raise ValueError(
-            f"images of different sizes: pass --image-size N to resize them to N x N ({exc})"
-        ) from None
+        raise ValueError(f"images of different sizes: pass --image-size N to resize them to N x N ({exc})") from None
     result["data"]["name"] = args.data
     if args.json:
         print(json.dumps(_finite_or_null(result), indent=2, default=str, allow_nan=False))
@@ -233,24 +254,36 @@ def format_measurement(result: dict[str, Any]) -> str:
     for row in result["dimensions"]:
         params = row["params"]
         detail = f"k={params['k']}" if "k" in params else params.get("method", "")
-        rows.append((
-            f"d_data  {row['estimator']} {detail}", _pm(row["dimension"], row["std"]),
-            f"{row['duplicates']}", f"{row['seconds']:.2f}",
-        ))
+        rows.append(
+            (
+                f"d_data  {row['estimator']} {detail}",
+                _pm(row["dimension"], row["std"]),
+                f"{row['duplicates']}",
+                f"{row['seconds']:.2f}",
+            )
+        )
     if "sharpness" in result:
         ks = result["sharpness"]
-        rows.append((
-            f"K_F  (M={ks['samples']})", f"{ks['K_F']:.4g}", f"{ks['identical_conflicts']}",
-            f"{ks['seconds']:.2f}",
-        ))
+        rows.append(
+            (
+                f"K_F  (M={ks['samples']})",
+                f"{ks['K_F']:.4g}",
+                f"{ks['identical_conflicts']}",
+                f"{ks['seconds']:.2f}",
+            )
+        )
     if "representation" in result:
         rep = result["representation"]
         for i, row in enumerate(rep["layers"]):
             seconds = f"{rep['seconds']:.2f}" if i == 0 else ""  # one forward pass for all
-            rows.append((
-                f"d_repr  {rep['model']}.{row['layer']}", _pm(row["dimension"], row["std"]), "",
-                seconds,
-            ))
+            rows.append(
+                (
+                    f"d_repr  {rep['model']}.{row['layer']}",
+                    _pm(row["dimension"], row["std"]),
+                    "",
+                    seconds,
+                )
+            )
     # Dotted layer names can be long: the first column is as wide as its longest entry.
     width = max([26, *(len(row[0]) for row in rows)]) + 2
     rule = "-" * (width + 44)
@@ -299,16 +332,29 @@ def _add_study(sub) -> None:
     for kind, target in STUDIES.items():
         k = kinds.add_parser(kind, help=f"run a {kind} study ({target.rpartition(':')[2]})")
         source = k.add_mutually_exclusive_group(required=True)
-        source.add_argument("--preset", metavar="NAME", help="a shipped study file (idprops/studies/presets/NAME.toml), e.g. digits")
+        source.add_argument(
+            "--preset", metavar="NAME", help="a shipped study file (idprops/studies/presets/NAME.toml), e.g. digits"
+        )
         source.add_argument("--config", metavar="FILE", help="a TOML study file")
         k.add_argument(
-            "--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+            "--set",
+            action="append",
+            dest="overrides",
+            default=[],
+            metavar="KEY=VALUE",
             help="override an entry of the study file, repeatable: training.epochs=1, sizes=[50,100]",
         )
-        k.add_argument("--store", help="SQLite results store (default: the study file's store, else OUT/results.sqlite); resumed when it exists")
+        k.add_argument(
+            "--store",
+            help="SQLite results store (default: the study file's store, else OUT/results.sqlite); resumed when it exists",
+        )
         k.add_argument("--out", help=f"folder of the report (default: ./{kind}-report)")
         k.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
-        k.add_argument("--dask", metavar="ADDRESS", help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]")
+        k.add_argument(
+            "--dask",
+            metavar="ADDRESS",
+            help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]",
+        )
         k.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         k.set_defaults(run=_run_study, study_class=target)
 
@@ -321,8 +367,7 @@ def _run_study(args) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         # Fail before the cells run, not after: the report is what the user asked for.
         raise RuntimeError(
-            "the study's report draws figures with matplotlib, which is not installed; "
-            "pip install 'idprops[plot]'"
+            "the study's report draws figures with matplotlib, which is not installed; pip install 'idprops[plot]'"
         )
     cls = import_object(args.study_class)
     path = find_preset(args.preset) if args.preset else Path(args.config)

@@ -40,9 +40,7 @@ def _dimension_estimator(estimator: str, hyperparam_k: int):
     )
 
 
-def compute_labelsharpness(
-    dataset, batchsize: int = 500, M: int = 1000, device: str | torch.device = "auto"
-) -> float:
+def compute_labelsharpness(dataset, batchsize: int = 500, M: int = 1000, device: str | torch.device = "auto") -> float:
     """Label sharpness K_F of a dataset of ``(image, label)`` (paper Sec. 3.2).
 
     ``device`` is accepted for compatibility; ``batchsize`` sets how images are

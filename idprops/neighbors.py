@@ -90,11 +90,7 @@ def _cuda_available() -> bool:
 
 def _faiss_gpu_available() -> bool:
     faiss = _faiss()
-    return (
-        faiss is not None
-        and hasattr(faiss, "StandardGpuResources")
-        and faiss.get_num_gpus() > 0
-    )
+    return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def available_backends() -> list[str]:
@@ -311,10 +307,7 @@ def _power_of_two_scale(center, *arrays) -> float:
     float64's squares overflow or leave the normal numbers.
     """
     center = center.astype(np.float64)
-    peak = max(
-        float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0))))
-        for a in arrays
-    )
+    peak = max(float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0)))) for a in arrays)
     return 2.0 ** int(np.frexp(peak)[1]) if peak > 0 else 1.0
 
 
@@ -567,17 +560,13 @@ def kneighbors(
     Y = X if exclude_self else check_array(Y, dtype=_float_dtype(Y), input_name="Y")
     if Y.shape[1] != X.shape[1]:
         raise ValueError(
-            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe "
-            "points in the same space."
+            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
         )
     available = len(Y) - exclude_self
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if k > available:
-        raise ValueError(
-            f"cannot find k={k} neighbours among {available} other points; use a "
-            f"smaller k or more data."
-        )
+        raise ValueError(f"cannot find k={k} neighbours among {available} other points; use a smaller k or more data.")
     backend = _resolve_backend(backend, device)
     # Two spare candidates prove almost every row right. Rows with ties around the
     # k-th distance are searched again with more, and the few still unproven (more

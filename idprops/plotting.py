@@ -121,9 +121,7 @@ def plot_scaling_law(
         is_labels = data is None or (hasattr(groups, "__len__") and not isinstance(groups, str))
         keys = [_hashable(g) for g in (groups if is_labels else _field(groups, data, "groups"))]
         if len(keys) != xs.size:
-            raise ValueError(
-                f"{len(keys)} group labels for {xs.size} points; give one label per point."
-            )
+            raise ValueError(f"{len(keys)} group labels for {xs.size} points; give one label per point.")
 
     def members(group: Any) -> np.ndarray:
         return np.fromiter((key == group for key in keys), dtype=bool, count=len(keys))
@@ -319,9 +317,7 @@ def plot_id_curves(
         steps = np.asarray([rec[x] for rec in history], dtype=np.float64)
         rows = [rec[ids_key] for rec in history]
     except KeyError as exc:
-        raise ValueError(
-            f"every history record needs {x!r} and {ids_key!r}; missing {exc}"
-        ) from None
+        raise ValueError(f"every history record needs {x!r} and {ids_key!r}; missing {exc}") from None
     layers = _layer_order(rows)
     # every record over all the layers, so that last_hidden names one layer throughout
     rows = [{name: row.get(name, math.nan) for name in layers} for row in rows]
@@ -467,9 +463,7 @@ def write_report(
     links = []
     for fig in figures:
         if not Path(fig).is_file():
-            raise FileNotFoundError(
-                f"figure {str(fig)!r} does not exist: save it before the report"
-            )
+            raise FileNotFoundError(f"figure {str(fig)!r} does not exist: save it before the report")
         links.append(Path(os.path.relpath(Path(fig).resolve(), path.parent.resolve())).as_posix())
     columns = list(dict.fromkeys(name for row in table for name in row))
     rows = [[_cell(row.get(c)) for c in columns] for row in table]
@@ -504,10 +498,7 @@ def write_report(
         for heading, entries in sections:
             if entries:
                 page += [f"<h2>{heading}</h2>", "<ul>"]
-                page += [
-                    f"<li>{f'<b>{e(n)}</b>: ' if n else ''}<code>{e(t)}</code></li>"
-                    for n, t in entries
-                ]
+                page += [f"<li>{f'<b>{e(n)}</b>: ' if n else ''}<code>{e(t)}</code></li>" for n, t in entries]
                 page += ["</ul>"]
         if links:
             page += ["<h2>Figures</h2>"]

@@ -129,9 +129,7 @@ class _Registry:
 
     def _discover(self) -> dict[str, importlib.metadata.EntryPoint]:
         if self._entry_points is None:
-            self._entry_points = collect_entry_points(
-                importlib.metadata.entry_points(group=self.group)
-            )
+            self._entry_points = collect_entry_points(importlib.metadata.entry_points(group=self.group))
         return self._entry_points
 
     def _load(self, name: str) -> Any:
@@ -144,8 +142,7 @@ class _Registry:
             obj = ep.load()
         except Exception as exc:  # a broken plugin must never break the others
             error = ImportError(
-                f"idprops: the {self.kind} {name!r} ({_source(ep)}) failed to load: "
-                f"{type(exc).__name__}: {exc}"
+                f"idprops: the {self.kind} {name!r} ({_source(ep)}) failed to load: {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
             self._failed[name] = error

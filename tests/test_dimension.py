@@ -147,9 +147,7 @@ def test_mle_k_minus_1_equals_skdim(rng):
 def test_twonn_equals_skdim():
     skdim = pytest.importorskip("skdim")
     X = sample_sphere(2000, 4, ambient_dim=40, random_state=2)
-    assert TwoNNDimension().fit(X).dimension_ == pytest.approx(
-        skdim.id.TwoNN().fit(X).dimension_, rel=1e-9
-    )
+    assert TwoNNDimension().fit(X).dimension_ == pytest.approx(skdim.id.TwoNN().fit(X).dimension_, rel=1e-9)
 
 
 # ---- opt-in subsampled queries -----------------------------------------------------------

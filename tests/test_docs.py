@@ -64,8 +64,7 @@ def test_every_public_name_has_an_api_page():
     documented = documented_in_api()
     missing = [name for name, obj in public_names() if id(obj) not in documented]
     assert not missing, (
-        f"public names without a page in docs/api.rst: {missing}; add each to the "
-        "autosummary list of its module there"
+        f"public names without a page in docs/api.rst: {missing}; add each to the autosummary list of its module there"
     )
 
 
@@ -78,9 +77,7 @@ def test_every_public_class_and_function_has_an_examples_section():
             and not re.search(r"^Examples\n--------$", inspect.getdoc(obj) or "", re.MULTILINE)
         }
     )
-    assert not missing, (
-        f"public classes and functions whose docstring has no Examples section: {missing}"
-    )
+    assert not missing, f"public classes and functions whose docstring has no Examples section: {missing}"
 
 
 @pytest.mark.docs

@@ -17,8 +17,13 @@ from idprops.studies.dynamics import (
 )
 
 TINY = dict(
-    n_train=100, regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]}, seeds=[0],
-    training={"epochs": 2, "threads": 1}, tracking={"n_samples": 80}, device="cpu", progress=False,
+    n_train=100,
+    regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]},
+    seeds=[0],
+    training={"epochs": 2, "threads": 1},
+    tracking={"n_samples": 80},
+    device="cpu",
+    progress=False,
 )
 
 
@@ -71,7 +76,9 @@ def test_bad_settings(kwargs, match):
 def test_helpers():
     assert first_step_at_least([0, 5, 10], [0.2, 0.8, 0.95], 0.8) == 5
     assert merge_by_step([{"step": 3, "a": 1}], [{"step": 0, "b": 2}, {"step": 3, "b": 3}]) == [
-        {"step": 0, "b": 2}, {"step": 3, "a": 1, "b": 3}]
+        {"step": 0, "b": 2},
+        {"step": 3, "a": 1, "b": 3},
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +88,10 @@ def tiny(tmp_path_factory):
 
 def test_tiny_sweep_end_to_end(tiny):
     assert tiny.n_cells_run_ == 4 and len(tiny.results_) == 4
-    settings = [(r["regularization.dropout"], r["regularization.weight_decay"], r["regularization.shift"])
-                for r in tiny.results_]
+    settings = [
+        (r["regularization.dropout"], r["regularization.weight_decay"], r["regularization.shift"])
+        for r in tiny.results_
+    ]
     assert settings == [(0.0, 0.0, 0), (0.5, 0.0, 0), (0.0, 0.1, 0), (0.0, 0.0, 1)]
     for r in tiny.results_:
         assert r["n_train"] == 100 and r["n_val"] == 450
@@ -107,8 +116,13 @@ def test_resume_and_report(tiny, tmp_path):
     path = again.report(tmp_path)
     with (tmp_path / "results.csv").open(newline="") as fh:
         assert len(list(csv.reader(fh))) == 1 + len({r["key"] for r in again.results_})
-    for name in ("id_vs_regularization", "accuracy_vs_log_pid_llid", "accuracy_vs_llid", "llid_curves",
-                 "id_curves_baseline"):
+    for name in (
+        "id_vs_regularization",
+        "accuracy_vs_log_pid_llid",
+        "accuracy_vs_llid",
+        "llid_curves",
+        "id_curves_baseline",
+    ):
         assert (tmp_path / f"{name}.png").is_file(), name
     text = path.read_text()
     assert "validation accuracy vs log(PID / LLID) (pearson)" in text
@@ -117,15 +131,24 @@ def test_resume_and_report(tiny, tmp_path):
 
 def test_final_ids_are_of_the_trained_model():
     # 3 epochs, IDs every 2: the final values must come from epoch 3, not epoch 2.
-    study = DynamicsStudy(n_train=100, regularizers={"dropout": [0.0]}, seeds=[0],
-                          training={"epochs": 3, "threads": 1}, tracking={"n_samples": 80, "every": 2},
-                          device="cpu")
+    study = DynamicsStudy(
+        n_train=100,
+        regularizers={"dropout": [0.0]},
+        seeds=[0],
+        training={"epochs": 3, "threads": 1},
+        tracking={"n_samples": 80, "every": 2},
+        device="cpu",
+    )
     out = dynamics_cell(study.cells()[0])
     ids = out["id_history"]
     assert [e["epoch"] for e in ids] == [0, 2, 3]
     assert ids[-1]["epoch"] == out["history"][-1]["epoch"] and ids[-1]["step"] == out["history"][-1]["step"]
     assert (out["llid"], out["pid"], out["log_pid_llid"], out["ids"]) == (
-        ids[-1]["llid"], ids[-1]["pid"], ids[-1]["log_pid_llid"], ids[-1]["ids"])
+        ids[-1]["llid"],
+        ids[-1]["pid"],
+        ids[-1]["log_pid_llid"],
+        ids[-1]["ids"],
+    )
     assert out["ids"] != ids[-2]["ids"]
 
 
@@ -142,8 +165,9 @@ def test_default_layers_exist_in_the_model(model):
 
 
 def test_bad_layer_fails_when_the_grid_is_built():
-    study = DynamicsStudy(model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]},
-                          regularizers={"weight_decay": [0.0]})
+    study = DynamicsStudy(
+        model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}, regularizers={"weight_decay": [0.0]}
+    )
     with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
         study.cells()
 
@@ -174,9 +198,15 @@ def test_swept_dropout_zero_is_the_dropout_built():
         return small_cnn(dropout=dropout, **kwargs)
 
     register_model("test_dynamics_half_dropout_cnn", half_dropout_cnn, replace=True)
-    study = DynamicsStudy(model="test_dynamics_half_dropout_cnn", n_train=100, regularizers={"dropout": [0.0, 0.9]},
-                          seeds=[0], training={"epochs": 1, "threads": 1},
-                          tracking={"layers": ["relu"], "n_samples": 80}, device="cpu")
+    study = DynamicsStudy(
+        model="test_dynamics_half_dropout_cnn",
+        n_train=100,
+        regularizers={"dropout": [0.0, 0.9]},
+        seeds=[0],
+        training={"epochs": 1, "threads": 1},
+        tracking={"layers": ["relu"], "n_samples": 80},
+        device="cpu",
+    )
     cell = study.cells()[0]
     assert cell["regularization"]["dropout"] == 0.0
     built.clear()

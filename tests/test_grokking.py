@@ -8,7 +8,11 @@ import pytest
 from idprops.studies.grokking import GrokkingStudy, _llid_val_spearman, grokking_cell, mark_grokking
 
 TINY = dict(
-    p=7, train_fraction=0.5, eval_every=3, device="cpu", progress=False,
+    p=7,
+    train_fraction=0.5,
+    eval_every=3,
+    device="cpu",
+    progress=False,
     model={"width": 16, "depth": 1, "heads": 2, "mlp_width": 32},
     training={"max_steps": 6, "threads": 1},
     tracking={"n_samples": 30},
@@ -26,7 +30,9 @@ def test_mark_grokking_hand_cases():
     # Validation follows training at once: learning, not grokking.
     together = mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.5, 0.92, 0.95, 0.97])
     assert together == {"train_step": 100, "grok_step": 200, "delay": 100, "grokked": True}
-    assert mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.5, 0.92, 0.95, 0.97], min_ratio=3)["grokked"] is False
+    assert (
+        mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.5, 0.92, 0.95, 0.97], min_ratio=3)["grokked"] is False
+    )
     never = mark_grokking(steps, [0.0, 0.95, 1.0, 1.0, 1.0], [0.0, 0.1, 0.2, 0.3, 0.4])
     assert never == {"train_step": 100, "grok_step": None, "delay": None, "grokked": False}
     assert mark_grokking([0, 10], [0.0, 0.5], [0.0, 0.1])["train_step"] is None
@@ -118,8 +124,19 @@ def test_grid_and_bad_settings():
 def test_summary_when_validation_reaches_the_threshold_and_training_never_does():
     from idprops.studies.grokking import _cell_summary
 
-    row = {"training.weight_decay": 1.0, "seed": 1, "grok_step": 5, "train_step": None, "grokked": False,
-           "llid_val_spearman": None, "llid_at_train_step": None, "llid_at_grok_step": 3.0,
-           "llid_final": 2.5, "llid_min": 2.0, "steps": 10, "seconds": 1.0}
+    row = {
+        "training.weight_decay": 1.0,
+        "seed": 1,
+        "grok_step": 5,
+        "train_step": None,
+        "grokked": False,
+        "llid_val_spearman": None,
+        "llid_at_train_step": None,
+        "llid_at_grok_step": 3.0,
+        "llid_final": 2.5,
+        "llid_min": 2.0,
+        "steps": 10,
+        "seconds": 1.0,
+    }
     text = _cell_summary(row, 0.15)
     assert "validation accuracy reached 0.15 at step 5, train accuracy never did; LLID 3 then" in text

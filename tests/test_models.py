@@ -52,10 +52,7 @@ def test_zhang_parameter_counts_match_the_paper(factory, expected):
 
 def test_mlp_counts_by_hand_for_other_shapes():
     # One 8x8 channel, 4 classes: 64*512 + 512 + 512*4 + 4.
-    assert (
-        n_params(mlp1x512(in_channels=1, num_classes=4, input_size=8))
-        == 64 * 512 + 512 + 512 * 4 + 4
-    )
+    assert n_params(mlp1x512(in_channels=1, num_classes=4, input_size=8)) == 64 * 512 + 512 + 512 * 4 + 4
     # Three hidden layers on 2x5x7 inputs.
     expected = 70 * 512 + 512 + 2 * (512 * 512 + 512) + 512 * 3 + 3
     assert n_params(mlp3x512(in_channels=2, num_classes=3, input_size=(5, 7))) == expected
@@ -159,9 +156,7 @@ def test_cifar_resnet18_count_and_stage_shapes():
     shapes = {}
     for name in ["stem", "layer1", "layer2", "layer3", "layer4", "avgpool"]:
         module = model.get_submodule(name)
-        module.register_forward_hook(
-            lambda m, i, o, name=name: shapes.update({name: tuple(o.shape)})
-        )
+        module.register_forward_hook(lambda m, i, o, name=name: shapes.update({name: tuple(o.shape)}))
     model.eval()
     assert model(torch.rand(2, 3, 8, 8)).shape == (2, 10)
     assert shapes == {
@@ -235,9 +230,7 @@ def test_transformer_hooks_give_residual_increments():
     model(torch.randint(0, 20, (3, 4)))
     block_in, block_out = seen["blocks.0"]
     assert seen["blocks.0.attn"][1].shape == (3, 4, 32)
-    torch.testing.assert_close(
-        block_out, block_in + seen["blocks.0.attn"][1] + seen["blocks.0.mlp"][1]
-    )
+    torch.testing.assert_close(block_out, block_in + seen["blocks.0.attn"][1] + seen["blocks.0.mlp"][1])
 
 
 def test_transformer_is_causal_and_reads_the_last_token():

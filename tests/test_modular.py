@@ -20,11 +20,7 @@ def test_every_label_is_a_over_b_mod_p(train):
     assert np.all((data.targets * b) % 97 == a)
     assert np.all((a >= 0) & (a < 97) & (b >= 1) & (b < 97))
     tokens, label = data[5]
-    assert (
-        tokens.dtype == torch.long
-        and tokens.tolist() == [a[5], 97, b[5], 98]
-        and label == data.targets[5]
-    )
+    assert tokens.dtype == torch.long and tokens.tolist() == [a[5], 97, b[5], 98] and label == data.targets[5]
     assert torch.equal(data.tokens[:, 1], torch.full((len(data),), 97))
     assert torch.equal(data.tokens[:, 3], torch.full((len(data),), 98))
 

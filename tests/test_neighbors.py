@@ -52,7 +52,9 @@ def test_pairs_found_from_both_ends_are_measured_once(backend, rng, monkeypatch)
 
     measured = []
     real = nb._numpy_distances
-    monkeypatch.setattr(nb, "_numpy_distances", lambda X, Y, rows, cols: measured.append(len(rows)) or real(X, Y, rows, cols))
+    monkeypatch.setattr(
+        nb, "_numpy_distances", lambda X, Y, rows, cols: measured.append(len(rows)) or real(X, Y, rows, cols)
+    )
     # A 3-D subspace: there most neighbours are mutual (not so among Gaussian points
     # in 200 dimensions, where a few hubs are everyone's neighbour).
     X = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 200))
@@ -395,7 +397,9 @@ def test_pairs_far_nearer_or_farther_than_the_spread_keep_exact_distances(backen
 
 
 @pytest.mark.skipif("faiss" not in BACKENDS, reason="the symmetric search uses faiss' heaps")
-@pytest.mark.parametrize("scale", [2.0**e for e in (-1000, -530, -75, 63, 530, 1000)], ids=lambda s: f"2^{np.log2(s):.0f}")
+@pytest.mark.parametrize(
+    "scale", [2.0**e for e in (-1000, -530, -75, 63, 530, 1000)], ids=lambda s: f"2^{np.log2(s):.0f}"
+)
 def test_symmetric_search_and_float64_scan_do_not_depend_on_the_scale(scale, monkeypatch):
     # k = 7 on a grid: more ties than spare candidates, so the float64 scan runs too.
     # Powers of two keep the grid's ties exact.

@@ -76,9 +76,7 @@ def test_plot_scaling_law_groups_by_a_list_valued_field(as_frame):
     recs = _class_records()
     data = pytest.importorskip("pandas").DataFrame(recs) if as_frame else recs
     fit = fit_scaling_law([100, 200, 400], [0.5, 0.4, 0.3])
-    ax = plot_scaling_law(
-        "n_train", "test_loss", data=data, groups="data.classes", fit={(3, 5): fit}
-    )
+    ax = plot_scaling_law("n_train", "test_loss", data=data, groups="data.classes", fit={(3, 5): fit})
     labels = [line.get_label() for line in ax.lines]
     assert labels == ["[3, 5]", "[0, 1]", f"[3, 5] fit: slope {fit.slope:.3g}"]
     assert ax.lines[1].get_ydata().tolist() == [1.0, 0.8, 0.6]
@@ -135,10 +133,7 @@ def test_plot_id_profile_marks_llid_and_pid():
 
 
 def test_plot_id_curves():
-    hist = [
-        {"epoch": e, "val_acc": 0.1 * e, "ids": {"conv1": 20.0 + e, "conv2_x": 30.0 - e}}
-        for e in range(4)
-    ]
+    hist = [{"epoch": e, "val_acc": 0.1 * e, "ids": {"conv1": 20.0 + e, "conv2_x": 30.0 - e}} for e in range(4)]
     for e, rec in enumerate(hist):
         rec["ids"]["avgpool"] = 10.0 - 2 * e
     ax = plot_id_curves(hist)

@@ -39,13 +39,9 @@ def test_label_noise_changes_about_p_times_1_minus_1_over_c(p):
     r_low, r_high = binomial_bounds(n, p)
     assert r_low <= noisy.resampled_.sum() <= r_high
     # labels that were not redrawn are untouched; changed ones were redrawn
-    assert np.array_equal(
-        noisy.targets[~noisy.resampled_], noisy.original_targets_[~noisy.resampled_]
-    )
+    assert np.array_equal(noisy.targets[~noisy.resampled_], noisy.original_targets_[~noisy.resampled_])
     assert np.all(noisy.resampled_[noisy.corrupted_])
-    assert np.array_equal(
-        noisy.corrupted_indices_, np.flatnonzero(noisy.targets != np.arange(n) % c)
-    )
+    assert np.array_equal(noisy.corrupted_indices_, np.flatnonzero(noisy.targets != np.arange(n) % c))
     served = np.array([noisy[i][1] for i in range(n)])
     assert np.array_equal(served, noisy.targets)
 
@@ -58,9 +54,7 @@ def test_random_labels_are_uniform_over_classes_and_fixed_by_seed():
     assert stats.chisquare(counts).pvalue > 1e-4
     again = corrupt(data, "random_labels", seed=3, num_classes=c)
     assert np.array_equal(again.targets, noisy.targets)
-    assert not np.array_equal(
-        corrupt(data, "random_labels", seed=4, num_classes=c).targets, noisy.targets
-    )
+    assert not np.array_equal(corrupt(data, "random_labels", seed=4, num_classes=c).targets, noisy.targets)
 
 
 def test_label_noise_validates_and_infers_classes():

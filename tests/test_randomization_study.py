@@ -10,9 +10,14 @@ from idprops.data import corrupt, load_digits
 from idprops.studies.randomization import RandomizationStudy, randomization_cell
 
 TINY = dict(
-    n_train=120, seeds=[0], training={"epochs": 2, "batch_size": 40, "threads": 1},
-    tracking={"n_samples": 60, "every": 1}, estimators={"twonn": {}}, model="mlp1x512",
-    device="cpu", progress=False,
+    n_train=120,
+    seeds=[0],
+    training={"epochs": 2, "batch_size": 40, "threads": 1},
+    tracking={"n_samples": 60, "every": 1},
+    estimators={"twonn": {}},
+    model="mlp1x512",
+    device="cpu",
+    progress=False,
 )
 
 
@@ -23,11 +28,19 @@ def tiny(tmp_path_factory):
 
 def test_every_corruption_runs_with_its_exact_properties(tiny):
     by = {r["label"]: r for r in tiny.results_}
-    assert list(by) == ["true_labels", "partial_labels_0.5", "random_labels", "shuffled_pixels",
-                        "random_pixels", "gaussian"]
+    assert list(by) == [
+        "true_labels",
+        "partial_labels_0.5",
+        "random_labels",
+        "shuffled_pixels",
+        "random_pixels",
+        "gaussian",
+    ]
     train = load_digits(n=120, seed=0)
-    for label, name, params in (("partial_labels_0.5", "partial_labels", {"p": 0.5}),
-                                ("random_labels", "random_labels", {})):
+    for label, name, params in (
+        ("partial_labels_0.5", "partial_labels", {"p": 0.5}),
+        ("random_labels", "random_labels", {}),
+    ):
         expected = corrupt(train, name, seed=0, **params).corrupted_.mean()
         assert by[label]["corrupted_fraction"] == expected
     assert by["true_labels"]["corrupted_fraction"] == 0.0
@@ -74,11 +87,16 @@ def test_resume_and_report(tiny, tmp_path):
 
 
 def test_grid_and_bad_settings():
-    study = RandomizationStudy(corruptions={"p02": {"name": "partial_labels", "p": 0.2}, "random_labels": {}},
-                               seeds=[0, 1])
+    study = RandomizationStudy(
+        corruptions={"p02": {"name": "partial_labels", "p": 0.2}, "random_labels": {}}, seeds=[0, 1]
+    )
     cells = study.cells()
-    assert [(c["label"], c["seed"]) for c in cells] == [("p02", 0), ("p02", 1), ("random_labels", 0),
-                                                        ("random_labels", 1)]
+    assert [(c["label"], c["seed"]) for c in cells] == [
+        ("p02", 0),
+        ("p02", 1),
+        ("random_labels", 0),
+        ("random_labels", 1),
+    ]
     assert cells[0]["corruption"] == {"name": "partial_labels", "params": {"p": 0.2}}
     with pytest.raises(ValueError, match="unknown corruption"):
         RandomizationStudy(corruptions=["noisy"]).cells()

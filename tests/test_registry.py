@@ -55,7 +55,12 @@ def test_plugin_is_found_by_name(plugin_dir):
 
 
 def test_broken_plugin_is_skipped_with_a_warning(plugin_dir):
-    install(plugin_dir, "fake_idprops_plugin_b", "raise RuntimeError('boom at import')", {"broken": "fake_idprops_plugin_b:Nope"})
+    install(
+        plugin_dir,
+        "fake_idprops_plugin_b",
+        "raise RuntimeError('boom at import')",
+        {"broken": "fake_idprops_plugin_b:Nope"},
+    )
     install(plugin_dir, "fake_idprops_plugin_c", PLUGIN, {"working": "fake_idprops_plugin_c:HalfTwoNN"})
     with pytest.warns(PluginWarning, match="'broken'.*RuntimeError: boom at import"):
         names = idprops.available_estimators()
@@ -66,7 +71,10 @@ def test_broken_plugin_is_skipped_with_a_warning(plugin_dir):
 
 def test_clash_with_builtin_warns_and_builtin_wins(plugin_dir):
     install(plugin_dir, "fake_idprops_plugin_d", PLUGIN, {"mle": "fake_idprops_plugin_d:HalfTwoNN"})
-    with pytest.warns(PluginWarning, match="'mle' is declared by 'idprops.estimators.mle:MLEDimension'.*fake_idprops_plugin_d:HalfTwoNN"):
+    with pytest.warns(
+        PluginWarning,
+        match="'mle' is declared by 'idprops.estimators.mle:MLEDimension'.*fake_idprops_plugin_d:HalfTwoNN",
+    ):
         cls = idprops.get_estimator("mle")
     assert cls is idprops.MLEDimension
 

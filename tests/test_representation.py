@@ -85,8 +85,12 @@ def test_device_auto_is_accepted_here_and_by_measure(monkeypatch, cube5):
     same = pytest.approx(expected, rel=1e-12, abs=0)
     assert ReprDimension(rank3_model(), "0", device="auto").fit(X).dimension_ == same
     out = measure(
-        (X, np.zeros(len(X))), estimators=["mle"], sharpness=False, model=rank3_model(),
-        layers=["0"], device="auto",
+        (X, np.zeros(len(X))),
+        estimators=["mle"],
+        sharpness=False,
+        model=rank3_model(),
+        layers=["0"],
+        device="auto",
     )
     assert out["representation"]["layers"][0]["dimension"] == same
 
@@ -103,8 +107,12 @@ def test_measure_seeds_a_model_by_name_without_touching_the_gpu_streams(monkeypa
 
     def d_repr(seed):
         out = measure(
-            (images, labels), estimators=["mle"], sharpness=False, model="small_cnn",
-            layers=["fc1"], seed=seed,
+            (images, labels),
+            estimators=["mle"],
+            sharpness=False,
+            model="small_cnn",
+            layers=["fc1"],
+            seed=seed,
         )
         return out["representation"]["layers"][0]["dimension"]
 
@@ -135,9 +143,7 @@ def test_many_layers_cost_one_forward_pass_and_equal_single_fits(cube5):
         single = ReprDimension(model, name, "twonn", batch_size=256).fit(X)
         assert many.dimension_[name] == single.dimension_
         assert many.dimension_std_[name] == single.dimension_std_
-        np.testing.assert_array_equal(
-            many.estimators_[name].log_ratios_, single.estimator_.log_ratios_
-        )
+        np.testing.assert_array_equal(many.estimators_[name].log_ratios_, single.estimator_.log_ratios_)
     calls.clear()
     X_test = cube5[700:1000]
     scores = [ReprDimension(model, n, "twonn").fit(X).score(X_test) for n in ("0", "1", "2")]
@@ -262,9 +268,7 @@ def test_grid_search_over_layers_matches_manual_cross_validation(rng):
     for i, layer in enumerate(search.cv_results_["param_layer"]):
         for j, (train, test) in enumerate(cv.split(X)):
             fold = ReprDimension(model, layer, "twonn").fit(X[train])
-            assert search.cv_results_[f"split{j}_test_score"][i] == pytest.approx(
-                fold.score(X[test]), rel=1e-12
-            )
+            assert search.cv_results_[f"split{j}_test_score"][i] == pytest.approx(fold.score(X[test]), rel=1e-12)
     best = ReprDimension(model, search.best_params_["layer"], "twonn").fit(X)
     assert search.best_estimator_.dimension_ == best.dimension_
     assert no_hooks(model)

@@ -167,9 +167,7 @@ def test_killed_writer_loses_no_committed_row(tmp_path):
     )
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         reported = [int(proc.stdout.readline()) for _ in range(60)]
         os.kill(proc.pid, signal.SIGKILL)  # most likely in the middle of a later put

@@ -46,26 +46,20 @@ def test_rows_hold_sane_measurements(study):
     for r in rows:
         n_test = len(load_dataset("digits", train=False, classes=r["data.classes"]))
         assert r["n_train"] == r["data.n"] and r["n_test"] == n_test
-        assert 0 <= r["test_error"] <= 1 and r["test_error"] == pytest.approx(
-            1 - r["test_accuracy"]
-        )
+        assert 0 <= r["test_error"] <= 1 and r["test_error"] == pytest.approx(1 - r["test_accuracy"])
         assert r["test_loss"] > 0 and r["train_loss"] > 0
         assert r["d_data.mle"] > 0 and r["d_data.twonn"] > 0 and r["d_data_std.mle"] > 0
         assert 0 < r["d_repr.relu"] < 64  # the layer has 64 units
         assert 0 < r["K_F"] < math.inf and r["pixel_scale"] == "unit [0, 1]"
         for attack in ("fgsm", "pgd"):
             assert 0 <= r[f"robust_accuracy.{attack}"] <= r["test_accuracy"]
-            assert r[f"loss_increase.{attack}"] == pytest.approx(
-                r[f"adversarial_loss.{attack}"] - r["test_loss"]
-            )
+            assert r[f"loss_increase.{attack}"] == pytest.approx(r[f"adversarial_loss.{attack}"] - r["test_loss"])
         assert r["warnings"] == []
 
 
 def test_measurements_equal_direct_computations(study):
     for r in study.results_:
-        train = load_dataset(
-            "digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"]
-        )
+        train = load_dataset("digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"])
         X = np.stack([x.numpy().ravel() for x, _ in train]).astype(np.float64)
         y = train.targets
         # K_F: one over the smallest distance between two training images of different classes.
@@ -100,10 +94,7 @@ def test_grid_and_step_resolution():
         "twonn": {"name": "twonn", "params": {}},
     }
     assert sorted(study._groups().values()) == ["digits", "natural"]
-    assert (
-        resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"]
-        == "sgd"
-    )
+    assert resolve_training("resnet18", {"preset": "zhang2017_inception", "epochs": 2})["optimizer"] == "sgd"
     with pytest.raises(ValueError, match="unknown setting"):
         resolve_training("small_cnn", {"epoch": 2})
     with pytest.raises(ValueError, match="unknown attack"):
@@ -133,9 +124,7 @@ def test_grid_and_step_resolution():
 def test_default_attack_follows_the_pixel_scale():
     # On the paper's scale pixels run 0..255: the default FGSM must move them by two grey
     # levels (eps 2), not clamp them into [0, 1].
-    unit, paper = (
-        {"name": "digits", "classes": [0, 1], "scale": scale} for scale in ("unit", "paper")
-    )
+    unit, paper = ({"name": "digits", "classes": [0, 1], "scale": scale} for scale in ("unit", "paper"))
     cells = ScalingLawStudy(datasets=[unit, paper], sizes=[30]).cells()
     assert cells[0]["attacks"] == {"fgsm": {"name": "fgsm", "params": {"eps": 2 / 255}}}
     step = cells[1]["attacks"]["fgsm"]
@@ -205,16 +194,18 @@ def test_report_writes_figures_and_fits(study, tmp_path):
     held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in study.results_)
     assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(study.results_)} cells" in md
     assert "Summary" in (tmp_path / "report.html").read_text()
-    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(
-        study.results_
-    )
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(study.results_)
 
 
 def test_batch_size_none_trains_on_the_whole_training_split():
     study = ScalingLawStudy(
-        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[30],
+        datasets=[{"name": "digits", "classes": [0, 1]}],
+        sizes=[30],
         training={"epochs": 2, "batch_size": None, "threads": 1},
-        estimators=[], sharpness=False, attacks={}, device="cpu",
+        estimators=[],
+        sharpness=False,
+        attacks={},
+        device="cpu",
     )
     (cell,) = study.cells()
     assert cell["training"]["batch_size"] is None
@@ -224,9 +215,15 @@ def test_batch_size_none_trains_on_the_whole_training_split():
 
 def test_a_misspelt_layer_fails_the_cell_instead_of_recording_nan():
     study = ScalingLawStudy(
-        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[40], training={"epochs": 1},
-        estimators=[], sharpness=False, attacks={}, representation={"layers": ["nolayer"]},
-        models=["small_cnn"], device="cpu",
+        datasets=[{"name": "digits", "classes": [0, 1]}],
+        sizes=[40],
+        training={"epochs": 1},
+        estimators=[],
+        sharpness=False,
+        attacks={},
+        representation={"layers": ["nolayer"]},
+        models=["small_cnn"],
+        device="cpu",
     )
     with pytest.raises(ValueError, match="no layer named 'nolayer'"):
         train_and_measure(study.cells()[0])
@@ -311,12 +308,14 @@ def test_report_keeps_each_image_folders_group(tmp_path):
     # Both entries are name = "folder": only their roots tell the domains apart.
     study = FakeScalingStudy(
         datasets=[
-            {"name": "folder", "root": "/data/natural", "test_root": "/data/natural-test",
-             "group": "natural"},
-            {"name": "folder", "root": "/data/medical", "test_root": "/data/medical-test",
-             "group": "medical"},
+            {"name": "folder", "root": "/data/natural", "test_root": "/data/natural-test", "group": "natural"},
+            {"name": "folder", "root": "/data/medical", "test_root": "/data/medical-test", "group": "medical"},
         ],
-        sizes=[30], seeds=[0, 1, 2], estimators=["mle"], sharpness=False, attacks={},
+        sizes=[30],
+        seeds=[0, 1, 2],
+        estimators=["mle"],
+        sharpness=False,
+        attacks={},
         progress=False,
     ).fit()
     md = study.report(tmp_path).read_text()

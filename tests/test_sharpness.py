@@ -296,9 +296,7 @@ def test_datasets_of_dicts_or_one_hot_labels_say_what_to_pass():
 
 def test_pixel_scale_is_copied_from_the_dataset():
     torch = pytest.importorskip("torch")
-    from torch.utils.data import TensorDataset
-
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, TensorDataset
 
     class Scaled(TensorDataset):
         pixel_scale = "unit [0, 1]"

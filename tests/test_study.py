@@ -18,6 +18,7 @@ from idprops.studies import (
     RobustnessStudy,
     ScalingLawStudy,
 )
+from idprops.studies.store import ResultsStore
 from idprops.studies.study import (
     CellError,
     Study,
@@ -27,7 +28,6 @@ from idprops.studies.study import (
     load_study_file,
     parse_overrides,
 )
-from idprops.studies.store import ResultsStore
 
 # Four cells of one epoch on two digit pairs, one torch thread: about a second each.
 TINY = textwrap.dedent(
@@ -105,9 +105,7 @@ def test_a_grown_grid_runs_only_the_new_cells(serial, tmp_path):
     with ResultsStore(serial.store) as src, ResultsStore(store) as dst:  # the serial run's cells
         for cfg in serial.cells():
             dst.put(cfg, src.get(cfg), study="scaling-law")
-    grown = ScalingLawStudy.from_toml(
-        serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}
-    ).fit()
+    grown = ScalingLawStudy.from_toml(serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}).fit()
     assert grown.n_cells_run_ == 2
     assert _stable([r for r in grown.results_ if r["data.n"] != 45]) == _stable(serial.results_)
 
@@ -182,8 +180,22 @@ def test_sigterm_stops_the_workers_and_keeps_finished_cells(study_file, tmp_path
     # kill, timeout and batch schedulers send SIGTERM: handled as Ctrl-C, the worker
     # processes stop with the command instead of computing on, orphaned.
     store = tmp_path / "results.sqlite"
-    command = [sys.executable, "-m", "idprops.cli", "study", "scaling-law", "--config", str(study_file),
-               "--store", str(store), "--n-jobs", "2", "--out", str(tmp_path / "out"), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "idprops.cli",
+        "study",
+        "scaling-law",
+        "--config",
+        str(study_file),
+        "--store",
+        str(store),
+        "--n-jobs",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(command, env={**os.environ, "TQDM_DISABLE": "1"}, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -222,13 +234,20 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
         distributed.Client(cluster) as client,
     ):
         with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
-            study = ScalingLawStudy.from_toml(
-                study_file, {"store": str(tmp_path / "r.sqlite")}
-            ).fit()
+            study = ScalingLawStudy.from_toml(study_file, {"store": str(tmp_path / "r.sqlite")}).fit()
         workers = {task["worker"] for task in stream.data}
         # The command line's --dask connects to the same cluster by its address.
-        argv = ["study", "scaling-law", "--config", str(study_file), "--dask",
-                cluster.scheduler_address, "--out", str(tmp_path / "cli"), "--no-progress"]
+        argv = [
+            "study",
+            "scaling-law",
+            "--config",
+            str(study_file),
+            "--dask",
+            cluster.scheduler_address,
+            "--out",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ]
         with distributed.get_task_stream(client) as cli_stream:
             assert main(argv) == 0
     assert study.n_cells_run_ == N_CELLS
@@ -240,9 +259,7 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
 
 
 def test_temporary_store_and_failed_cell(tmp_path):
-    study = ScalingLawStudy(
-        datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[10_000], training={"epochs": 1}
-    )
+    study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[10_000], training={"epochs": 1})
     with pytest.raises(CellError, match="n=10000 samples requested"):
         study.fit()
     assert study.store is None
@@ -251,7 +268,8 @@ def test_temporary_store_and_failed_cell(tmp_path):
 def test_a_failed_cell_says_which_cell_it_was():
     # Two cells of one grid differ only in nested values (data, model, size).
     study = ScalingLawStudy(
-        datasets=[{"name": "digits", "pairs": [[0, 1], [3, 8]]}], sizes=[10_000],
+        datasets=[{"name": "digits", "pairs": [[0, 1], [3, 8]]}],
+        sizes=[10_000],
         training={"epochs": 1},
     )
     first, second = (_describe(cell) for cell in study.cells())
@@ -349,9 +367,7 @@ def test_presets_are_shipped_and_build():
         assert study.cells()  # every preset's grid is well formed
     paper = STUDY_CLASSES["scaling-law"].from_toml(find_preset("paper")).cells()
     cell = paper[0]
-    assert (
-        cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
-    )
+    assert cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
     assert cell["training"]["epochs"] == 100 and cell["training"]["optimizer"] == "adam"
     assert {c["model"]["name"]: c["training"]["lr"] for c in paper}["vgg16"] == 1e-4
     assert {c["data"]["n"] for c in paper} == {500, 750, 1000, 1250, 1500, 1750}
@@ -400,9 +416,7 @@ def test_cli_study_without_matplotlib_fails_before_running(tmp_path, capsys, mon
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
     assert main(["study", "scaling-law", "--preset", "digits", "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'idprops[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -446,11 +460,15 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         (DynamicsStudy(training={"schedule": "cosine"}), "schedule must be one of"),
         (RandomizationStudy(training={"batch_size": 0}), "batch_size must be a positive int"),
         (GrokkingStudy(training={"max_steps": None}), "give epochs or max_steps"),
-        (ScalingLawStudy(representation={"layers": ["fc1"], "estimator": "nope"}),
-         "representation.estimator: unknown estimator 'nope'"),
+        (
+            ScalingLawStudy(representation={"layers": ["fc1"], "estimator": "nope"}),
+            "representation.estimator: unknown estimator 'nope'",
+        ),
         (DynamicsStudy(tracking={"estimator": {"name": "mle", "k": 1}}), "tracking.estimator: The 'k'"),
-        (GrokkingStudy(tracking={"estimator": {"name": "twonn", "discard_fraction": 2}}),
-         "tracking.estimator: The 'discard_fraction'"),
+        (
+            GrokkingStudy(tracking={"estimator": {"name": "twonn", "discard_fraction": 2}}),
+            "tracking.estimator: The 'discard_fraction'",
+        ),
     ],
 )
 def test_bad_model_training_and_tracking_settings_fail_when_the_grid_is_built(study, message):

@@ -26,9 +26,7 @@ def test_images_are_a_smooth_full_rank_function_of_d_latents(d, size, channels):
         # smooth: central differences converge at second order (error ~ h^2)
         assert np.max(np.abs(coarse - fine)) < 1e-5 * np.max(np.abs(fine))
         singular = np.linalg.svd(fine, compute_uv=False)
-        assert (
-            len(singular) == d and singular[-1] > 0.999 * singular[0]
-        )  # rank d, all directions alike
+        assert len(singular) == d and singular[-1] > 0.999 * singular[0]  # rank d, all directions alike
         # exact isometry: J^T J = (2 pi A size)^2 / 2 * I
         expected = 2 * (np.pi * gen.amplitude * size) ** 2
         assert np.allclose(fine.T @ fine, expected * np.eye(d), rtol=1e-5, atol=1e-5 * expected)
@@ -60,9 +58,7 @@ def test_dataset_pixels_labels_and_splits():
     data = load_latent_images(n=300, latent_dim=5, image_size=12, seed=4)
     images = torch.stack([data[i][0] for i in range(len(data))])
     assert images.shape == (300, 1, 12, 12) and 0.0 <= images.min() and images.max() <= 1.0
-    assert torch.allclose(
-        images.double(), torch.from_numpy(data.generator.images(data.latents)), atol=1e-6
-    )
+    assert torch.allclose(images.double(), torch.from_numpy(data.generator.images(data.latents)), atol=1e-6)
     assert np.array_equal(data.targets, data.generator.labels(data.latents))
     assert 100 < np.sum(data.targets == 1) < 200
     test = load_latent_images(n=300, latent_dim=5, image_size=12, seed=4, train=False)
@@ -82,9 +78,7 @@ def test_labels_are_a_deterministic_function_of_latents_with_balanced_classes():
 
 
 def test_class_subset_keeps_matching_latents_and_loader_by_name():
-    data = load_dataset(
-        "latent_images", n=200, latent_dim=3, image_size=8, num_classes=3, classes=[2]
-    )
+    data = load_dataset("latent_images", n=200, latent_dim=3, image_size=8, num_classes=3, classes=[2])
     assert np.all(data.targets == 0) and len(data.latents) == len(data) == 200
     assert np.all(data.generator.labels(data.latents) == 2)
     for classes in ([], [3]):  # [] once drew latents for ever

@@ -48,9 +48,7 @@ def assert_same_weights(a, b):
 
 def test_same_seed_same_weights_bit_for_bit():
     data = blobs()
-    runs = [
-        weights(Trainer(mlp(), epochs=1, batch_size=16, seed=5).fit(data).model) for _ in range(2)
-    ]
+    runs = [weights(Trainer(mlp(), epochs=1, batch_size=16, seed=5).fit(data).model) for _ in range(2)]
     assert_same_weights(*runs)
     other = weights(Trainer(mlp(), epochs=1, batch_size=16, seed=6).fit(data).model)
     assert any(not torch.equal(a, b) for a, b in zip(runs[0], other, strict=True))
@@ -102,9 +100,7 @@ def test_resume_gives_same_weights_as_uninterrupted(tmp_path, steps_per_epoch):
 
     Trainer(mlp(classes=2), epochs=2, checkpoint_dir=tmp_path, **common).fit(data, data)
     assert os.listdir(tmp_path) == [f"checkpoint_step{2 * (steps_per_epoch or 7):09d}.pt"]
-    resumed = Trainer(
-        mlp(seed=99, classes=2), epochs=4, checkpoint_dir=tmp_path, resume=True, **common
-    )
+    resumed = Trainer(mlp(seed=99, classes=2), epochs=4, checkpoint_dir=tmp_path, resume=True, **common)
     resumed.fit(data, data)
 
     assert_same_weights(weights(full.model), weights(resumed.model))
@@ -127,9 +123,7 @@ def test_checkpoint_every_and_contents(tmp_path):
 def test_resume_keeps_adams_step_counts_on_the_cpu(tmp_path):
     # Adam expects its step counts on the CPU unless capturable; loading a checkpoint
     # onto the GPU put them there. The model on "meta" stands in for one on the GPU.
-    Trainer(mlp(), epochs=1, batch_size=30, optimizer="adam", checkpoint_dir=tmp_path).fit(
-        blobs()
-    )
+    Trainer(mlp(), epochs=1, batch_size=30, optimizer="adam", checkpoint_dir=tmp_path).fit(blobs())
     trainer = Trainer(mlp().to("meta"), optimizer="adam", checkpoint_dir=tmp_path, resume=True)
     trainer.device = torch.device("meta")
     trainer.optimizer, trainer._scaler = trainer._make_optimizer(), None
@@ -143,9 +137,7 @@ def test_resume_keeps_adams_step_counts_on_the_cpu(tmp_path):
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     data = blobs()
     a = Trainer(mlp(), epochs=1, batch_size=16).fit(data)
-    b = Trainer(mlp(), epochs=1, batch_size=16, checkpoint_dir=tmp_path / "new", resume=True).fit(
-        data
-    )
+    b = Trainer(mlp(), epochs=1, batch_size=16, checkpoint_dir=tmp_path / "new", resume=True).fit(data)
     assert_same_weights(weights(a.model), weights(b.model))
 
 
@@ -188,9 +180,7 @@ def test_max_steps_stops_mid_epoch_and_logs_the_partial_epoch():
     assert trainer.step == 10 and len(recorder.calls["step"]) == 10
     assert [h["step"] for h in trainer.history] == [4, 8, 10]
     # epochs and max_steps together: the first reached wins.
-    trainer = Trainer(mlp(classes=2), epochs=1, max_steps=10, batch_size=16).fit(
-        blobs(n_per_class=25, classes=2)
-    )
+    trainer = Trainer(mlp(classes=2), epochs=1, max_steps=10, batch_size=16).fit(blobs(n_per_class=25, classes=2))
     assert trainer.step == 4
 
 
@@ -257,9 +247,7 @@ def run_lrs(**kwargs):
 
 def test_schedules():
     assert run_lrs(epochs=2, lr=0.1) == [0.1] * 4
-    lrs = run_lrs(
-        epochs=5, lr=1.0, optimizer="sgd", schedule="multistep", milestones=(2, 4), gamma=0.5
-    )
+    lrs = run_lrs(epochs=5, lr=1.0, optimizer="sgd", schedule="multistep", milestones=(2, 4), gamma=0.5)
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
     lrs = run_lrs(epochs=3, lr=1.0, schedule="exponential")  # Zhang et al.'s default 0.95
     assert lrs == pytest.approx([1.0, 1.0, 0.95, 0.95, 0.95**2, 0.95**2])
@@ -268,9 +256,7 @@ def test_schedules():
 
 
 def test_optimizers_get_their_settings():
-    trainer = Trainer(
-        mlp(), epochs=1, optimizer="sgd", lr=0.3, momentum=0.9, weight_decay=5e-4
-    ).fit(blobs())
+    trainer = Trainer(mlp(), epochs=1, optimizer="sgd", lr=0.3, momentum=0.9, weight_decay=5e-4).fit(blobs())
     group = trainer.optimizer.param_groups[0]
     assert isinstance(trainer.optimizer, torch.optim.SGD) and group["momentum"] == 0.9
     assert group["weight_decay"] == 5e-4
@@ -292,9 +278,7 @@ def test_label_smoothing_changes_the_first_loss_as_computed_by_hand():
     # One batch holding everything: the first step's loss is the loss of the initial model.
     with torch.no_grad():
         expected = nn.functional.cross_entropy(model(x), y, label_smoothing=0.2).item()
-    Trainer(model, max_steps=1, batch_size=len(y), label_smoothing=0.2, callbacks=[First()]).fit(
-        data
-    )
+    Trainer(model, max_steps=1, batch_size=len(y), label_smoothing=0.2, callbacks=[First()]).fit(data)
     assert recorder[0] == pytest.approx(expected, rel=1e-6)
 
 
@@ -320,9 +304,7 @@ def test_bad_data_raise():
     with pytest.raises(ValueError, match="TensorDataset"):
         Trainer(mlp(), epochs=1).fit(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="empty"):
-        Trainer(mlp(), epochs=1).fit(
-            TensorDataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))
-        )
+        Trainer(mlp(), epochs=1).fit(TensorDataset(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)))
 
 
 # ----------------------------------------------------------------- evaluate
@@ -381,9 +363,9 @@ def test_preset_values_and_copies():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_mixed_precision_trains():
     data = blobs()
-    trainer = Trainer(
-        mlp(dropout=0.0), epochs=20, lr=0.05, batch_size=16, device="cuda", mixed_precision=True
-    ).fit(data, data)
+    trainer = Trainer(mlp(dropout=0.0), epochs=20, lr=0.05, batch_size=16, device="cuda", mixed_precision=True).fit(
+        data, data
+    )
     assert trainer.device.type == "cuda" and trainer._scaler is not None
     assert next(trainer.model.parameters()).is_cuda
     assert math.isfinite(trainer.history[-1]["train_loss"])
@@ -395,10 +377,7 @@ def test_items_with_extra_fields_are_accepted():
     x, y = blobs().tensors
     data = TensorDataset(x, y, torch.zeros(len(y), dtype=torch.bool))
     trainer = Trainer(mlp(), epochs=1, batch_size=16).fit(data, data)
-    assert (
-        trainer.history[0]["val_accuracy"]
-        == evaluate(trainer.model, TensorDataset(x, y))["accuracy"]
-    )
+    assert trainer.history[0]["val_accuracy"] == evaluate(trainer.model, TensorDataset(x, y))["accuracy"]
 
 
 @pytest.mark.parametrize("data_device, pinned", [("cpu", True), ("meta", False)])

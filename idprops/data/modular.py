@@ -64,15 +64,11 @@ class ModularDivision(Dataset):
     ([5, 6], True)
     """
 
-    def __init__(
-        self, p: int = 97, train_fraction: float = 0.2, train: bool | None = True, seed: int = 0
-    ) -> None:
+    def __init__(self, p: int = 97, train_fraction: float = 0.2, train: bool | None = True, seed: int = 0) -> None:
         if not _is_prime(int(p)):
             raise ValueError(f"p must be prime for every b to have an inverse mod p; got {p}.")
         if not 0.0 < train_fraction < 1.0:
-            raise ValueError(
-                f"train_fraction must lie strictly between 0 and 1, got {train_fraction}."
-            )
+            raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}.")
         self.p = int(p)
         self.train_fraction = float(train_fraction)
         self.train = train
@@ -146,9 +142,7 @@ def load_modular_division(
     (1862, 7450)
     """
     if scale != "unit":
-        raise ValueError(
-            f"modular division yields tokens, which have no pixel scale; got scale={scale!r}."
-        )
+        raise ValueError(f"modular division yields tokens, which have no pixel scale; got scale={scale!r}.")
     data = ModularDivision(p=p, train_fraction=train_fraction, train=train, seed=seed)
     if classes is not None or n is not None:
         idx, labels = select_indices(data.targets, classes=classes, n=n, seed=seed)

@@ -246,9 +246,7 @@ class GaussianInputs(_PixelWrapper):
         channels = len(self.mean_)
         noise = self._rng(i).standard_normal((channels, _positions(self.image_shape_)))
         noise = noise * self.std_[:, None] + self.mean_[:, None]
-        return torch.from_numpy(noise.reshape(self.image_shape_).astype(np.float32)), int(
-            self.targets[i]
-        )
+        return torch.from_numpy(noise.reshape(self.image_shape_).astype(np.float32)), int(self.targets[i])
 
 
 def _true_labels(dataset, num_classes: int | None = None, seed: int = 0) -> RandomizedLabels:
@@ -274,16 +272,20 @@ CORRUPTIONS = {
 
 # What a parameter's value must be, checked before any data are read.
 _VALUE_CHECKS = {
-    "p": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1,
-          "a probability between 0 and 1"),
-    "num_classes": (lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0),
-                    "a positive int (or None to infer it from the labels)"),
+    "p": (
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a probability between 0 and 1",
+    ),
+    "num_classes": (
+        lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0),
+        "a positive int (or None to infer it from the labels)",
+    ),
 }
 # Why a parameter is refused, where a user is likely to try it.
 _REFUSALS = {
     ("true_labels", "p"): "true_labels keeps every label; for noise use partial_labels with p",
     ("random_labels", "p"): "random_labels redraws every label (p = 1 by definition); "
-                            "for a fraction use partial_labels with p",
+    "for a fraction use partial_labels with p",
 }
 
 

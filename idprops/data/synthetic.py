@@ -129,9 +129,7 @@ class LatentImageGenerator:
     def _check(self, latents) -> np.ndarray:
         latents = np.atleast_2d(np.asarray(latents, dtype=np.float64))
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"latents must have shape (m, {self.latent_dim}), got {latents.shape}."
-            )
+            raise ValueError(f"latents must have shape (m, {self.latent_dim}), got {latents.shape}.")
         return latents
 
     def _form(self, latents: np.ndarray) -> np.ndarray:
@@ -142,17 +140,12 @@ class LatentImageGenerator:
         latents = self._check(latents)
         grid = np.arange(self.image_size) / self.image_size
         # (d, size, size): k_i . p / size at every pixel
-        waves = (
-            self.frequencies[:, 0, None, None] * grid[:, None]
-            + self.frequencies[:, 1, None, None] * grid
-        )
+        waves = self.frequencies[:, 0, None, None] * grid[:, None] + self.frequencies[:, 1, None, None] * grid
         out = np.empty((len(latents), self.channels, self.image_size, self.image_size))
         for lo in range(0, len(latents), _BATCH):
             z = latents[lo : lo + _BATCH]
             cosines = np.cos(2 * np.pi * (waves + z[:, :, None, None]))  # (m, d, size, size)
-            out[lo : lo + _BATCH] = 0.5 + self.amplitude * np.einsum(
-                "ic,mixy->mcxy", self.colours, cosines
-            )
+            out[lo : lo + _BATCH] = 0.5 + self.amplitude * np.einsum("ic,mixy->mcxy", self.colours, cosines)
         return out
 
     def labels(self, latents) -> np.ndarray:
@@ -196,16 +189,13 @@ def load_latent_images(
     >>> len(data), tuple(data[0][0].shape), data.latents.shape, sorted(set(data.targets.tolist()))
     (20, (1, 8, 8), (20, 3), [0, 1])
     """
-    generator = LatentImageGenerator(
-        latent_dim, image_size, channels, num_classes, seed=generator_seed
-    )
+    generator = LatentImageGenerator(latent_dim, image_size, channels, num_classes, seed=generator_seed)
     n = 1000 if n is None else int(n)
     if n < 1:
         raise ValueError(f"n must be a positive number of images, got {n}.")
     if classes is not None and (not len(classes) or not set(classes) <= set(range(num_classes))):
         raise ValueError(
-            f"classes must be a non-empty list of the {num_classes} classes "
-            f"0..{num_classes - 1}, got {list(classes)}."
+            f"classes must be a non-empty list of the {num_classes} classes 0..{num_classes - 1}, got {list(classes)}."
         )
     part = 1 if train is False else 0
     rng = np.random.default_rng([seed, part])

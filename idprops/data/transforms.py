@@ -118,9 +118,7 @@ class PaperScale:
         if peak > 0:
             image = torch.floor(image * (255.0 / peak) + _FLOOR_TOLERANCE)
         image = image.to(torch.float32)
-        return resize(
-            image, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True
-        )
+        return resize(image, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)
 
     def __repr__(self) -> str:
         return f"PaperScale(size={self.size})"
@@ -145,13 +143,10 @@ def get_scale(scale: ScaleSpec):
     """
     if isinstance(scale, str):
         if scale not in SCALES:
-            raise ValueError(
-                f"unknown scale {scale!r}; use one of {sorted(SCALES)} or a scale object."
-            )
+            raise ValueError(f"unknown scale {scale!r}; use one of {sorted(SCALES)} or a scale object.")
         return SCALES[scale]()
     if callable(scale) and isinstance(getattr(scale, "pixel_scale", None), str):
         return scale
     raise ValueError(
-        "scale must be 'unit', 'paper' or a callable with a 'pixel_scale' string "
-        f"attribute, got {scale!r}."
+        f"scale must be 'unit', 'paper' or a callable with a 'pixel_scale' string attribute, got {scale!r}."
     )

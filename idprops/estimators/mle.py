@@ -108,8 +108,7 @@ class MLEDimension(BaseDimension):
     def _check_params(self) -> None:
         if self.unbiased and self.k < 3:
             raise ValueError(
-                f"k={self.k} is too small for the unbiased (k - 2) estimate; use k >= 3 "
-                "or unbiased=False."
+                f"k={self.k} is too small for the unbiased (k - 2) estimate; use k >= 3 or unbiased=False."
             )
 
     def _n_neighbors(self) -> int:
@@ -132,9 +131,7 @@ class MLEDimension(BaseDimension):
                 'aggregation="inverse" or a larger k.'
             )
         if not np.any(inverse > 0):
-            raise ValueError(
-                "every point has all k neighbours at the same distance; use a larger k."
-            )
+            raise ValueError("every point has all k neighbours at the same distance; use a larger k.")
         if self.aggregation == "inverse":
             self.dimension_ = float(1.0 / np.mean(inverse))
             self.dimension_std_ = float(self.dimension_ / np.sqrt(n * (self.k - 1)))

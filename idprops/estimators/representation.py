@@ -154,8 +154,12 @@ class ReprDimension(BaseEstimator):
         from ..activations import collect_activations
 
         return collect_activations(
-            self.model, X, layers,
-            batch_size=self.batch_size, device=self.device, progress=self.progress,
+            self.model,
+            X,
+            layers,
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=self.progress,
         )
 
     def _inner(self):
@@ -213,10 +217,7 @@ class ReprDimension(BaseEstimator):
         self.layer_names_ = list(estimators)
         self.n_features_in_ = _n_input_features(X)
         dims = {name: float(est.dimension_) for name, est in estimators.items()}
-        stds = {
-            name: float(getattr(est, "dimension_std_", np.nan))
-            for name, est in estimators.items()
-        }
+        stds = {name: float(getattr(est, "dimension_std_", np.nan)) for name, est in estimators.items()}
         if many:
             self.estimators_ = estimators
             self.dimension_, self.dimension_std_ = dims, stds
@@ -253,9 +254,7 @@ class ReprDimension(BaseEstimator):
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        estimators = getattr(self, "estimators_", None) or {
-            self.layer_names_[0]: self.estimator_
-        }
+        estimators = getattr(self, "estimators_", None) or {self.layer_names_[0]: self.estimator_}
         activations = self._activations(X, self.layer_names_)
         scores = []
         for name, A in activations.items():

@@ -72,8 +72,7 @@ def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         classes, codes = np.unique(y, return_inverse=True)
     except TypeError as err:  # e.g. None beside strings
         raise ValueError(
-            f"the labels mix types that cannot be ordered ({err}); pass labels of one "
-            "type, without missing values."
+            f"the labels mix types that cannot be ordered ({err}); pass labels of one type, without missing values."
         ) from err
     if continuous:
         raise ValueError(
@@ -230,9 +229,7 @@ class LabelSharpness(BaseEstimator):
             )
         n_X, n_y = _n_rows(X), _n_rows(y)
         if n_X is not None and n_y is not None and n_X != n_y:
-            raise ValueError(
-                f"y has {n_y} labels but X has {n_X} samples; pass one label per sample."
-            )
+            raise ValueError(f"y has {n_y} labels but X has {n_X} samples; pass one label per sample.")
         return X, y
 
     def _draw(self, n: int) -> np.ndarray:
@@ -260,10 +257,7 @@ class LabelSharpness(BaseEstimator):
         # A fit that fails leaves the estimator unfitted, not holding parts of two fits.
         self.__dict__.pop("_fit_X", None)
         if y is not None and _n_rows(y) is None:
-            raise ValueError(
-                f"y is {type(y).__name__} {y!r}, not a sequence of labels; pass one label "
-                "per sample."
-            )
+            raise ValueError(f"y is {type(y).__name__} {y!r}, not a sequence of labels; pass one label per sample.")
         if _map_style(X):
             n_input = len(X)
             if y is not None and _n_rows(y) != n_input:
@@ -286,8 +280,7 @@ class LabelSharpness(BaseEstimator):
             raise ValueError(
                 f"only one class ({classes[0]!r}) among the {len(rows)} "
                 f"samples{drawn}; label sharpness needs inputs of at least two different "
-                "classes: pass labelled data of two or more classes"
-                + (", or a larger M." if drawn else ".")
+                "classes: pass labelled data of two or more classes" + (", or a larger M." if drawn else ".")
             )
 
         self.sample_indices_ = rows

@@ -28,9 +28,7 @@ from .training import _loader, _model_device, _resolve_device
 __all__ = ["FGSM", "PGD", "paper_fgsm", "robust_accuracy"]
 
 
-def _input_gradient(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the summed cross-entropy with respect to ``x``, and the per-sample losses."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -207,13 +205,9 @@ class PGD(_Attack):
         if self.seed is not None:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
         if self.norm == "linf":
-            return (
-                torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-            ) * self.eps
+            return (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * self.eps
         direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        radius = torch.rand(
-            (len(x),) + (1,) * (x.dim() - 1), generator=generator, device=x.device, dtype=x.dtype
-        )
+        radius = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=generator, device=x.device, dtype=x.dtype)
         return direction / (_per_sample_norm(direction) + 1e-12) * radius * self.eps
 
     def _perturb(self, model, x, y):
@@ -298,9 +292,7 @@ def robust_accuracy(
                 for key, inputs in (("clean", x), ("adv", x_adv)):
                     logits = model(inputs)
                     sums[f"{key}_correct"] += (logits.argmax(1) == y).sum().item()
-                    sums[f"{key}_loss"] += nn.functional.cross_entropy(
-                        logits, y, reduction="sum"
-                    ).item()
+                    sums[f"{key}_loss"] += nn.functional.cross_entropy(logits, y, reduction="sum").item()
             count += len(y)
     finally:
         model.train(was_training)

@@ -303,8 +303,11 @@ class ActivationIDTracker(Callback):
     @staticmethod
     def _to_logs(record: Mapping[str, Any], logs: dict[str, Any]) -> None:
         logs.update(
-            ids=dict(record["ids"]), llid=record["llid"], pid=record["pid"],
-            log_pid_llid=record["log_pid_llid"], id_seconds=record["seconds"],
+            ids=dict(record["ids"]),
+            llid=record["llid"],
+            pid=record["pid"],
+            log_pid_llid=record["log_pid_llid"],
+            id_seconds=record["seconds"],
         )
 
     # ------------------------------------------------------------------ hooks

@@ -68,10 +68,7 @@ def _size2d(input_size: int | tuple[int, int]) -> tuple[int, int]:
     else:
         size = tuple(input_size)
     if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
-        raise ValueError(
-            f"input_size must be a positive int or a pair (height, width) of them, "
-            f"got {input_size!r}."
-        )
+        raise ValueError(f"input_size must be a positive int or a pair (height, width) of them, got {input_size!r}.")
     return size
 
 
@@ -105,8 +102,7 @@ def _load_weights(model: nn.Module, weights: str | os.PathLike | None, name: str
     state = _read_state_dict(path)
     if not isinstance(state, dict):
         raise ValueError(
-            f"{path!r} holds a {type(state).__name__}, not a state_dict; save "
-            "model.state_dict() instead of the model."
+            f"{path!r} holds a {type(state).__name__}, not a state_dict; save model.state_dict() instead of the model."
         )
     try:
         model.load_state_dict(state, strict=True)
@@ -210,9 +206,7 @@ def _torchvision_vgg(name, in_channels, num_classes, input_size, weights, kwargs
     model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kwargs)
     if in_channels != 3:
         old = model.features[0]
-        model.features[0] = _kaiming_conv(
-            nn.Conv2d(in_channels, old.out_channels, kernel_size=3, padding=1)
-        )
+        model.features[0] = _kaiming_conv(nn.Conv2d(in_channels, old.out_channels, kernel_size=3, padding=1))
     # VGG halves the image five times; on small inputs (below 32 pixels) a 2x2 pool
     # would reach 0 pixels, so along a side already down to 1 pixel the pool keeps it.
     # Module indices stay those of torchvision.
@@ -346,13 +340,9 @@ class CifarResNet(nn.Module):
         block_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
-        )
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
         in_planes = 64
-        for index, (planes, count) in enumerate(
-            zip((64, 128, 256, 512), blocks, strict=True), start=1
-        ):
+        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), start=1):
             stride = 1 if index == 1 else 2
             layers = []
             for block_stride in [stride] + [1] * (count - 1):
@@ -822,8 +812,7 @@ class TransformerClassifier(nn.Module):
         length = tokens.shape[1]
         if length > self.seq_len:
             raise ValueError(
-                f"sequences of length {length} exceed seq_len={self.seq_len}; build the "
-                "model with a larger seq_len."
+                f"sequences of length {length} exceed seq_len={self.seq_len}; build the model with a larger seq_len."
             )
         positions = torch.arange(length, device=tokens.device)
         x = self.drop(self.tok_emb(tokens) + self.pos_emb(positions))
@@ -879,9 +868,7 @@ def transformer_classifier(
     """
     if input_size is not None:
         if not isinstance(input_size, int) or input_size < 1:
-            raise ValueError(
-                f"input_size (the sequence length) must be a positive int, got {input_size!r}."
-            )
+            raise ValueError(f"input_size (the sequence length) must be a positive int, got {input_size!r}.")
         seq_len = input_size
     model = TransformerClassifier(
         vocab_size,
@@ -928,12 +915,9 @@ def build_model(spec: str | Callable[..., nn.Module] | nn.Module, **kwargs: Any)
         spec = get_model(spec)
     if not callable(spec):
         raise ValueError(
-            f"a model spec must be a registered name, a factory or a torch.nn.Module, "
-            f"got {type(spec).__name__}."
+            f"a model spec must be a registered name, a factory or a torch.nn.Module, got {type(spec).__name__}."
         )
     model = spec(**kwargs)
     if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"the factory {spec!r} returned a {type(model).__name__}, not a torch.nn.Module."
-        )
+        raise ValueError(f"the factory {spec!r} returned a {type(model).__name__}, not a torch.nn.Module.")
     return model

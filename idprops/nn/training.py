@@ -48,20 +48,12 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # Konz & Mazurowski (ICLR 2024), train.py: Adam, weight decay 1e-4, 100 epochs, mixed
     # precision, seed 1337, last epoch kept; lr 1e-3 for ResNets, 1e-4 for VGGs (1e-6 for
     # VGG on SVHN). Their batch size is not in our notes: left to the caller.
-    "konz2024_resnet": dict(
-        optimizer="adam", lr=1e-3, weight_decay=1e-4, epochs=100, seed=1337, mixed_precision=True
-    ),
-    "konz2024_vgg": dict(
-        optimizer="adam", lr=1e-4, weight_decay=1e-4, epochs=100, seed=1337, mixed_precision=True
-    ),
+    "konz2024_resnet": dict(optimizer="adam", lr=1e-3, weight_decay=1e-4, epochs=100, seed=1337, mixed_precision=True),
+    "konz2024_vgg": dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, epochs=100, seed=1337, mixed_precision=True),
     # Zhang et al. (ICLR 2017): SGD with momentum 0.9, lr 0.1 (Inception) or 0.01 (AlexNet,
     # MLPs), multiplied by 0.95 every epoch; no weight decay unless a test asks for it.
-    "zhang2017_inception": dict(
-        optimizer="sgd", lr=0.1, momentum=0.9, schedule="exponential", gamma=0.95
-    ),
-    "zhang2017_alexnet_mlp": dict(
-        optimizer="sgd", lr=0.01, momentum=0.9, schedule="exponential", gamma=0.95
-    ),
+    "zhang2017_inception": dict(optimizer="sgd", lr=0.1, momentum=0.9, schedule="exponential", gamma=0.95),
+    "zhang2017_alexnet_mlp": dict(optimizer="sgd", lr=0.01, momentum=0.9, schedule="exponential", gamma=0.95),
     # Brown et al. (2022), CIFAR-10/100 ResNet-18: SGD 0.1, momentum 0.9, weight decay 5e-4,
     # MultiStepLR at epochs 60, 120, 160 with gamma 0.2, 200 epochs, batch 128.
     "brown2022_cifar": dict(
@@ -110,9 +102,7 @@ def training_preset(name: str, **overrides: Any) -> dict[str, Any]:
     (0.01, 0.95, 2)
     """
     if name not in TRAINING_PRESETS:
-        raise ValueError(
-            f"unknown training preset {name!r}; choose one of {sorted(TRAINING_PRESETS)}."
-        )
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAINING_PRESETS)}.")
     return {**copy.deepcopy(TRAINING_PRESETS[name]), **overrides}
 
 
@@ -225,14 +215,10 @@ def evaluate(
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     try:
-        for batch in progress_bar(
-            _loader(data, batch_size), progress, desc="evaluate", leave=False
-        ):
+        for batch in progress_bar(_loader(data, batch_size), progress, desc="evaluate", leave=False):
             inputs, labels = batch[0].to(device), batch[1].to(device)
             logits = model(inputs)
-            total_loss += nn.functional.cross_entropy(
-                logits.float(), labels, reduction="sum"
-            ).item()
+            total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()
             count += len(labels)
     finally:
@@ -439,15 +425,11 @@ class Trainer:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
         if self.optimizer_name not in _OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer_name!r}."
-            )
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer_name!r}.")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}.")
         if self.schedule == "multistep" and not self.milestones:
-            raise ValueError(
-                "schedule='multistep' needs milestones (epochs), e.g. milestones=(60, 120, 160)."
-            )
+            raise ValueError("schedule='multistep' needs milestones (epochs), e.g. milestones=(60, 120, 160).")
         if self.schedule == "warmup" and self.warmup_steps < 1:
             raise ValueError("schedule='warmup' needs warmup_steps >= 1.")
         if self.warmup_steps < 0:
@@ -456,17 +438,13 @@ class Trainer:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(
                 f"batch_size must be a positive int, or None for the whole training set in "
                 f"every batch, got {self.batch_size!r}."
             )
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-            raise ValueError(
-                f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}."
-            )
+            raise ValueError(f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from.")
 
@@ -475,9 +453,7 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
         if self.optimizer_name == "sgd":
-            return torch.optim.SGD(
-                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-            )
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         cls = torch.optim.Adam if self.optimizer_name == "adam" else torch.optim.AdamW
         return cls(params, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
 
@@ -500,9 +476,7 @@ class Trainer:
     def _batches(self, start_pass: int, start_offset: int) -> Iterator[tuple[int, int, Any]]:
         """Yield (pass, offset after this batch, batch) forever, from a given position."""
         data, pass_index, offset = self.train_data, start_pass, start_offset
-        pin = (
-            not isinstance(data, DataLoader) and self.device.type == "cuda" and _on_cpu(data)
-        )
+        pin = not isinstance(data, DataLoader) and self.device.type == "cuda" and _on_cpu(data)
         while True:
             if isinstance(data, DataLoader):
                 batches = iter(data)
@@ -547,9 +521,7 @@ class Trainer:
             "position": list(position),
             "history": _plain(self.history),
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device)
-            if self.device.type == "cuda"
-            else None,
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
         path = os.path.join(directory, f"checkpoint_step{self.step:09d}.pt")
         torch.save(state, path + ".tmp")
@@ -583,9 +555,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
 
-    def fit(
-        self, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader | None = None
-    ) -> Trainer:
+    def fit(self, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader | None = None) -> Trainer:
         """Train on ``train_data``, evaluating on ``val_data`` after every epoch.
 
         Parameters
@@ -636,9 +606,7 @@ class Trainer:
                 batches = self._batches(*position)
                 while not self._done():
                     position = self._train_epoch(batches, epoch_steps, loss_fn, amp)
-                    if self.checkpoint_dir is not None and (
-                        self.epoch % self.checkpoint_every == 0 or self._done()
-                    ):
+                    if self.checkpoint_dir is not None and (self.epoch % self.checkpoint_every == 0 or self._done()):
                         self._save_checkpoint(position)
                 for callback in self.callbacks:
                     callback.on_train_end(self)
@@ -646,14 +614,10 @@ class Trainer:
                 torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         return self
 
-    def _train_epoch(
-        self, batches, epoch_steps: int, loss_fn: nn.Module, amp: bool
-    ) -> tuple[int, int]:
+    def _train_epoch(self, batches, epoch_steps: int, loss_fn: nn.Module, amp: bool) -> tuple[int, int]:
         self.model.train()
         total_loss, correct, count = 0.0, 0, 0
-        steps = (
-            epoch_steps if self.max_steps is None else min(epoch_steps, self.max_steps - self.step)
-        )
+        steps = epoch_steps if self.max_steps is None else min(epoch_steps, self.max_steps - self.step)
         bar = progress_bar(
             range(steps),
             self.progress,

@@ -147,8 +147,9 @@ def _estimator_spec(spec: Any) -> dict[str, Any]:
     return step
 
 
-def _resolve_tracking(tracking: Mapping[str, Any] | None, model_name: str,
-                      defaults: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_tracking(
+    tracking: Mapping[str, Any] | None, model_name: str, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
     """A study's ``tracking`` table completed with ``defaults`` and checked: known keys
     only, the model's default layers when none are named, the estimator as a spec."""
     tracking = {**defaults, **dict(tracking or {})}
@@ -183,13 +184,16 @@ def _build_model(model: Mapping[str, Any], dropout: float | None = None, **shape
         if "dropout" not in str(exc):
             raise
         if dropout:
-            raise ValueError(f"model {model['name']!r} takes no dropout argument; sweep dropout with a model "
-                             "that has one, such as small_cnn") from exc
+            raise ValueError(
+                f"model {model['name']!r} takes no dropout argument; sweep dropout with a model "
+                "that has one, such as small_cnn"
+            ) from exc
         return build_model(model["name"], **shape, **model["params"])
 
 
-def _resolve_layers(dataset: str, model: Mapping[str, Any], layers: Sequence[str],
-                    dropout: float | None = None) -> list[str]:
+def _resolve_layers(
+    dataset: str, model: Mapping[str, Any], layers: Sequence[str], dropout: float | None = None
+) -> list[str]:
     """The dotted names of ``layers`` in the model the cells will build.
 
     The model is built once (with ``dropout``, as :func:`_build_model`), for the shape
@@ -207,8 +211,9 @@ def _resolve_layers(dataset: str, model: Mapping[str, Any], layers: Sequence[str
     channels, *size = tuple(data[0][0].shape)
     # Building initialises weights from torch's global generator: leave the caller's alone.
     with torch.random.fork_rng(devices=[]):
-        net = _build_model(model, dropout, in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1,
-                           input_size=tuple(size))
+        net = _build_model(
+            model, dropout, in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1, input_size=tuple(size)
+        )
     names = []
     for layer in layers:
         if not isinstance(layer, str):
@@ -325,21 +330,35 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
         val = load_dataset(data["name"], train=False, seed=0)  # one fixed validation set
         channels, *size = tuple(train[0][0].shape)
-        model = _build_model(config["model"], reg["dropout"], in_channels=channels,
-                             num_classes=int(np.max(train.targets)) + 1, input_size=tuple(size))
+        model = _build_model(
+            config["model"],
+            reg["dropout"],
+            in_channels=channels,
+            num_classes=int(np.max(train.targets)) + 1,
+            input_size=tuple(size),
+        )
         tracking = config["tracking"]
         spec = tracking["estimator"]
         tracker = ActivationIDTracker(
-            tracking["layers"], estimator=resolve_estimator(spec["name"], **spec["params"]),
-            every=int(tracking["every"]), n_samples=int(tracking["n_samples"]),
-            data=val if tracking["data"] == "test" else train, random_state=seed,
+            tracking["layers"],
+            estimator=resolve_estimator(spec["name"], **spec["params"]),
+            every=int(tracking["every"]),
+            n_samples=int(tracking["n_samples"]),
+            data=val if tracking["data"] == "test" else train,
+            random_state=seed,
         )
         fit_data = train
         if reg["shift"]:
             fit_data = torch.utils.data.Subset(RandomShift(train, reg["shift"]), range(len(train)))
         trainer = Trainer(
-            model, seed=seed, device=device, progress=False, callbacks=[tracker],
-            weight_decay=float(reg["weight_decay"]), label_smoothing=float(reg["label_smoothing"]), **training,
+            model,
+            seed=seed,
+            device=device,
+            progress=False,
+            callbacks=[tracker],
+            weight_decay=float(reg["weight_decay"]),
+            label_smoothing=float(reg["label_smoothing"]),
+            **training,
         ).fit(fit_data, val)
 
     last = trainer.history[-1]
@@ -454,8 +473,12 @@ class DynamicsStudy(Study):
     def _regularizers(self) -> dict[str, list]:
         regs = self.regularizers
         if regs is None:
-            regs = {"weight_decay": [0.0, 1e-3, 1e-2, 3e-2, 1e-1], "dropout": [0.0, 0.25, 0.5, 0.75, 0.9],
-                    "label_smoothing": [0.0, 0.1, 0.3, 0.6, 0.9], "shift": [0, 1, 2, 3]}
+            regs = {
+                "weight_decay": [0.0, 1e-3, 1e-2, 3e-2, 1e-1],
+                "dropout": [0.0, 0.25, 0.5, 0.75, 0.9],
+                "label_smoothing": [0.0, 0.1, 0.3, 0.6, 0.9],
+                "shift": [0, 1, 2, 3],
+            }
         unknown = sorted(set(regs) - set(REGULARIZERS))
         if unknown or not regs:
             raise ValueError(f"regularizers: unknown {unknown}; sweep some of {sorted(REGULARIZERS)}")
@@ -464,8 +487,7 @@ class DynamicsStudy(Study):
             values = [values] if isinstance(values, (int, float)) else list(values)
             if not values:
                 raise ValueError(f"regularizers.{name} is empty")
-            out[name] = (_integers(values, "regularizers.shift") if name == "shift"
-                         else [float(v) for v in values])
+            out[name] = _integers(values, "regularizers.shift") if name == "shift" else [float(v) for v in values]
         return out
 
     def _baseline(self) -> dict[str, Any]:
@@ -475,8 +497,7 @@ class DynamicsStudy(Study):
         if unknown:
             raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
         base.update(extra)
-        return {k: _integers([v], "baseline.shift")[0] if k == "shift" else float(v)
-                for k, v in base.items()}
+        return {k: _integers([v], "baseline.shift")[0] if k == "shift" else float(v) for k, v in base.items()}
 
     def _tracking(self, model_name: str) -> dict[str, Any]:
         tracking = _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
@@ -499,13 +520,18 @@ class DynamicsStudy(Study):
         """One configuration per distinct regularization setting x seed."""
         model = normalize_model(self.model)
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
-        _check_training(training, forbidden=("weight_decay", "label_smoothing"),
-                        hint="sweep them through regularizers (or set baseline)")
+        _check_training(
+            training,
+            forbidden=("weight_decay", "label_smoothing"),
+            hint="sweep them through regularizers (or set baseline)",
+        )
         if "dropout" in model["params"]:
             # Every cell has a dropout (the baseline's when another regularizer is swept),
             # and it is the one reported: a second value in the model would contradict it.
-            raise ValueError("model: dropout is set by the study; sweep it through regularizers.dropout "
-                             "(or set baseline.dropout) and leave it out of the model's parameters")
+            raise ValueError(
+                "model: dropout is set by the study; sweep it through regularizers.dropout "
+                "(or set baseline.dropout) and leave it out of the model's parameters"
+            )
         settings = self.settings()
         tracking = self._tracking(model["name"])
         # The largest dropout swept: a model that cannot take it fails here.
@@ -514,8 +540,17 @@ class DynamicsStudy(Study):
         seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [
-            _plain(self._cell(data=data, model=model, regularization=setting, seed=seed,
-                              training=training, tracking=tracking, device=self.device))
+            _plain(
+                self._cell(
+                    data=data,
+                    model=model,
+                    regularization=setting,
+                    seed=seed,
+                    training=training,
+                    tracking=tracking,
+                    device=self.device,
+                )
+            )
             for setting, _ in settings
             for seed in seeds
         ]
@@ -552,8 +587,10 @@ class DynamicsStudy(Study):
         sweeps = self._sweeps()
         correlations: dict[str, Any] = {}
         figures = [_id_vs_regularization_figure(sweeps, outdir / "id_vs_regularization.png")]
-        for field, label, name in (("log_pid_llid", "log(PID / LLID)", "accuracy_vs_log_pid_llid.png"),
-                                   ("llid", "LLID", "accuracy_vs_llid.png")):
+        for field, label, name in (
+            ("log_pid_llid", "log(PID / LLID)", "accuracy_vs_log_pid_llid.png"),
+            ("llid", "LLID", "accuracy_vs_llid.png"),
+        ):
             ok = [r for r in rows if _finite(r[field]) and _finite(r["val_accuracy"])]
             x, y = [r[field] for r in ok], [r["val_accuracy"] for r in ok]
             if len(ok) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -561,28 +598,49 @@ class DynamicsStudy(Study):
                 continue
             for method in ("pearson", "spearman"):
                 correlations[f"validation accuracy vs {label} ({method})"] = correlation(x, y, method=method)
-            figures.append(_scatter_figure(ok, field, label, correlations[f"validation accuracy vs {label} (pearson)"],
-                                           outdir / name))
+            figures.append(
+                _scatter_figure(
+                    ok, field, label, correlations[f"validation accuracy vs {label} (pearson)"], outdir / name
+                )
+            )
         figures.append(_llid_curves_figure(sweeps, outdir / "llid_curves.png"))
         base = [r for r in rows if not _changed(r, self._baseline())]
         if base:
-            figures.append(_baseline_id_curves_figure(min(base, key=lambda r: r["seed"]), self._last_hidden(),
-                                                      outdir / "id_curves_baseline.png"))
+            figures.append(
+                _baseline_id_curves_figure(
+                    min(base, key=lambda r: r["seed"]), self._last_hidden(), outdir / "id_curves_baseline.png"
+                )
+            )
         table = [
-            {"regularizer": ", ".join(_changed(r, self._baseline())) or "baseline",
-             **{k: r[f"regularization.{k}"] for k in REGULARIZERS}, "seed": r["seed"],
-             "val_accuracy": r["val_accuracy"], "train_accuracy": r["train_accuracy"], "llid": r["llid"],
-             "pid": r["pid"], "log_pid_llid": r["log_pid_llid"], "seconds": r["seconds"],
-             "id_s_per_eval": r["id_seconds_per_evaluation"], "id_share": r["id_share"]}
+            {
+                "regularizer": ", ".join(_changed(r, self._baseline())) or "baseline",
+                **{k: r[f"regularization.{k}"] for k in REGULARIZERS},
+                "seed": r["seed"],
+                "val_accuracy": r["val_accuracy"],
+                "train_accuracy": r["train_accuracy"],
+                "llid": r["llid"],
+                "pid": r["pid"],
+                "log_pid_llid": r["log_pid_llid"],
+                "seconds": r["seconds"],
+                "id_s_per_eval": r["id_seconds_per_evaluation"],
+                "id_share": r["id_share"],
+            }
             for r in rows
         ]
-        path = write_report(outdir / "report.md", title="Training-dynamics study: regularization and activation ID",
-                            table=table, correlations=correlations, figures=figures)
+        path = write_report(
+            outdir / "report.md",
+            title="Training-dynamics study: regularization and activation ID",
+            table=table,
+            correlations=correlations,
+            figures=figures,
+        )
         lines = _summary(sweeps, rows)
         n_finite = sum(_finite(r["llid"]) for r in rows)
         if n_finite < len(rows):
-            lines.append(f"correlations over the {n_finite} cells with a finite LLID; "
-                         f"{len(rows) - n_finite} collapsed cell(s) left out.")
+            lines.append(
+                f"correlations over the {n_finite} cells with a finite LLID; "
+                f"{len(rows) - n_finite} collapsed cell(s) left out."
+            )
         append_summary(path, lines)
         return path
 
@@ -620,8 +678,11 @@ def _summary(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], unique) -> list[
         if len(values) < 2:
             continue
         collapsed = [v for v, x in zip(values, llid) if math.isnan(x)]
-        lowest = "" if len(collapsed) == len(values) else (
-            f" (lowest {np.nanmin(llid):.3g} at {values[int(np.nanargmin(llid))]})")
+        lowest = (
+            ""
+            if len(collapsed) == len(values)
+            else (f" (lowest {np.nanmin(llid):.3g} at {values[int(np.nanargmin(llid))]})")
+        )
         dead = f"; LLID undefined at {collapsed}: every activation of the layer equal (collapsed)" if collapsed else ""
         lines.append(
             f"{name} {values[0]} -> {values[-1]}: LLID {llid[0]:.3g} -> {llid[-1]:.3g}{lowest}, PID "
@@ -631,8 +692,10 @@ def _summary(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], unique) -> list[
     seconds = sum(r["seconds"] for r in unique)
     per_eval = np.mean([r["id_seconds_per_evaluation"] for r in unique])
     share = np.mean([r["id_share"] for r in unique])
-    lines.append(f"{len(unique)} distinct cells, {seconds:.0f} s of cell time; the ID tracker took "
-                 f"{per_eval:.3f} s per evaluation, {share:.0%} of a cell's time on average.")
+    lines.append(
+        f"{len(unique)} distinct cells, {seconds:.0f} s of cell time; the ID tracker took "
+        f"{per_eval:.3f} s per evaluation, {share:.0%} of a cell's time on average."
+    )
     return lines
 
 
@@ -682,7 +745,9 @@ def _llid_curves_figure(sweeps, path: Path) -> Path:
         for r in rows:
             if r["seed"] == seed:
                 h = r["id_history"]
-                ax.plot([e["epoch"] for e in h], [e["llid"] for e in h], label=f"{name} = {r[f'regularization.{name}']:g}")
+                ax.plot(
+                    [e["epoch"] for e in h], [e["llid"] for e in h], label=f"{name} = {r[f'regularization.{name}']:g}"
+                )
         ax.set_xlabel("epoch")
         ax.set_ylabel("LLID")
         ax.set_title(f"seed {seed}", fontsize=9)

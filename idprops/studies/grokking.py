@@ -168,8 +168,13 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         )
         probe = _AccuracyProbe(train, val)
         trainer = Trainer(
-            model, steps_per_epoch=int(config["eval_every"]), seed=seed, device=device,
-            progress=False, callbacks=[probe, tracker], **training,
+            model,
+            steps_per_epoch=int(config["eval_every"]),
+            seed=seed,
+            device=device,
+            progress=False,
+            callbacks=[probe, tracker],
+            **training,
         ).fit(train)
 
     rows = merge_by_step(probe.records_, id_history(tracker.records_))
@@ -211,8 +216,15 @@ class _AccuracyProbe:
 
         tr = evaluate(trainer.model, self.train, batch_size=4096, device=trainer.device)
         va = evaluate(trainer.model, self.val, batch_size=4096, device=trainer.device)
-        self.records_.append({"step": trainer.step, "train_accuracy": tr["accuracy"], "train_loss": tr["loss"],
-                              "val_accuracy": va["accuracy"], "val_loss": va["loss"]})
+        self.records_.append(
+            {
+                "step": trainer.step,
+                "train_accuracy": tr["accuracy"],
+                "train_loss": tr["loss"],
+                "val_accuracy": va["accuracy"],
+                "val_loss": va["loss"],
+            }
+        )
 
     def on_train_begin(self, trainer) -> None:
         self.records_ = []
@@ -332,8 +344,11 @@ class GrokkingStudy(Study):
             base = dict(_DEFAULT_TRAINING)
         training = {**base, **training}
         # The preset's steps_per_epoch and weight_decay were left out of base above.
-        _check_training(training, forbidden=("steps_per_epoch", "weight_decay"),
-                        hint="use eval_every for the steps between evaluations, weight_decays for the decay")
+        _check_training(
+            training,
+            forbidden=("steps_per_epoch", "weight_decay"),
+            hint="use eval_every for the steps between evaluations, weight_decays for the decay",
+        )
         return training
 
     def _tracking(self) -> dict[str, Any]:
@@ -363,12 +378,20 @@ class GrokkingStudy(Study):
         if not decays:
             raise ValueError("weight_decays is empty")
         return [
-            _plain(self._cell(
-                p=p, train_fraction=float(self.train_fraction), split_seed=split_seed,
-                seed=seed, model=model, training={**training, "weight_decay": float(wd)},
-                eval_every=self.eval_every, tracking=tracking, threshold=float(self.threshold),
-                device=self.device,
-            ))
+            _plain(
+                self._cell(
+                    p=p,
+                    train_fraction=float(self.train_fraction),
+                    split_seed=split_seed,
+                    seed=seed,
+                    model=model,
+                    training={**training, "weight_decay": float(wd)},
+                    eval_every=self.eval_every,
+                    tracking=tracking,
+                    threshold=float(self.threshold),
+                    device=self.device,
+                )
+            )
             for wd in decays
             for seed in seeds
         ]
@@ -392,12 +415,18 @@ class GrokkingStudy(Study):
         figures = [_grokking_figure(rows, outdir / "grokking.png"), _id_curves_figure(rows, outdir / "id_curves.png")]
         table = [
             {
-                "weight_decay": r["training.weight_decay"], "seed": r["seed"],
-                "train_step": r["train_step"], "grok_step": r["grok_step"], "grokked": r["grokked"],
+                "weight_decay": r["training.weight_decay"],
+                "seed": r["seed"],
+                "train_step": r["train_step"],
+                "grok_step": r["grok_step"],
+                "grokked": r["grokked"],
                 "final_val_accuracy": r["final_val_accuracy"],
-                "llid_at_train_step": r["llid_at_train_step"], "llid_at_grok_step": r["llid_at_grok_step"],
-                "llid_final": r["llid_final"], "llid_min": r["llid_min"],
-                "llid_val_spearman": r["llid_val_spearman"], "seconds": r["seconds"],
+                "llid_at_train_step": r["llid_at_train_step"],
+                "llid_at_grok_step": r["llid_at_grok_step"],
+                "llid_final": r["llid_final"],
+                "llid_min": r["llid_min"],
+                "llid_val_spearman": r["llid_val_spearman"],
+                "seconds": r["seconds"],
                 "id_share": r["id_share"],
             }
             for r in rows
@@ -411,11 +440,11 @@ def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
     head = f"weight decay {r['training.weight_decay']}, seed {r['seed']}: "
     if r["grok_step"] is None:
         train = "never" if r["train_step"] is None else f"at step {r['train_step']}"
-        return head + (f"validation accuracy never reached {threshold} in {r['steps']} steps "
-                       f"(train accuracy reached it {train}).")
+        return head + (
+            f"validation accuracy never reached {threshold} in {r['steps']} steps (train accuracy reached it {train})."
+        )
     rho = r["llid_val_spearman"]
-    trend = "" if rho is None else (
-        f"; from then on LLID and validation accuracy have Spearman correlation {rho:.2f}")
+    trend = "" if rho is None else (f"; from then on LLID and validation accuracy have Spearman correlation {rho:.2f}")
     if r["train_step"] is None:  # validation got there first and training never did
         return head + (
             f"validation accuracy reached {threshold} at step {r['grok_step']}, train accuracy never "
@@ -435,7 +464,10 @@ def _grokking_figure(rows, path: Path) -> Path:
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(7, 3.2 * len(rows)), squeeze=False)
     for ax, r in zip(axes[:, 0], rows):
-        c = {k: [e.get(k, math.nan) for e in r["curves"]] for k in ("step", "train_accuracy", "val_accuracy", "llid", "pid")}
+        c = {
+            k: [e.get(k, math.nan) for e in r["curves"]]
+            for k in ("step", "train_accuracy", "val_accuracy", "llid", "pid")
+        }
         ax.plot(c["step"], c["train_accuracy"], "C0-", label="train accuracy")
         ax.plot(c["step"], c["val_accuracy"], "C1-", label="validation accuracy")
         ax.set_ylim(-0.02, 1.02)

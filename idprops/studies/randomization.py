@@ -137,13 +137,21 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
 
         channels, *size = tuple(train[0][0].shape)
         num_classes = int(max(np.max(wrapped.targets), np.max(clean_train.targets))) + 1
-        model = build_model(config["model"]["name"], in_channels=channels, num_classes=num_classes,
-                            input_size=tuple(size), **config["model"]["params"])
+        model = build_model(
+            config["model"]["name"],
+            in_channels=channels,
+            num_classes=num_classes,
+            input_size=tuple(size),
+            **config["model"]["params"],
+        )
         tracking = config["tracking"]
         spec = tracking["estimator"]
         tracker = ActivationIDTracker(
-            tracking["layers"], estimator=resolve_estimator(spec["name"], **spec["params"]),
-            every=int(tracking["every"]), n_samples=int(tracking["n_samples"]), random_state=seed,
+            tracking["layers"],
+            estimator=resolve_estimator(spec["name"], **spec["params"]),
+            every=int(tracking["every"]),
+            n_samples=int(tracking["n_samples"]),
+            random_state=seed,
         )
         trainer = Trainer(model, seed=seed, device=device, progress=False, callbacks=[tracker], **training)
         trainer.fit(train, test)
@@ -151,8 +159,11 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         final_test = evaluate(model, test, device=device)
 
     history = [
-        {**{k: h[k] for k in ("epoch", "step", "train_loss", "train_accuracy")},
-         "test_loss": h["val_loss"], "test_accuracy": h["val_accuracy"]}
+        {
+            **{k: h[k] for k in ("epoch", "step", "train_loss", "train_accuracy")},
+            "test_loss": h["val_loss"],
+            "test_accuracy": h["val_accuracy"],
+        }
         for h in _history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
     ]
     last = tracker.records_[-1]
@@ -286,8 +297,19 @@ class RandomizationStudy(Study):
         seeds = _integers(self.seeds, "seeds")
         data = {"name": self.dataset, "n": self.n_train}
         return [
-            _plain(self._cell(data=data, corruption=spec, label=label, model=model, seed=seed,
-                              training=training, tracking=tracking, estimators=estimators, device=self.device))
+            _plain(
+                self._cell(
+                    data=data,
+                    corruption=spec,
+                    label=label,
+                    model=model,
+                    seed=seed,
+                    training=training,
+                    tracking=tracking,
+                    estimators=estimators,
+                    device=self.device,
+                )
+            )
             for label, spec in corruptions.items()
             for seed in seeds
         ]
@@ -325,28 +347,41 @@ class RandomizationStudy(Study):
 
         table = []
         for r in rows:
-            row = {"corruption": r["label"], "seed": r["seed"], "corrupted_fraction": r["corrupted_fraction"],
-                   "train_accuracy": r["train_accuracy"], "test_accuracy": r["test_accuracy"],
-                   "fit_epoch": r["fit_epoch"]}
+            row = {
+                "corruption": r["label"],
+                "seed": r["seed"],
+                "corrupted_fraction": r["corrupted_fraction"],
+                "train_accuracy": r["train_accuracy"],
+                "test_accuracy": r["test_accuracy"],
+                "fit_epoch": r["fit_epoch"],
+            }
             row.update({k: v for k, v in r.items() if k.startswith("d_data.")})
             h = r["id_history"]
-            row.update(llid_start=h[0]["llid"], llid_final=r["llid"], pid_final=r["pid"],
-                       seconds=r["seconds"], id_share=r["id_share"])
+            row.update(
+                llid_start=h[0]["llid"],
+                llid_final=r["llid"],
+                pid_final=r["pid"],
+                seconds=r["seconds"],
+                id_share=r["id_share"],
+            )
             table.append(row)
-        path = write_report(outdir / "report.md", title="Randomization tests: fit, generalization and ID",
-                            table=table, figures=figures)
+        path = write_report(
+            outdir / "report.md", title="Randomization tests: fit, generalization and ID", table=table, figures=figures
+        )
         append_summary(path, [_summary_line(r) for r in firsts.values()])
         return path
 
 
 def _summary_line(r: Mapping[str, Any]) -> str:
     h = r["id_history"]
-    d = ", ".join(f"{k[len('d_data.'):]} {v:.3g}" for k, v in r.items() if k.startswith("d_data."))
+    d = ", ".join(f"{k[len('d_data.') :]} {v:.3g}" for k, v in r.items() if k.startswith("d_data."))
     fit = f"reached 99 % training accuracy at epoch {r['fit_epoch']}" if r["fit_epoch"] else "never reached 99 %"
-    return (f"{r['label']} (seed {r['seed']}, {r['corrupted_fraction']:.0%} corrupted): {fit}; final train "
-            f"accuracy {r['train_accuracy']:.3f}, test {r['test_accuracy']:.3f}; d_data {d}; LLID "
-            f"{h[0]['llid']:.3g} -> {min(e['llid'] for e in h):.3g} (min) -> {r['llid']:.3g} (end), PID "
-            f"{h[0]['pid']:.3g} -> {r['pid']:.3g}.")
+    return (
+        f"{r['label']} (seed {r['seed']}, {r['corrupted_fraction']:.0%} corrupted): {fit}; final train "
+        f"accuracy {r['train_accuracy']:.3f}, test {r['test_accuracy']:.3f}; d_data {d}; LLID "
+        f"{h[0]['llid']:.3g} -> {min(e['llid'] for e in h):.3g} (min) -> {r['llid']:.3g} (end), PID "
+        f"{h[0]['pid']:.3g} -> {r['pid']:.3g}."
+    )
 
 
 def _accuracy_figure(firsts, path: Path) -> Path:

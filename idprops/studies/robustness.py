@@ -116,9 +116,7 @@ class RobustnessStudy(Study):
     def _sharpness_spec(self) -> dict[str, Any]:
         spec = normalize_sharpness(self.sharpness)
         if spec is None:
-            raise ValueError(
-                "a robustness study correlates K_F with robustness: sharpness cannot be off"
-            )
+            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
         return spec
 
     def _attack_specs(self, scale: str = "unit") -> dict[str, dict[str, Any]]:
@@ -130,9 +128,7 @@ class RobustnessStudy(Study):
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x seed."""
         if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
-            raise ValueError(
-                f"size must be a positive int or None (all training images), got {self.size!r}"
-            )
+            raise ValueError(f"size must be a positive int or None (all training images), got {self.size!r}")
         seeds = _integers(self.seeds, "seeds")
         models = [self.models] if isinstance(self.models, (str, Mapping)) else list(self.models)
         if not models:

@@ -107,8 +107,7 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
         if unknown or "name" not in spec:
             raise ValueError(
                 f"dataset spec {spec!r}: needs 'name' and may have "
-                f"{sorted(_DATASET_KEYS - {'name'})}"
-                + (f"; unknown {sorted(unknown)}" if unknown else "")
+                f"{sorted(_DATASET_KEYS - {'name'})}" + (f"; unknown {sorted(unknown)}" if unknown else "")
             )
         if "classes" in spec and "pairs" in spec:
             raise ValueError(f"dataset spec {spec!r}: give 'classes' or 'pairs', not both")
@@ -118,17 +117,14 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
         for classes in selections:
             if classes is not None and len(classes) < 2:
                 raise ValueError(
-                    f"dataset {spec['name']!r}: a class selection needs two classes or more, "
-                    f"got {classes}"
+                    f"dataset {spec['name']!r}: a class selection needs two classes or more, got {classes}"
                 )
             out.append(
                 {
                     "name": spec["name"],
                     "classes": None if classes is None else _classes(classes, spec["name"]),
                     "root": None if spec.get("root") is None else os.fspath(spec["root"]),
-                    "test_root": None
-                    if spec.get("test_root") is None
-                    else os.fspath(spec["test_root"]),
+                    "test_root": None if spec.get("test_root") is None else os.fspath(spec["test_root"]),
                     "scale": spec.get("scale", "unit"),
                     "n_test": spec.get("n_test"),
                     "group": spec.get("group", spec["name"]),
@@ -290,9 +286,7 @@ def resolve_training(model_name: str, training: Mapping[str, Any] | None) -> dic
     from ..nn.training import TRAINING_PRESETS
 
     training = dict(training or {})
-    preset = training.pop(
-        "preset", "konz2024_vgg" if model_name.startswith("vgg") else "konz2024_resnet"
-    )
+    preset = training.pop("preset", "konz2024_vgg" if model_name.startswith("vgg") else "konz2024_resnet")
     if preset not in TRAINING_PRESETS:
         raise ValueError(f"training.preset {preset!r} is not one of {sorted(TRAINING_PRESETS)}")
     _check_training_keys(training)
@@ -306,14 +300,10 @@ def _check_training_keys(training: Mapping[str, Any]) -> None:
     """Refuse settings that are not Trainer arguments or that a cell sets itself."""
     from ..nn.training import Trainer
 
-    allowed = (
-        set(inspect.signature(Trainer.__init__).parameters) - _TRAINING_EXCLUDED - {"self"}
-    ) | {"threads"}
+    allowed = (set(inspect.signature(Trainer.__init__).parameters) - _TRAINING_EXCLUDED - {"self"}) | {"threads"}
     unknown = sorted(set(training) - allowed)
     if unknown:
-        raise ValueError(
-            f"training: unknown setting(s) {unknown}; valid ones are {sorted(allowed)}"
-        )
+        raise ValueError(f"training: unknown setting(s) {unknown}; valid ones are {sorted(allowed)}")
 
 
 def _check_trainer(training: Mapping[str, Any]) -> None:
@@ -397,9 +387,7 @@ def build_attack(name: str, params: Mapping[str, Any]):
     """
     target = ATTACKS.get(name, name)
     if ":" not in target:
-        raise ValueError(
-            f"unknown attack {name!r}; use one of {sorted(ATTACKS)} or 'package.module:Class'"
-        )
+        raise ValueError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)} or 'package.module:Class'")
     return import_object(target)(**params)
 
 
@@ -526,9 +514,7 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
                 est = resolve_estimator(step["name"], **step["params"])
                 dims[label] = _dimension_or_nan(notes, f"d_data {label}", est, X)
                 stds[label] = (
-                    float(getattr(est, "dimension_std_", math.nan))
-                    if math.isfinite(dims[label])
-                    else math.nan
+                    float(getattr(est, "dimension_std_", math.nan)) if math.isfinite(dims[label]) else math.nan
                 )
             out["d_data"], out["d_data_std"] = dims, stds
         if config.get("sharpness") is not None:
@@ -553,9 +539,7 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
         if config.get("attacks"):
             out["robust_accuracy"], out["adversarial_loss"], out["loss_increase"] = {}, {}, {}
             for label, step in config["attacks"].items():
-                res = robust_accuracy(
-                    model, test, build_attack(step["name"], step["params"]), device=device
-                )
+                res = robust_accuracy(model, test, build_attack(step["name"], step["params"]), device=device)
                 out["robust_accuracy"][label] = res["robust_accuracy"]
                 out["adversarial_loss"][label] = res["adversarial_loss"]
                 out["loss_increase"][label] = res["adversarial_loss"] - res["clean_loss"]
@@ -694,9 +678,7 @@ class ScalingLawStudy(Study):
             return None
         rep = dict(self.representation)
         layers = rep.pop("layers", None)
-        if isinstance(
-            layers, Mapping
-        ):  # per model: {resnet18 = ["layer4"], vgg16 = ["classifier.3"]}
+        if isinstance(layers, Mapping):  # per model: {resnet18 = ["layer4"], vgg16 = ["classifier.3"]}
             if model_name is not None and model_name not in layers:
                 raise ValueError(f"representation.layers has no entry for model {model_name!r}")
             layers = layers.get(model_name) or next(iter(layers.values()), None)
@@ -706,9 +688,7 @@ class ScalingLawStudy(Study):
             raise ValueError("representation needs 'layers', e.g. layers = ['fc1']")
         estimator = rep.pop("estimator", "twonn")
         if rep:
-            raise ValueError(
-                f"representation: unknown key(s) {sorted(rep)}; use 'layers' and 'estimator'"
-            )
+            raise ValueError(f"representation: unknown key(s) {sorted(rep)}; use 'layers' and 'estimator'")
         if isinstance(estimator, str):
             estimator = {"name": estimator}
         step = normalize_steps({"inner": estimator}, "representation.estimator")["inner"]
@@ -794,9 +774,7 @@ class ScalingLawStudy(Study):
         figures += _scaling_figure(rows, many_models, fits, outdir)
         dim_label = next(iter(normalize_steps(self.estimators, "estimators")), None)
         rep = self._representation_spec()
-        layers = list(
-            dict.fromkeys(k[len("d_repr.") :] for r in rows for k in r if k.startswith("d_repr."))
-        )
+        layers = list(dict.fromkeys(k[len("d_repr.") :] for r in rows for k in r if k.startswith("d_repr.")))
         layer = layers[0] if layers else None
         # d_repr is compared with d_data by the same estimator when d_data has one.
         same = [
@@ -843,9 +821,7 @@ class ScalingLawStudy(Study):
                 names=("kf_vs_robustness.png", None),
             )
         for i, name in enumerate(layers if bound_label else ()):
-            path = outdir / (
-                "d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{_slug(name)}.png"
-            )
+            path = outdir / ("d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{_slug(name)}.png")
             figures += _bound_check(rows, name, bound_label, correlations, summary, path)
         summary.insert(0, _run_summary(rows, self.n_cells_run_))
 
@@ -934,9 +910,7 @@ def _write_csv(rows, path: Path) -> None:
         for r in rows:
             writer.writerow(
                 [
-                    ""
-                    if r.get(c) is None
-                    else (json.dumps(r[c]) if isinstance(r.get(c), list) else r[c])
+                    "" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), list) else r[c])
                     for c in columns
                 ]
             )
@@ -957,9 +931,7 @@ def append_summary(path: Path, lines: Sequence[str]) -> None:
     page = path.with_suffix(".html")
     if page.is_file():
         items = "".join(f"<li>{html.escape(ln)}</li>" for ln in lines)
-        text = page.read_text(encoding="utf-8").replace(
-            "</body>", f"<h2>Summary</h2><ul>{items}</ul></body>", 1
-        )
+        text = page.read_text(encoding="utf-8").replace("</body>", f"<h2>Summary</h2><ul>{items}</ul></body>", 1)
         page.write_text(text, encoding="utf-8")
 
 
@@ -987,11 +959,7 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
     from ..analysis import fit_scaling_law
     from ..plotting import plot_scaling_law
 
-    usable = [
-        r
-        for r in rows
-        if r["data.n"] is not None and _finite(r, "test_loss") and r["test_loss"] > 0
-    ]
+    usable = [r for r in rows if r["data.n"] is not None and _finite(r, "test_loss") and r["test_loss"] > 0]
     units = defaultdict(list)
     for r in usable:
         units[unit_label(r, many_models)].append(r)
@@ -1004,15 +972,12 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
         fit = fit_scaling_law(N, loss)
         law_fits[unit] = fit
         dims = {
-            k[len("d_data.") :]: np.nanmean([r.get(k, math.nan) for r in rs])
-            for k in rs[0]
-            if k.startswith("d_data.")
+            k[len("d_data.") :]: np.nanmean([r.get(k, math.nan) for r in rs]) for k in rs[0] if k.startswith("d_data.")
         }
         measured = ", ".join(f"{k} {v:.2f}" for k, v in dims.items())
         fits[f"test loss vs N, {unit}"] = (
             f"{fit}; alpha = {fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], "
-            f"1/alpha = {fit.dimension:.3g}"
-            + (f"; measured d_data: {measured}" if measured else "")
+            f"1/alpha = {fit.dimension:.3g}" + (f"; measured d_data: {measured}" if measured else "")
         )
     if not usable:
         return []
@@ -1031,9 +996,7 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
     return [_save(fig, outdir / "scaling_law.png")]
 
 
-def _loss_vs_dimension_figure(
-    rows, field: str, xlabel: str, line_of, fits: dict, path: Path
-) -> list[Path]:
+def _loss_vs_dimension_figure(rows, field: str, xlabel: str, line_of, fits: dict, path: Path) -> list[Path]:
     from ..analysis import fit_loss_vs_dimension
     from ..plotting import plot_scaling_law
 
@@ -1050,9 +1013,7 @@ def _loss_vs_dimension_figure(
     line_fits = {}
     if fit_groups:
         sel = [i for i, g in enumerate(groups) if g in fit_groups]
-        line_fits = fit_loss_vs_dimension(
-            [d[i] for i in sel], [loss[i] for i in sel], [groups[i] for i in sel]
-        )
+        line_fits = fit_loss_vs_dimension([d[i] for i in sel], [loss[i] for i in sel], [groups[i] for i in sel])
         for g, f in line_fits.items():
             fits[f"log test loss vs {xlabel}, {g}"] = f"{f}".replace(" d ", f" {field} ", 1)
     fig, ax = _new_axes()
@@ -1064,9 +1025,7 @@ def _loss_vs_dimension_figure(
     return [_save(fig, path)]
 
 
-def _unit_means(
-    rows, fields: Sequence[str], many_models: bool
-) -> tuple[list[str], dict[str, list[float]]]:
+def _unit_means(rows, fields: Sequence[str], many_models: bool) -> tuple[list[str], dict[str, list[float]]]:
     """Each field's mean over the seeds of each dataset (x model), to correlate across datasets."""
     units = defaultdict(list)
     for r in rows:
@@ -1107,9 +1066,7 @@ def _robustness_figures(
         if name is None:
             continue
         fig, ax = _new_axes()
-        plot_correlation(
-            x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax
-        )
+        plot_correlation(x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax)
         ax.set_xlabel("label sharpness K_F (training set)")
         ax.set_ylabel(field.replace(".", " under "))
         figures.append(_save(fig, outdir / name))
@@ -1120,9 +1077,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _bound_check(
-    rows, layer: str, label: str, correlations: dict, summary: list, path: Path
-) -> list[Path]:
+def _bound_check(rows, layer: str, label: str, correlations: dict, summary: list, path: Path) -> list[Path]:
     """Does d_repr <= d_data hold (same estimator where possible)? Count, correlate, plot."""
     from ..analysis import correlation
     from ..plotting import plot_correlation

@@ -216,9 +216,7 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit, each statement (or explicit BEGIN) is its own
         # short transaction. check_same_thread=False + self._lock: threads share it safely.
-        conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         deadline = time.monotonic() + self.timeout
         while True:
             # Switching a new file to WAL takes an exclusive lock that a second process
@@ -267,9 +265,7 @@ class ResultsStore:
             return self._connection().execute(sql, tuple(params)).fetchall()
 
     # -- cells --------------------------------------------------------------------------
-    def put(
-        self, config: Mapping[str, Any], result: Mapping[str, Any], *, study: str | None = None
-    ) -> str:
+    def put(self, config: Mapping[str, Any], result: Mapping[str, Any], *, study: str | None = None) -> str:
         """Store a finished cell, replacing any earlier row of the same configuration.
 
         The row is committed to disk before this returns.
@@ -303,8 +299,7 @@ class ResultsStore:
         key = config_key(cfg)
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._execute(
-            "INSERT OR REPLACE INTO cells (key, study, config, result, created) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO cells (key, study, config, result, created) VALUES (?, ?, ?, ?, ?)",
             (key, study, _dumps(cfg), _dumps(res), created),
         )
         return key
@@ -377,8 +372,7 @@ class ResultsStore:
             import pandas as pd
         except ImportError as exc:
             raise ImportError(
-                "ResultsStore.to_dataframe needs pandas: pip install pandas "
-                "(or use records() / to_csv(), which do not)"
+                "ResultsStore.to_dataframe needs pandas: pip install pandas (or use records() / to_csv(), which do not)"
             ) from exc
         records = self.records(study)
         columns = list(dict.fromkeys(name for rec in records for name in rec))

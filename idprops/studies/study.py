@@ -35,8 +35,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .store import ResultsStore, _dotted, cell_config, config_key
 from ..utils import progress_bar
+from .store import ResultsStore, _dotted, cell_config, config_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,8 +88,7 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     clash = sorted(set(RESERVED_RESULT_FIELDS) & set(result))
     if clash:
         raise CellError(
-            f"cell {_describe(config)} returned {clash}, which fit adds to every result; "
-            "rename them in run_cell."
+            f"cell {_describe(config)} returned {clash}, which fit adds to every result; rename them in run_cell."
         )
     return config, result, time.perf_counter() - start
 
@@ -215,9 +214,7 @@ class Study(BaseEstimator):
         from ..plotting import write_report
 
         check_is_fitted(self, "results_")
-        return write_report(
-            Path(outdir) / "report.md", title=f"{self.kind} study", table=self.results_
-        )
+        return write_report(Path(outdir) / "report.md", title=f"{self.kind} study", table=self.results_)
 
     # ------------------------------------------------------------------ helpers for subclasses
 
@@ -278,9 +275,7 @@ class Study(BaseEstimator):
                 # No more workers than cells (one cell then runs here, with no process to start).
                 n_jobs = min(effective_n_jobs(self.n_jobs), len(todo))
                 parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-                for config, result, seconds in parallel(
-                    delayed(_run_one)(run_cell, cfg) for cfg in todo
-                ):
+                for config, result, seconds in parallel(delayed(_run_one)(run_cell, cfg) for cfg in todo):
                     # Written as soon as it arrives: a killed study loses only cells in flight.
                     result = {**result, "seconds": seconds, "study_file": self.study_file}
                     store.put(config, result, study=self.kind)
@@ -293,9 +288,7 @@ class Study(BaseEstimator):
     # ------------------------------------------------------------------ study files
 
     @classmethod
-    def from_toml(
-        cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
-    ) -> Study:
+    def from_toml(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Study:
         """Build a study from a TOML study file, with dotted-key overrides.
 
         Parameters
@@ -340,8 +333,9 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
         if isinstance(node, list):
             # datasets.0.root: a number picks an entry of an array of tables.
             if not (part.isdigit() and int(part) < len(node)):
-                raise ValueError(f"cannot set {dotted!r}: {where!r} is not one of the "
-                                 f"{len(node)} entries (0 to {len(node) - 1})")
+                raise ValueError(
+                    f"cannot set {dotted!r}: {where!r} is not one of the {len(node)} entries (0 to {len(node) - 1})"
+                )
             key: Any = int(part)
         elif isinstance(node, dict):
             key = part
@@ -355,9 +349,7 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
             node = node[key]
 
 
-def load_study_file(
-    path: str | os.PathLike, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The parameters in a TOML study file, with dotted-key overrides applied.
 
     Examples
