@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .neighbors import BACKENDS, _float_dtype, kneighbors
 
@@ -25,6 +25,7 @@ __all__ = [
     "DuplicatesWarning",
     "as_matrix",
     "as_matrix_and_labels",
+    "distinct_neighbors",
     "drop_duplicates",
     "group_identical_rows",
     "log_in_place",
@@ -245,6 +246,47 @@ def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X[first], first
 
 
+def _as_points(X) -> np.ndarray:
+    """X as the float matrix the estimators search (flattened, validated, float32 where exact)."""
+    X = as_matrix(X)
+    return check_array(X, dtype=_float_dtype(X))
+
+
+def distinct_neighbors(X, k: int, *, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every distinct row of ``X``, for ``fit(X, neighbors=...)``.
+
+    Exact duplicates are dropped first, keeping each row's first occurrence, as
+    :meth:`BaseDimension.fit` drops them. One search at the largest k any of several
+    estimators needs then serves them all (:func:`idprops.studies.measure.measure`
+    does this).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features), torch tensor or Dataset
+    k : int
+        Neighbours per point.
+    backend : {"auto", "faiss", "faiss-gpu", "torch"}, default="auto"
+        See :func:`idprops.neighbors.kneighbors`.
+
+    Returns
+    -------
+    distances, indices : ndarray of shape (n_distinct, k)
+        As :func:`idprops.neighbors.kneighbors` returns them for the distinct rows.
+
+    Examples
+    --------
+    >>> from idprops import MLEDimension, TwoNNDimension
+    >>> from idprops.data import sample_sphere
+    >>> X = sample_sphere(500, 2, random_state=0)
+    >>> neighbors = distinct_neighbors(X, 20)
+    >>> mle = MLEDimension(k=20).fit(X, neighbors=neighbors)
+    >>> twonn = TwoNNDimension().fit(X, neighbors=neighbors)
+    >>> twonn.dimension_ == TwoNNDimension().fit(X).dimension_
+    True
+    """
+    return kneighbors(drop_duplicates(_as_points(X))[0], k, backend=backend)
+
+
 def log_in_place(a) -> np.ndarray:
     """``np.log`` of a float64, C-contiguous copy of ``a``, computed in place.
 
@@ -261,6 +303,31 @@ def log_in_place(a) -> np.ndarray:
     """
     out = np.array(a, dtype=np.float64, order="C")
     return np.log(out, out=out)
+
+
+def _nearest_columns(neighbors, n_points: int, k: int, who: str) -> np.ndarray:
+    """The k nearest columns of precomputed ``(distances, indices)``, checked against the data."""
+    try:
+        distances, indices = neighbors
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{who}: neighbors must be the pair (distances, indices) that distinct_neighbors returns"
+        ) from None
+    distances = np.asarray(distances, dtype=np.float64)
+    if distances.ndim != 2 or np.shape(indices) != distances.shape:
+        raise ValueError(
+            f"{who}: neighbors must be two arrays of the same shape (n_points, k), got "
+            f"{distances.shape} and {np.shape(indices)}"
+        )
+    if len(distances) != n_points or distances.shape[1] < k:
+        raise ValueError(
+            f"{who}: neighbors of {len(distances)} points with {distances.shape[1]} each, but X has "
+            f"{n_points} distinct points and {k} neighbours are needed; compute them with "
+            f"distinct_neighbors(X, {k}) or a larger k."
+        )
+    # A contiguous copy, as a search of exactly k returns: the estimate is then the same
+    # to the last bit (numpy's vector and scalar logs differ there, see log_in_place).
+    return np.ascontiguousarray(distances[:, :k])
 
 
 class BaseDimension(BaseEstimator):
@@ -318,7 +385,20 @@ class BaseDimension(BaseEstimator):
         X = as_matrix(X)
         return validate_data(self, X, reset=reset, dtype=_float_dtype(X))
 
-    def fit(self, X, y=None):
+    def n_neighbors_needed(self) -> int:
+        """Neighbours per point this estimator needs, once its parameters are checked.
+
+        Examples
+        --------
+        >>> from idprops import MLEDimension
+        >>> MLEDimension(k=10).n_neighbors_needed()
+        10
+        """
+        self._validate_params()
+        self._check_params()
+        return self._n_neighbors()
+
+    def fit(self, X, y=None, *, neighbors=None):
         """Estimate the intrinsic dimension of ``X``.
 
         Parameters
@@ -327,13 +407,23 @@ class BaseDimension(BaseEstimator):
             Samples; images are flattened.
         y : None
             Ignored; present for the scikit-learn API.
+        neighbors : tuple of (distances, indices), default=None
+            Neighbours already found, as :func:`distinct_neighbors` returns them for
+            ``X`` with any k of at least :meth:`n_neighbors_needed` (the nearest
+            columns are used). The estimate is then the one ``fit(X)`` gives, bit for
+            bit, without a search of its own: one search serves several estimators.
+            Only with ``n_queries=None``, which searches all points.
 
         Returns
         -------
         self
         """
-        self._validate_params()
-        self._check_params()
+        k = self.n_neighbors_needed()
+        if neighbors is not None and self.n_queries is not None:
+            raise ValueError(
+                f"{type(self).__name__}: neighbors were given, but n_queries={self.n_queries} "
+                "asks for a search of its own from a random subset; pass one or the other."
+            )
         # A fit that fails leaves the estimator unfitted (check_is_fitted and score
         # refuse it), whatever attributes an earlier fit left.
         self.__dict__.pop("_fit_X", None)
@@ -347,7 +437,6 @@ class BaseDimension(BaseEstimator):
                 DuplicatesWarning,
                 stacklevel=2,
             )
-        k = self._n_neighbors()
         if len(X_unique) < k + 1:
             raise ValueError(
                 f"{type(self).__name__} needs at least {k + 1} distinct samples for "
@@ -359,7 +448,11 @@ class BaseDimension(BaseEstimator):
         # marks the estimator fitted, only once the estimate exists.
         self.n_duplicates_ = n_duplicates
         self.n_samples_fit_ = len(X_unique)
-        self._estimate(self._query_distances(X_unique, k))
+        if neighbors is None:
+            distances = self._query_distances(X_unique, k)
+        else:
+            distances = _nearest_columns(neighbors, len(X_unique), k, type(self).__name__)
+        self._estimate(distances)
         self._fit_X = X_unique
         return self
 

@@ -69,9 +69,11 @@ def _is_dimension_estimator(obj: Any) -> bool:
     return tags is None or not tags().target_tags.required  # e.g. LabelSharpness needs y
 
 
-def _check_dimension_estimators(names: Sequence[str]) -> None:
-    """Refuse, before any data are read, the names ``measure`` cannot estimate d_data with."""
-    from .registry import available_estimators, get_estimator
+def _check_dimension_estimators(specs: Sequence[str]) -> None:
+    """Refuse, before any data are read, the names ``measure`` cannot estimate d_data with,
+    and parameters (``mle:k=10``) that the estimator does not take."""
+    from .parsing import parse_spec
+    from .registry import available_estimators, get_estimator, resolve_estimator
 
     def usable(name: str) -> bool:
         # Only for listing the alternatives: a plugin that cannot even be built is not one.
@@ -80,7 +82,8 @@ def _check_dimension_estimators(names: Sequence[str]) -> None:
         except Exception:
             return False
 
-    for name in names:
+    for spec in specs:
+        name, params = parse_spec(spec)
         try:
             estimator = get_estimator(name)
         except ValueError:
@@ -88,6 +91,12 @@ def _check_dimension_estimators(names: Sequence[str]) -> None:
         else:
             # A plugin that fails to build raises its own error here.
             if _is_dimension_estimator(estimator):
+                try:
+                    built = resolve_estimator(name, **params)
+                    if hasattr(built, "_parameter_constraints"):  # scikit-learn checks types and ranges
+                        built._validate_params()
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"--estimator {spec}: {exc}") from None
                 continue
             problem = f"{name!r} is not a dimension estimator"
         valid = [other for other in available_estimators() if usable(other)]
@@ -131,8 +140,9 @@ def _add_measure(sub) -> None:
         "--estimator",
         action="append",
         dest="estimators",
-        metavar="NAME",
-        help="dimension estimator by registered name (mle, twonn or a plugin's), repeatable (default: mle and twonn)",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="dimension estimator by registered name (mle, twonn or a plugin's) with optional "
+        "parameters, e.g. mle:k=10 or twonn:method=mle; repeatable (default: mle and twonn)",
     )
     p.add_argument("--no-sharpness", action="store_true", help="skip K_F")
     p.add_argument("--sharpness-samples", type=int, default=1000, help="K_F's sample size M (0: all)")
@@ -244,13 +254,16 @@ def _finite_or_null(value: Any) -> Any:
 
 
 def _pm(value: float, std: float | None) -> str:
-    return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+    return f"{value:.3f} ± {std:.3f}" if std is not None and math.isfinite(std) else f"{value:.3f}"
 
 
 def format_measurement(result: dict[str, Any]) -> str:
     """Render :func:`idprops.studies.measure.measure`'s result as a readable table."""
     data = result["data"]
     rows = []  # (quantity, value, duplicates, seconds)
+    for search in result.get("searches", ()):
+        shared = f", shared by {len(search['estimators'])}" if len(search["estimators"]) > 1 else ""
+        rows.append((f"kNN search  k={search['k']}{shared}", "", "", f"{search['seconds']:.2f}"))
     for row in result["dimensions"]:
         params = row["params"]
         detail = f"k={params['k']}" if "k" in params else params.get("method", "")
@@ -266,10 +279,10 @@ def format_measurement(result: dict[str, Any]) -> str:
         ks = result["sharpness"]
         rows.append(
             (
-                f"K_F  (M={ks['samples']})",
+                f"K_F  (M={ks.get('samples', '?')})",
                 f"{ks['K_F']:.4g}",
-                f"{ks['identical_conflicts']}",
-                f"{ks['seconds']:.2f}",
+                f"{ks.get('identical_conflicts', '')}",
+                f"{ks.get('seconds', math.nan):.2f}",
             )
         )
     if "representation" in result:
@@ -297,10 +310,9 @@ def format_measurement(result: dict[str, Any]) -> str:
     for quantity, value, duplicates, seconds in rows:
         lines.append(f"{quantity:<{width}}{value:>22}{duplicates:>12}{seconds:>10}".rstrip())
     lines.append(rule)
-    notes = []
+    notes = list(result.get("warnings", ()))
     if "sharpness" in result:
         notes.append(f"K_F is on the pixel scale '{result['sharpness']['pixel_scale']}' (it scales as 1/pixel range).")
-        notes.extend(result["sharpness"]["warnings"])
     if "representation" in result:
         rep = result["representation"]
         notes.append(f"d_repr by {rep['estimator']}; model weights: {rep['weights']}.")
@@ -433,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     <BLANKLINE>
     quantity                                     value  duplicates   seconds
     ------------------------------------------------------------------------
+    kNN search  k=2                                                     ...
     d_data  twonn regression             8.587 ± 0.453           0      ...
     ------------------------------------------------------------------------
     ± is one standard error (a lower bound: neighbourhoods overlap).

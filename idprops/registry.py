@@ -242,22 +242,33 @@ def resolve_estimator(spec: Any, **params: Any) -> Any:
     Parameters
     ----------
     spec : str, type or estimator
-        A registered name, an estimator class, or an instance (cloned, so the
-        caller's object is never fitted behind its back).
+        A registered name, optionally with parameters as :func:`idprops.parsing.parse_spec`
+        reads them (``"mle:k=10"``), an estimator class, or an instance (cloned, so
+        the caller's object is never fitted behind its back).
     **params
-        Parameters for the constructor (or ``set_params`` of the clone).
+        Parameters for the constructor (or ``set_params`` of the clone); they win
+        over those written in ``spec``. A parameter the estimator does not take is
+        an error that names the estimator and lists its parameters.
 
     Examples
     --------
     >>> resolve_estimator("mle", k=10).k
     10
+    >>> resolve_estimator("mle:k=10,aggregation=mean").aggregation
+    'mean'
     """
     from sklearn.base import clone
 
+    from .parsing import check_parameters, parse_spec
+
     if isinstance(spec, str):
-        spec = get_estimator(spec)
+        name, written = parse_spec(spec)
+        spec, params = get_estimator(name), {**written, **params}
+        check_parameters(name, spec, params)
     if isinstance(spec, type):
+        check_parameters(spec.__name__, spec, params)
         return spec(**params)
+    check_parameters(type(spec).__name__, type(spec), params)
     return clone(spec).set_params(**params)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ..parsing import parse_spec
 from .scaling import (
     _check_step,
     _check_trainer,
@@ -140,8 +141,15 @@ def _history(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[
 
 
 def _estimator_spec(spec: Any) -> dict[str, Any]:
-    """The tracked estimator as ``{"name", "params"}``, built once to check it."""
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    """The tracked estimator as ``{"name", "params"}``, built once to check it.
+
+    ``spec`` is a name, ``"twonn:method=mle"``, or a table with ``name``.
+    """
+    if isinstance(spec, str):
+        name, params = parse_spec(spec)
+        spec = {"name": name, **params}
+    else:
+        spec = dict(spec)
     step = {"name": spec.pop("name", "twonn"), "params": spec}
     _check_step("tracking.estimator", step)
     return step

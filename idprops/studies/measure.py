@@ -1,35 +1,131 @@
-"""Measure one dataset: d_data by several estimators, K_F, and d_repr at chosen layers."""
+"""Measure one dataset: d_data by several estimators, K_F, and d_repr at chosen layers.
+
+:func:`measure` is the one way a dataset is measured: ``idprops measure`` prints its
+result and every study cell records it. Every dimension estimator on the
+:class:`~idprops.base.BaseDimension` contract gets its neighbours from ONE search at
+the largest k any of them needs (estimates equal to separate fits, bit for bit).
+K_F searches per class and d_repr on the activations, so they search on their own.
+
+An estimate that fails (too few distinct points, a grid, a single class) is recorded
+as NaN with a note in ``warnings`` and the others go on; a request that cannot be
+measured at all (an unknown name, a bad parameter, a misspelt layer, K_F without
+labels) raises before anything runs.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..base import DuplicatesWarning, as_matrix_and_labels
+from ..base import BaseDimension, DuplicatesWarning, as_matrix_and_labels, distinct_neighbors, drop_duplicates
+from ..parsing import parse_spec
 from ..registry import resolve_estimator
 
-__all__ = ["measure"]
+__all__ = ["dimension_estimators", "measure", "measurement_fields"]
 
 
-def _name(spec: Any) -> str:
+def _label(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     return spec.__name__ if isinstance(spec, type) else type(spec).__name__
 
 
+def dimension_estimators(estimators: Any) -> dict[str, tuple[str, Any]]:
+    """``label -> (name, unfitted estimator)`` from the forms :func:`measure` takes.
+
+    ``estimators`` is one entry or a sequence of them: a registered name, optionally
+    with parameters (``"mle:k=10"``, see :func:`idprops.parsing.parse_spec`), a class or
+    an instance; or a mapping ``label -> entry``, where an entry may also be a study
+    file's step ``{"name": ..., "params": {...}}``. A sequence labels each entry by its
+    text (or class name).
+
+    Examples
+    --------
+    >>> from idprops import TwoNNDimension
+    >>> {label: name for label, (name, est) in dimension_estimators(["mle:k=10", TwoNNDimension()]).items()}
+    {'mle:k=10': 'mle', 'TwoNNDimension': 'TwoNNDimension'}
+    """
+    if isinstance(estimators, (str, type)) or hasattr(estimators, "fit"):
+        estimators = [estimators]
+    if not isinstance(estimators, Mapping):
+        estimators = {_label(spec): spec for spec in estimators}
+    out = {}
+    for label, spec in estimators.items():
+        if isinstance(spec, Mapping):
+            name, est = spec["name"], resolve_estimator(spec["name"], **spec.get("params", {}))
+        else:
+            name = parse_spec(spec)[0] if isinstance(spec, str) else _label(spec)
+            est = resolve_estimator(spec)
+        out[str(label)] = (name, est)
+    return out
+
+
+def _shares_a_search(est: Any) -> bool:
+    return isinstance(est, BaseDimension) and est.n_queries is None
+
+
+def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], n_distinct: int, notes: list[str]):
+    """Fit every estimator, one kNN search per backend for those that can share it."""
+    # Parameters are checked here, before any search: a bad one is the caller's error.
+    needed = {label: est.n_neighbors_needed() for label, (_, est) in estimators.items() if _shares_a_search(est)}
+    searches = []
+    by_backend: dict[str, list[str]] = {}
+    for label, k in needed.items():
+        # An estimator needing more neighbours than there are points fails in its own fit.
+        if k < n_distinct:
+            by_backend.setdefault(estimators[label][1].backend, []).append(label)
+    neighbors: dict[str, tuple] = {}
+    for backend, labels in by_backend.items():
+        k = max(needed[label] for label in labels)
+        t0 = time.perf_counter()
+        found = distinct_neighbors(X, k, backend=backend)
+        searches.append({"k": k, "backend": backend, "estimators": labels, "seconds": time.perf_counter() - t0})
+        neighbors.update(dict.fromkeys(labels, found))
+    rows = []
+    for label, (name, est) in estimators.items():
+        t0 = time.perf_counter()
+        row = {"label": label, "estimator": name, "params": _plain_params(est)}
+        try:
+            if label in neighbors:
+                est.fit(X, neighbors=neighbors[label])
+            else:
+                est.fit(X)
+        except ValueError as exc:
+            notes.append(f"d_data {label}: {exc}")
+            row.update(dimension=math.nan, std=math.nan, duplicates=len(X) - n_distinct, error=str(exc))
+        else:
+            row.update(
+                dimension=float(est.dimension_),
+                std=float(getattr(est, "dimension_std_", math.nan)),
+                duplicates=int(getattr(est, "n_duplicates_", len(X) - n_distinct)),
+                error=None,
+            )
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows, searches
+
+
+def _plain_params(est: Any) -> dict[str, Any]:
+    # The plugins guide asks only for fit and dimension_, so get_params may be missing.
+    params = est.get_params() if hasattr(est, "get_params") else {}
+    return {k: v for k, v in params.items() if not hasattr(v, "fit")}
+
+
 def measure(
     data,
     *,
-    estimators: Sequence[Any] = ("mle", "twonn"),
-    sharpness: bool = True,
+    estimators: Any = ("mle", "twonn"),
+    sharpness: Any = True,
     sharpness_samples: int | None = 1000,
     model: Any = None,
     layers: Sequence[Any] = (),
+    repr_estimator: Any = None,
     weights: str | None = None,
     device: str | None = None,
     seed: int = 0,
@@ -39,19 +135,24 @@ def measure(
 
     Parameters
     ----------
-    data : torch Dataset of (image, label), or (X, y) arrays
+    data : torch Dataset of (image, label), or (X, y) arrays (y may be None)
         The samples, e.g. from :func:`idprops.data.load_dataset`. X holds them as the
         network takes them (images as (N, C, H, W)); the estimators see them flattened.
-    estimators : sequence of str, class or estimator, default=("mle", "twonn")
-        Dimension estimators, by registered name (plugins included) or object.
-    sharpness : bool, default=True
-        Also compute the label sharpness K_F (needs labels).
+    estimators : str, class, estimator, or a sequence or mapping of them, default=("mle", "twonn")
+        Dimension estimators, see :func:`dimension_estimators` (``"mle:k=10"`` sets a
+        parameter). Those on :class:`~idprops.base.BaseDimension` share one kNN search.
+    sharpness : bool or LabelSharpness, default=True
+        Also compute the label sharpness K_F (needs labels); an instance is used as it
+        is configured.
     sharpness_samples : int or None, default=1000
-        ``M`` of :class:`~idprops.LabelSharpness` (None: the whole set).
+        ``M`` of :class:`~idprops.LabelSharpness` when ``sharpness=True`` (None: all).
     model : str, callable or torch.nn.Module, default=None
         Network for d_repr, by registered name or object; with ``layers``.
     layers : sequence of str or Module
         Layers whose activations' dimension is measured, all in one forward pass.
+    repr_estimator : str, class or estimator, default=None
+        The dimension estimator of the activations, in one of the forms of
+        ``estimators``; None: the first of ``estimators``.
     weights : str, default=None
         Local state_dict file for a model given by name (its number of classes is the
         checkpoint's, not the data's); random init otherwise.
@@ -67,87 +168,141 @@ def measure(
     Returns
     -------
     dict
-        ``data`` (samples, features, pixel scale, duplicates), ``dimensions`` (one entry
-        per estimator), ``sharpness``, ``representation`` and ``seconds``.
+        ``data`` (samples, distinct samples, duplicates, features, pixel scale,
+        classes), ``dimensions`` (a row per estimator: label, estimator, params,
+        dimension, std, duplicates, seconds, error), ``searches`` (the shared kNN
+        searches: k, backend, estimators, seconds), ``sharpness`` and
+        ``representation`` when asked for, ``warnings`` (estimates that failed, and
+        K_F's warnings) and ``seconds``.
 
     Examples
     --------
     >>> from idprops.data import sample_sphere
     >>> X = sample_sphere(500, 2, random_state=0)
-    >>> out = measure((X, np.zeros(500)), sharpness=False)
-    >>> [round(row["dimension"]) for row in out["dimensions"]]
-    [2, 2]
+    >>> out = measure((X, np.zeros(500)), estimators=["mle:k=10", "twonn"], sharpness=False)
+    >>> [round(row["dimension"]) for row in out["dimensions"]], len(out["searches"])
+    ([2, 2], 1)
     """
     start = time.perf_counter()
+    # Every name and parameter is checked before the data are read.
+    estimators = dimension_estimators(estimators)
+    ks = _sharpness_estimator(sharpness, sharpness_samples, seed)
+    if repr_estimator is not None:
+        (inner,) = dimension_estimators([repr_estimator]).values()
+    else:
+        inner = next(iter(estimators.values()), ("mle", resolve_estimator("mle")))
     if isinstance(data, tuple):
-        inputs, y = np.asarray(data[0]), np.asarray(data[1])
+        inputs, y = np.asarray(data[0]), None if data[1] is None else np.asarray(data[1])
         # The estimators take one row per sample; the network takes the images as given.
         X = inputs.reshape(len(inputs), -1)
     else:
         inputs = data
         X, y = as_matrix_and_labels(data, progress=progress)
+    if ks is not None and y is None:
+        raise ValueError("K_F needs labels: pass a labelled dataset or sharpness=False.")
     pixel_scale = getattr(data, "pixel_scale", "as given")
+    n_distinct = len(drop_duplicates(X)[1])
+    notes: list[str] = []
     result: dict[str, Any] = {
         "data": {
             "samples": int(len(X)),
+            "distinct": int(n_distinct),
+            "duplicates": int(len(X) - n_distinct),
             "features": int(X.shape[1]),
             "pixel_scale": pixel_scale,
             "classes": int(len(np.unique(y))) if y is not None else None,
         },
-        "dimensions": [],
     }
-
-    for spec in estimators:
-        est = resolve_estimator(spec)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            # The count is reported in the table; the warning would only repeat it.
-            warnings.simplefilter("ignore", DuplicatesWarning)
-            est.fit(X)
-        result["dimensions"].append(
-            {
-                "estimator": _name(spec),
-                "params": {k: v for k, v in est.get_params().items() if not hasattr(v, "fit")},
-                "dimension": est.dimension_,
-                "std": getattr(est, "dimension_std_", None),
-                "duplicates": getattr(est, "n_duplicates_", 0),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-
-    if sharpness:
-        from ..estimators.sharpness import LabelSharpness
-
-        if y is None:
-            raise ValueError("K_F needs labels: pass a labelled dataset or sharpness=False.")
-        t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ks = LabelSharpness(M=sharpness_samples, random_state=seed).fit(X, y)
-        result["sharpness"] = {
-            "K_F": ks.sharpness_,
-            "pixel_scale": pixel_scale,
-            "samples": ks.n_samples_fit_,
-            "pair": [int(i) for i in ks.argmax_pair_],
-            "identical_conflicts": ks.n_identical_conflicts_,
-            "warnings": [str(w.message) for w in caught],
-            "seconds": time.perf_counter() - t0,
-        }
-
-    if model is not None and layers:
-        result["representation"] = _measure_layers(
-            inputs,
-            model,
-            list(layers),
-            weights=weights,
-            estimator=estimators[0],
-            y=y,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )
+    with warnings.catch_warnings():
+        # The counts are in the result; the warnings would only repeat them.
+        warnings.simplefilter("ignore", DuplicatesWarning)
+        result["dimensions"], result["searches"] = _estimate_dimensions(X, estimators, n_distinct, notes)
+        if ks is not None:
+            result["sharpness"] = _sharpness(ks, X, y, pixel_scale, notes)
+        if model is not None and layers:
+            result["representation"] = _measure_layers(
+                inputs,
+                model,
+                list(layers),
+                weights=weights,
+                estimator=inner,
+                y=y,
+                seed=seed,
+                device=device,
+                progress=progress,
+                notes=notes,
+            )
+    result["warnings"] = notes
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def measurement_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a study cell records from :func:`measure`'s result.
+
+    ``d_data`` and ``d_data_std`` (estimator label -> value), ``n_distinct`` (distinct
+    training samples), ``K_F`` and ``d_repr`` (layer -> value), each only when measured;
+    a failed estimate is NaN (its reason is in ``result["warnings"]``).
+
+    Examples
+    --------
+    >>> from idprops.data import sample_sphere
+    >>> X = sample_sphere(300, 2, random_state=0)
+    >>> fields = measurement_fields(measure((X, np.arange(300) % 2), estimators={"twonn": "twonn"}))
+    >>> sorted(fields), round(fields["d_data"]["twonn"])
+    (['K_F', 'd_data', 'd_data_std', 'n_distinct'], 2)
+    """
+    out: dict[str, Any] = {"n_distinct": result["data"]["distinct"]}
+    if result["dimensions"]:
+        out["d_data"] = {row["label"]: row["dimension"] for row in result["dimensions"]}
+        out["d_data_std"] = {row["label"]: row["std"] for row in result["dimensions"]}
+    if "sharpness" in result:
+        out["K_F"] = float(result["sharpness"]["K_F"])
+    if "representation" in result:
+        out["d_repr"] = {row["layer"]: row["dimension"] for row in result["representation"]["layers"]}
+    return out
+
+
+def _sharpness_estimator(sharpness: Any, samples: int | None, seed: int):
+    from ..estimators.sharpness import LabelSharpness
+
+    if sharpness is None or sharpness is False:
+        return None
+    if sharpness is True:
+        return LabelSharpness(M=samples, random_state=seed)
+    if not isinstance(sharpness, LabelSharpness):
+        raise ValueError(f"sharpness must be True, False or a LabelSharpness, got {sharpness!r}")
+    from sklearn.base import clone
+
+    return clone(sharpness)
+
+
+def _sharpness(ks, X, y, pixel_scale, notes: list[str]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    ks._validate_params()  # a bad parameter is the caller's error, not a failed estimate
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ks.fit(X, y)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            error = None
+    messages = [str(w.message) for w in caught]
+    notes.extend(f"K_F: {message}" for message in messages)
+    if error is not None:
+        notes.append(f"K_F: {error}")
+        return {"K_F": math.nan, "pixel_scale": pixel_scale, "error": error, "warnings": messages}
+    return {
+        "K_F": ks.sharpness_,
+        "pixel_scale": pixel_scale,
+        "samples": ks.n_samples_fit_,
+        "pair": [int(i) for i in ks.argmax_pair_],
+        "identical_conflicts": ks.n_identical_conflicts_,
+        "warnings": messages,
+        "error": None,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _checkpoint_classes(weights: str) -> int | None:
@@ -170,46 +325,66 @@ def _checkpoint_classes(weights: str) -> int | None:
     return int(matrices[-1].shape[0]) if matrices else None
 
 
-def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device, progress):
-    from ..estimators.representation import ReprDimension
+def _build_named_model(data, name: str, *, weights, y, seed):
     from ..nn import build_model, seeded
+
+    if isinstance(data, np.ndarray):
+        shape = data.shape[1:]
+    elif hasattr(data, "__getitem__"):
+        shape = tuple(data[0][0].shape)  # a Dataset of (image, label)
+    else:
+        shape = None
+    kwargs = {}
+    if shape is not None and len(shape) == 3:
+        kwargs = {"in_channels": shape[0], "input_size": shape[1:]}
+    # A checkpoint keeps its classes however the data were subset and relabelled:
+    # a 10-class network can be measured on classes 3 and 5 alone.
+    num_classes = _checkpoint_classes(weights) if weights is not None else None
+    if num_classes is None and y is not None:
+        num_classes = int(np.max(y)) + 1
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    # A random initialisation is part of what is measured, so the seed must fix it,
+    # leaving the caller's random streams as they were. The model is built on the CPU.
+    with seeded(seed):
+        return build_model(name, weights=weights, **kwargs)
+
+
+def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device, progress, notes):
+    from ..activations import collect_activations
 
     t0 = time.perf_counter()
     if isinstance(model, str):
-        if isinstance(data, np.ndarray):
-            shape = data.shape[1:]
-        elif hasattr(data, "__getitem__"):
-            shape = tuple(data[0][0].shape)  # a Dataset of (image, label)
-        else:
-            shape = None
-        kwargs = {}
-        if shape is not None and len(shape) == 3:
-            kwargs = {"in_channels": shape[0], "input_size": shape[1:]}
-        # A checkpoint keeps its classes however the data were subset and relabelled:
-        # a 10-class network can be measured on classes 3 and 5 alone.
-        num_classes = _checkpoint_classes(weights) if weights is not None else None
-        if num_classes is None and y is not None:
-            num_classes = int(np.max(y)) + 1
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        name = model
-        # A random initialisation is part of what is measured, so the seed must fix it,
-        # leaving the caller's random streams as they were. The model is built on the CPU.
-        with seeded(seed):
-            model = build_model(model, weights=weights, **kwargs)
+        name, model = model, _build_named_model(data, model, weights=weights, y=y, seed=seed)
     else:
         name = type(model).__name__
-    est = ReprDimension(model, layers, estimator=estimator, device=device, progress=progress)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DuplicatesWarning)
-        est.fit(data)
+    est_name, inner = estimator
+    # One forward pass for every layer; a misspelt layer raises here, naming the layers.
+    activations = collect_activations(model, data, layers, device=device, progress=progress)
+    rows = []
+    for layer, A in activations.items():
+        est = resolve_estimator(inner)
+        row = {"layer": layer}
+        try:
+            est.fit(A)
+            if not np.isfinite(est.dimension_):
+                raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
+        except ValueError as exc:
+            notes.append(f"d_repr {layer}: {exc}")
+            row.update(dimension=math.nan, std=math.nan, error=str(exc))
+        else:
+            row.update(
+                dimension=float(est.dimension_),
+                std=float(getattr(est, "dimension_std_", math.nan)),
+                error=None,
+            )
+        if hasattr(est, "n_duplicates_"):
+            row["duplicates"] = int(est.n_duplicates_)
+        rows.append(row)
     return {
         "model": name,
         "weights": weights or "random initialisation (no --weights given)",
-        "estimator": _name(estimator),
-        "layers": [
-            {"layer": layer, "dimension": est.dimension_[layer], "std": est.dimension_std_[layer]}
-            for layer in est.dimension_
-        ],
+        "estimator": est_name,
+        "layers": rows,
         "seconds": time.perf_counter() - t0,
     }

@@ -39,6 +39,7 @@ from .dynamics import (
     first_step_at_least,
     id_history,
 )
+from .measure import measure, measurement_fields
 from .scaling import _integers, _write_csv, check_steps, normalize_model, normalize_steps
 from .study import Study
 
@@ -102,7 +103,6 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["corrupted_fraction"], sorted(out["d_data"])
     (100, 0.88, ['mle', 'twonn'])
     """
-    from ..base import as_matrix
     from ..data import RandomizedLabels, corrupt, load_dataset
     from ..nn import Trainer, build_model, evaluate, seeded
     from ..nn.callbacks import ActivationIDTracker
@@ -126,14 +126,9 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
             test = corrupt(clean_test, corruption["name"], seed=seed + TEST_SEED_OFFSET, **corruption["params"])
         train, test = _materialize(wrapped), _materialize(test)
 
-        X = as_matrix(train)
-        d_data = {}
-        for label, spec in config["estimators"].items():
-            try:
-                d_data[label] = float(resolve_estimator(spec["name"], **spec["params"]).fit(X).dimension_)
-            except ValueError as exc:
-                notes.append(f"d_data {label}: {exc}")
-                d_data[label] = math.nan
+        measured = measure(train, estimators=config["estimators"], sharpness=False, progress=False)
+        d_data = measurement_fields(measured).get("d_data", {})
+        notes.extend(measured["warnings"])
 
         channels, *size = tuple(train[0][0].shape)
         num_classes = int(max(np.max(wrapped.targets), np.max(clean_train.targets))) + 1

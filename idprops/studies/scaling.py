@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .measure import measure, measurement_fields
 from .store import config_key
 from .study import Study, import_object
 
@@ -157,17 +158,27 @@ def _classes(classes: Sequence[Any], dataset: str) -> list[int | str]:
 def normalize_steps(specs: Any, what: str) -> dict[str, dict[str, Any]]:
     """``label -> {"name": ..., "params": {...}}`` from a mapping or a sequence of names.
 
+    A name in a sequence may carry parameters, ``"mle:k=10"`` (read by
+    :func:`idprops.parsing.parse_spec`); the text is then the label.
+
     Examples
     --------
     >>> normalize_steps({"mle10": {"name": "mle", "k": 10}, "twonn": {}}, "estimators")
     {'mle10': {'name': 'mle', 'params': {'k': 10}}, 'twonn': {'name': 'twonn', 'params': {}}}
+    >>> normalize_steps(["mle:k=10", "twonn"], "estimators")
+    {'mle:k=10': {'name': 'mle', 'params': {'k': 10}}, 'twonn': {'name': 'twonn', 'params': {}}}
     """
+    from ..parsing import parse_spec
+
     if specs is None:
         return {}
     if isinstance(specs, str):
         specs = [specs]
     if not isinstance(specs, Mapping):
-        specs = {name: {} for name in specs}
+        texts, specs = specs, {}
+        for text in texts:
+            name, params = parse_spec(text)
+            specs[text] = {"name": name, **params}
     out = {}
     for label, spec in specs.items():
         if spec is None or spec is True:
@@ -431,16 +442,6 @@ def _load(data: Mapping[str, Any], *, train: bool, n: int | None, seed: int):
     return load_dataset(name, **kwargs)
 
 
-def _dimension_or_nan(notes: list[str], what: str, estimator, data) -> float:
-    """``estimator``'s dimension of ``data``, or NaN with a note when the estimate fails
-    (as the research code did), so that one failed estimate does not lose the cell."""
-    try:
-        return float(estimator.fit(data).dimension_)
-    except ValueError as exc:
-        notes.append(f"{what}: {exc}")
-        return math.nan
-
-
 def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     """Train the cell's model and take its measurements; a pure function of ``config``.
 
@@ -470,9 +471,8 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
     >>> out["n_train"], out["n_test"], sorted(out["d_data"]), sorted(out["robust_accuracy"])
     (40, 91, ['twonn'], ['fgsm'])
     """
-    from ..base import DuplicatesWarning, as_matrix_and_labels
+    from ..base import DuplicatesWarning
     from ..nn import Trainer, build_model, evaluate, robust_accuracy, seeded
-    from ..registry import resolve_estimator
 
     seed = int(config["seed"])
     data = config["data"]
@@ -507,35 +507,21 @@ def train_and_measure(config: Mapping[str, Any]) -> dict[str, Any]:
             pixel_scale=getattr(train, "pixel_scale", "as given"),
         )
 
-        X, y = as_matrix_and_labels(train)
-        if config.get("estimators"):
-            dims, stds = {}, {}
-            for label, step in config["estimators"].items():
-                est = resolve_estimator(step["name"], **step["params"])
-                dims[label] = _dimension_or_nan(notes, f"d_data {label}", est, X)
-                stds[label] = (
-                    float(getattr(est, "dimension_std_", math.nan)) if math.isfinite(dims[label]) else math.nan
-                )
-            out["d_data"], out["d_data_std"] = dims, stds
-        if config.get("sharpness") is not None:
-            from ..estimators.sharpness import LabelSharpness
-
-            ks = LabelSharpness(M=config["sharpness"].get("M", 1000), random_state=seed)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                out["K_F"] = float(ks.fit(X, y).sharpness_)
-            notes.extend(f"K_F: {w.message}" for w in caught)
-        rep = config.get("representation")
-        if rep:
-            from ..activations import resolve_layer
-            from ..estimators.representation import ReprDimension
-
-            inner = resolve_estimator(rep["estimator"]["name"], **rep["estimator"]["params"])
-            out["d_repr"] = {}
-            for layer in rep["layers"]:
-                resolve_layer(model, layer)  # a misspelt layer fails the cell, not the estimate
-                est = ReprDimension(model, layer, estimator=inner, device=device, progress=False)
-                out["d_repr"][layer] = _dimension_or_nan(notes, f"d_repr {layer}", est, train)
+        rep = config.get("representation") or {}
+        measured = measure(
+            train,
+            estimators=config.get("estimators") or {},
+            sharpness=config.get("sharpness") is not None,
+            sharpness_samples=(config.get("sharpness") or {}).get("M", 1000),
+            model=model if rep else None,
+            layers=rep.get("layers", ()),
+            repr_estimator=rep.get("estimator"),
+            device=device,
+            seed=seed,
+            progress=False,
+        )
+        out.update(measurement_fields(measured))
+        notes.extend(measured["warnings"])
         if config.get("attacks"):
             out["robust_accuracy"], out["adversarial_loss"], out["loss_increase"] = {}, {}, {}
             for label, step in config["attacks"].items():
