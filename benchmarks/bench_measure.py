@@ -49,11 +49,11 @@ def main() -> None:
         data = load_dataset(name, train=None)
         X = as_matrix(data)
 
-        def separately():
+        def separately(X=X):
             for spec in ESTIMATORS:
                 resolve_estimator(spec).fit(X)
 
-        def shared():
+        def shared(X=X):
             measure((X, None), estimators=ESTIMATORS, sharpness=False)
 
         for label, run in (("separate fits", separately), ("measure, shared", shared)):

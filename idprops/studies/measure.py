@@ -27,7 +27,7 @@ from ..base import BaseDimension, DuplicatesWarning, as_matrix_and_labels, disti
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
 
-__all__ = ["dimension_estimators", "measure", "measurement_fields"]
+__all__ = ["measure", "measurement_fields"]
 
 
 def _label(spec: Any) -> str:
@@ -36,7 +36,7 @@ def _label(spec: Any) -> str:
     return spec.__name__ if isinstance(spec, type) else type(spec).__name__
 
 
-def dimension_estimators(estimators: Any) -> dict[str, tuple[str, Any]]:
+def _dimension_estimators(estimators: Any) -> dict[str, tuple[str, Any]]:
     """``label -> (name, unfitted estimator)`` from the forms :func:`measure` takes.
 
     ``estimators`` is one entry or a sequence of them: a registered name, optionally
@@ -48,7 +48,7 @@ def dimension_estimators(estimators: Any) -> dict[str, tuple[str, Any]]:
     Examples
     --------
     >>> from idprops import TwoNNDimension
-    >>> {label: name for label, (name, est) in dimension_estimators(["mle:k=10", TwoNNDimension()]).items()}
+    >>> {label: name for label, (name, est) in _dimension_estimators(["mle:k=10", TwoNNDimension()]).items()}
     {'mle:k=10': 'mle', 'TwoNNDimension': 'TwoNNDimension'}
     """
     if isinstance(estimators, (str, type)) or hasattr(estimators, "fit"):
@@ -139,8 +139,12 @@ def measure(
         The samples, e.g. from :func:`idprops.data.load_dataset`. X holds them as the
         network takes them (images as (N, C, H, W)); the estimators see them flattened.
     estimators : str, class, estimator, or a sequence or mapping of them, default=("mle", "twonn")
-        Dimension estimators, see :func:`dimension_estimators` (``"mle:k=10"`` sets a
-        parameter). Those on :class:`~idprops.base.BaseDimension` share one kNN search.
+        Dimension estimators: a registered name, optionally with parameters
+        (``"mle:k=10"``, see :func:`idprops.parsing.parse_spec`), a class or an
+        instance; a sequence of them, labelled by their text (or class name), or a
+        mapping ``label -> entry``, where an entry may also be a study file's step
+        ``{"name": ..., "params": {...}}``. Those on
+        :class:`~idprops.base.BaseDimension` share one kNN search.
     sharpness : bool or LabelSharpness, default=True
         Also compute the label sharpness K_F (needs labels); an instance is used as it
         is configured.
@@ -185,10 +189,10 @@ def measure(
     """
     start = time.perf_counter()
     # Every name and parameter is checked before the data are read.
-    estimators = dimension_estimators(estimators)
+    estimators = _dimension_estimators(estimators)
     ks = _sharpness_estimator(sharpness, sharpness_samples, seed)
     if repr_estimator is not None:
-        (inner,) = dimension_estimators([repr_estimator]).values()
+        (inner,) = _dimension_estimators([repr_estimator]).values()
     else:
         inner = next(iter(estimators.values()), ("mle", resolve_estimator("mle")))
     if isinstance(data, tuple):
