@@ -50,11 +50,13 @@ def _by_folder_name(root: str, classes: list[int | str]) -> list[int | str]:
 def _reads_a_folder(spec: str) -> bool:
     """Whether ``load_dataset(spec)`` reads an image folder (a path, or the name "folder")."""
     from .data import load_folder
+    from .data.arrayfiles import ARRAY_SUFFIXES
     from .registry import available_datasets, get_dataset
 
     if spec in available_datasets():
         return get_dataset(spec) is load_folder
-    return True  # load_dataset takes any other string for a folder path, or says it is none
+    # load_dataset takes any other string for a folder path, or says it is none.
+    return not spec.lower().endswith(ARRAY_SUFFIXES)
 
 
 def _is_dimension_estimator(obj: Any) -> bool:
@@ -114,7 +116,12 @@ def _add_measure(sub) -> None:
         description="Intrinsic dimension of the data by each estimator, label sharpness "
         "K_F, and the intrinsic dimension of network layers' activations.",
     )
-    p.add_argument("--data", default="digits", help="registered dataset name or image folder path (default: digits)")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="registered dataset name, image folder (one subfolder per class, or unlabelled "
+        "images), or .npy/.npz/.pt file of samples (.npz: keys X and optionally y) (default: digits)",
+    )
     p.add_argument("--root", help="local folder holding the dataset's files (torchvision datasets)")
     p.add_argument(
         "--classes",
@@ -166,6 +173,7 @@ def _add_measure(sub) -> None:
 
 def _run_measure(args) -> int:
     from .data import load_dataset
+    from .data.arrayfiles import ARRAY_SUFFIXES
     from .studies.measure import measure
 
     if args.layers and not args.model:
@@ -195,8 +203,8 @@ def _run_measure(args) -> int:
     if args.image_size is not None:
         if not folder:
             raise ValueError(
-                f"--image-size resizes the images of an image folder; --data {args.data} is a "
-                "registered dataset, served at its own size: leave --image-size out"
+                f"--image-size resizes the images of an image folder; --data {args.data} is "
+                "served at its own size: leave --image-size out"
             )
         if args.image_size < 1:
             raise ValueError(f"--image-size is a number of pixels, 1 or more; got {args.image_size}")
@@ -208,6 +216,9 @@ def _run_measure(args) -> int:
         "scale": args.scale,
         "train": {"all": None, "train": True, "test": False}[args.split],
     }
+    if args.data.lower().endswith(ARRAY_SUFFIXES) and args.scale == "unit":
+        # Arrays keep their own scale (uint8 read as 0..255, floats as given) unless told.
+        del kwargs["scale"]
     if args.root:
         kwargs["root"] = args.root
     if args.download:
@@ -215,30 +226,32 @@ def _run_measure(args) -> int:
     if args.image_size is not None:
         kwargs["image_size"] = args.image_size
     dataset = load_dataset(args.data, **kwargs)
-    try:
-        result = measure(
-            dataset,
-            estimators=args.estimators or ("mle", "twonn"),
-            sharpness=not args.no_sharpness,
-            sharpness_samples=args.sharpness_samples or None,
-            model=args.model,
-            layers=args.layers,
-            weights=args.weights,
-            device=args.device,
-            seed=args.seed,
-            progress=progress,
-        )
-    except RuntimeError as exc:
-        # A folder's files are read in batches only now; torch's collate cannot stack
-        # images of different sizes, and its message does not say what to do.
-        if not folder or "stack expects each tensor to be equal size" not in str(exc):
-            raise
-        raise ValueError(f"images of different sizes: pass --image-size N to resize them to N x N ({exc})") from None
+    # A folder of images without class folders, or arrays saved without labels.
+    unlabelled = getattr(dataset, "targets", ()) is None
+    result = measure(
+        dataset,
+        estimators=args.estimators or ("mle", "twonn"),
+        sharpness=not (args.no_sharpness or unlabelled),
+        sharpness_samples=args.sharpness_samples or None,
+        model=args.model,
+        layers=args.layers,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+        progress=progress,
+    )
     result["data"]["name"] = args.data
+    if unlabelled and not args.no_sharpness:
+        result["sharpness_skipped"] = (
+            f"K_F not measured: {args.data} has no labels (K_F compares images of different "
+            "classes); sort the images into one subfolder per class, or save the labels as y."
+        )
     if args.json:
         print(json.dumps(_finite_or_null(result), indent=2, default=str, allow_nan=False))
     else:
         print(format_measurement(result))
+        if "sharpness_skipped" in result:
+            print(result["sharpness_skipped"])
     return 0
 
 
@@ -302,7 +315,8 @@ def format_measurement(result: dict[str, Any]) -> str:
     rule = "-" * (width + 44)
     lines = [
         f"data: {data.get('name', 'given')}  ({data['samples']} samples, {data['features']} features, "
-        f"{data['classes']} classes, pixels: {data['pixel_scale']})",
+        f"{'unlabelled' if data['classes'] is None else str(data['classes']) + ' classes'}, "
+        f"pixels: {data['pixel_scale']})",
         "",
         f"{'quantity':<{width}}{'value':>22}{'duplicates':>12}{'seconds':>10}",
         rule,

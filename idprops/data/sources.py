@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .arrayfiles import ARRAY_SUFFIXES, read_array_file
+from .imagefiles import MAX_PIXELS, ImageFiles, find_image_files, image_header
 from .subsets import select_indices, split_indices, subset
 from .transforms import AsGiven, ScaleSpec, UnitScale, get_scale, to_unit
 
@@ -47,9 +49,6 @@ __all__ = [
     "load_svhn",
 ]
 
-_GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
-
 
 class ImageDataset(Dataset):
     """Images with integer labels, served as float32 C x H x W tensors on one pixel scale.
@@ -60,8 +59,8 @@ class ImageDataset(Dataset):
         Either an N x C x H x W tensor (uint8 read as 0..255 and mapped to [0, 1] as
         ``ToTensor`` does; floating point taken as already in [0, 1]), or any sequence
         whose items are such C x H x W images (read lazily, e.g. from files).
-    targets : array-like of int
-        One label per image.
+    targets : array-like of int or None
+        One label per image; None for unlabelled images, served alone (not in pairs).
     scale : {"unit", "paper"} or scale object, default="unit"
         Applied to every image on access; its name is stored in ``pixel_scale``.
     classes : list of str, default=None
@@ -69,7 +68,7 @@ class ImageDataset(Dataset):
 
     Attributes
     ----------
-    targets : ndarray of int64
+    targets : ndarray of int64 or None
     pixel_scale : str
         The scale images are served on, e.g. ``"unit [0, 1]"``; quote it beside K_F.
 
@@ -83,18 +82,19 @@ class ImageDataset(Dataset):
 
     def __init__(self, images, targets, *, scale: ScaleSpec = "unit", classes=None) -> None:
         self.images = images
-        self.targets = np.asarray(targets, dtype=np.int64)
-        if len(images) != len(self.targets):
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        if targets is not None and len(images) != len(self.targets):
             raise ValueError(f"{len(images)} images but {len(self.targets)} labels; give one label per image.")
         self.scale = get_scale(scale)
         self.pixel_scale = self.scale.pixel_scale
         self.classes = None if classes is None else list(classes)
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.scale(to_unit(self.images[i])), int(self.targets[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | torch.Tensor:
+        image = self.scale(to_unit(self.images[i]))
+        return image if self.targets is None else (image, int(self.targets[i]))
 
     def __repr__(self) -> str:
         return f"ImageDataset(n={len(self)}, pixel_scale={self.pixel_scale!r})"
@@ -346,41 +346,9 @@ def load_svhn(
     return _serve(images, targets, names, classes=classes, n=n, seed=seed, scale=scale)
 
 
-class _ImageFiles:
-    """Image files read on access as float32 C x H x W tensors in [0, 1]."""
-
-    def __init__(self, paths: Sequence[str], channels: int, size: tuple[int, int] | None) -> None:
-        self.paths = list(paths)
-        self.channels = channels
-        self.size = size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as img:
-            if img.mode in _SIXTEEN_BIT_MODES:  # 16-bit scans (common in medical imaging)
-                image = torch.from_numpy(np.asarray(img, dtype=np.float32) / 65535.0)[None]
-            elif img.mode == "F":
-                image = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())[None]
-            else:
-                pixels = np.asarray(img.convert("L" if self.channels == 1 else "RGB"))
-                image = to_unit(torch.from_numpy(pixels.copy()))
-                image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
-        if image.shape[0] != self.channels:
-            image = image.mean(0, keepdim=True) if self.channels == 1 else image.expand(3, -1, -1)
-        if self.size is not None:
-            from torchvision.transforms.functional import resize
-
-            image = resize(image, list(self.size), antialias=True)
-        return image.contiguous()
-
-
 def load_folder(
-    *,
     root=None,
+    *,
     train: bool | None = True,
     download: bool = False,
     classes: Sequence[int | str] | None = None,
@@ -389,17 +357,23 @@ def load_folder(
     scale: ScaleSpec = "unit",
     channels: int | None = None,
     image_size: int | tuple[int, int] | None = None,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> ImageDataset:
-    """Images in class subfolders (``root/<class>/<image>``), as ImageFolder finds them.
+    """Images in class subfolders (``root/<class>/.../<image>``), or unlabelled in ``root``.
 
-    Files are discovered by ``torchvision.datasets.ImageFolder`` (labels index the
-    sorted class folder names) and read on access.
+    Files are found by :func:`~idprops.data.imagefiles.find_image_files` (labels index
+    the sorted class folder names, as in torchvision's ``ImageFolder``; links to folders
+    are not followed and only regular files are read, with a warning naming what was
+    left out) and read on access. A folder without subfolders is a set of unlabelled
+    images: the dataset then yields images alone (``targets`` None), which measure the
+    dimension but not K_F.
 
     Parameters
     ----------
     root : path
-        The folder of class folders; it is one split, so ``train`` must be True or None
-        (point ``root`` at the test folder for test data). ``download`` must be False.
+        The folder of class folders (or of unlabelled images); it is one split, so
+        ``train`` must be True or None (point ``root`` at the test folder for test data).
+        ``download`` must be False.
     classes : list of int or str, default=None
         Classes to keep, by label or folder name, relabelled in the order given.
     channels : {1, 3}, default=None
@@ -407,19 +381,22 @@ def load_folder(
         pixels are divided by 255, 16-bit ones by 65535, float images kept as they are.
     image_size : int or (int, int), default=None
         Resize every image (bilinear, antialiased) so they can be batched; ``None`` keeps
-        the files' sizes.
+        the files' sizes, which must then all be the first image's (an image of another
+        size raises an error that names it when it is read).
+    max_pixels : int or None, default=MAX_PIXELS
+        Largest image (width x height) decoded, 4096 x 4096 by default; a larger one is
+        refused from its header, before its pixels are decoded. ``None``: no limit of
+        idprops' own (Pillow's ``Image.MAX_IMAGE_PIXELS`` still applies).
 
     Examples
     --------
-    >>> load_folder(root="/nonexistent")   # doctest: +ELLIPSIS
+    >>> load_folder("/nonexistent")   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     FileNotFoundError: no image folder at /nonexistent: ...
     """
-    from torchvision.datasets import ImageFolder
-
     if root is None:
-        raise ValueError("load_folder needs root=, a folder holding one subfolder of images per class.")
+        raise ValueError("load_folder needs root, a folder holding one subfolder of images per class.")
     if download:
         raise ValueError("a folder cannot be downloaded; pass download=False.")
     if train is False:
@@ -427,25 +404,31 @@ def load_folder(
             "load_folder reads one split, the folder given: pass root=<the test folder> "
             "for test data (in a study file, give the dataset a test_root)."
         )
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"no image folder at {root}: expected one subfolder of images per class.")
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (from the first image), got {channels!r}.")
-    folder = ImageFolder(str(root))
-    if classes is not None:
-        unknown = [c for c in classes if isinstance(c, str) and c not in folder.class_to_idx]
-        if unknown:
-            raise ValueError(f"no class folders named {unknown}; the classes are {folder.classes}.")
-        classes = [folder.class_to_idx[c] if isinstance(c, str) else int(c) for c in classes]
-    if channels is None:
-        from PIL import Image
-
-        with Image.open(folder.samples[0][0]) as first:
-            channels = 1 if first.mode in _GRAYSCALE_MODES else 3
+    found = find_image_files(root)
+    if found.targets is None:
+        if classes is not None:
+            raise ValueError(
+                f"{os.fspath(root)} holds unlabelled images (no class subfolders), so there are "
+                "no classes to keep; leave classes out, or sort the images into one subfolder per class."
+            )
+        targets = np.zeros(len(found.paths), dtype=np.int64)
+    else:
+        targets = np.asarray(found.targets, dtype=np.int64)
+        if classes is not None:
+            unknown = [c for c in classes if isinstance(c, str) and c not in found.classes]
+            if unknown:
+                raise ValueError(f"no class folders named {unknown}; the classes are {found.classes}.")
+            classes = [found.classes.index(c) if isinstance(c, str) else int(c) for c in classes]
+    idx, labels = select_indices(targets, classes=classes, n=n, seed=seed)
+    paths = [found.paths[i] for i in idx]
+    first_channels, first_size = image_header(paths[0], max_pixels)
     size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    idx, labels = select_indices(folder.targets, classes=classes, n=n, seed=seed)
-    files = _ImageFiles([folder.samples[i][0] for i in idx], channels, size)
-    names = folder.classes if classes is None else [folder.classes[c] for c in classes]
+    files = ImageFiles(paths, channels or first_channels, size, max_pixels, expected=first_size)
+    if found.targets is None:
+        return ImageDataset(files, None, scale=scale)
+    names = found.classes if classes is None else [found.classes[c] for c in classes]
     return ImageDataset(files, labels, scale=scale, classes=names)
 
 
@@ -456,7 +439,23 @@ def _from_arrays(X, y, *, classes=None, n=None, seed=0, scale: ScaleSpec | None 
     if scale is None:
         scale = UnitScale() if X.dtype == np.uint8 else AsGiven()
     images = torch.from_numpy(np.ascontiguousarray(X))
-    return _serve(images, np.asarray(y), None, classes=classes, n=n, seed=seed, scale=scale)
+    if y is not None:
+        return _serve(images, np.asarray(y), None, classes=classes, n=n, seed=seed, scale=scale)
+    if classes is not None:
+        raise ValueError("the samples have no labels, so there are no classes to keep; leave classes out.")
+    idx, _ = select_indices(np.zeros(len(images)), n=n, seed=seed)
+    return ImageDataset(images[torch.from_numpy(idx)], None, scale=scale)
+
+
+def _load_array_file(path, kwargs) -> ImageDataset:
+    """The samples (and labels) of a .npy, .npz or .pt file, selected by ``kwargs``."""
+    kwargs = dict(kwargs)
+    if kwargs.pop("train", None) is False:
+        raise ValueError(f"{os.fspath(path)} is one split, the file given: pass the test data's file for test data.")
+    extra = sorted(set(kwargs) - {"classes", "n", "seed", "scale"})
+    if extra:
+        raise ValueError(f"arrays from {os.fspath(path)} take classes, n, seed and scale; not {extra}.")
+    return _from_arrays(*read_array_file(path), **kwargs)
 
 
 def _load_folder_spec(folder, kwargs) -> ImageDataset:
@@ -466,7 +465,7 @@ def _load_folder_spec(folder, kwargs) -> ImageDataset:
             f"the folder {os.fspath(folder)!r} is the dataset, so root= ({kwargs['root']!r}) "
             "says it twice; pass the folder as the spec or as load_dataset('folder', root=...)."
         )
-    return load_folder(root=folder, **kwargs)
+    return load_folder(folder, **kwargs)
 
 
 def load_dataset(spec, **kwargs) -> Dataset:
@@ -479,6 +478,9 @@ def load_dataset(spec, **kwargs) -> Dataset:
           is called with ``**kwargs``;
         - a folder path (a string that is not a registered name, or a ``Path``):
           :func:`load_folder`;
+        - a path to a ``.npy``, ``.npz`` or ``.pt`` file of samples and, optionally,
+          labels (:mod:`~idprops.data.arrayfiles` gives the layout): served as ``(X, y)``
+          arrays are, or unlabelled (images alone) when the file has no labels;
         - a torch Dataset of ``(x, label)``: returned as is, or subset with
           :func:`~idprops.data.subsets.subset` when ``classes``/``n``/``seed`` are given;
         - a pair ``(X, y)`` of arrays: N x C x H x W or N x H x W images (uint8 read as
@@ -499,6 +501,8 @@ def load_dataset(spec, **kwargs) -> Dataset:
         return subset(spec, **kwargs) if kwargs else spec
     if isinstance(spec, tuple) and len(spec) == 2:
         return _from_arrays(*spec, **kwargs)
+    if isinstance(spec, (str, os.PathLike)) and os.fspath(spec).lower().endswith(ARRAY_SUFFIXES):
+        return _load_array_file(spec, kwargs)
     if isinstance(spec, os.PathLike):
         return _load_folder_spec(spec, kwargs)
     if isinstance(spec, str):

@@ -166,6 +166,11 @@ def labels_of(dataset) -> np.ndarray:
     >>> labels_of(TensorDataset(torch.zeros(3, 2), torch.tensor([2, 0, 1]))).tolist()
     [2, 0, 1]
     """
+    if getattr(dataset, "targets", 0) is None:
+        raise ValueError(
+            "the dataset has no labels (e.g. a folder of images without class subfolders): "
+            "it can be measured for its dimension, but not split by class or used where labels are needed."
+        )
     targets = getattr(dataset, "targets", None)
     if targets is not None and len(targets) == len(dataset):
         if isinstance(targets, torch.Tensor):  # numpy cannot read one on a GPU
