@@ -223,7 +223,7 @@ def test_arrays_that_need_unpickling_are_refused_with_their_name(tmp_path, capsy
     with open(pickled, "wb") as fh:
         pickle.dump({"X": np.zeros((3, 2))}, fh, protocol=2)
     code, _, err = run(capsys, "measure", "--data", str(pickled))
-    assert code == 2 and "pickled.pt holds Python objects" in err and err.count("\n") == 1
+    assert code == 2 and "pickled.pt holds a Python object" in err and err.count("\n") == 1
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, data=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"wrong.npz: .* holds the samples under the key X"):

@@ -69,21 +69,9 @@ def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no file {path}")
     if suffix == ".pt":
-        import pickle
+        from ..torchfiles import load_torch_file
 
-        import torch
-
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ValueError(
-                f"{path} holds Python objects that only unpickling could read, which can run "
-                f"code, so idprops does not load it ({first}); save plain tensors: "
-                "torch.save({'X': X, 'y': y}, path)."
-            ) from None
-        except (RuntimeError, OSError, EOFError) as exc:
-            raise ValueError(f"{path} is not a readable torch file: {exc}") from None
+        content = load_torch_file(path, "file of samples", "save plain tensors: torch.save({'X': X, 'y': y}, path)")
         if isinstance(content, (tuple, list)) and len(content) == 2:
             X, y = content
         else:

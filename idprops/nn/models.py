@@ -37,6 +37,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ..torchfiles import load_torch_file
+
 __all__ = [
     "CausalSelfAttention",
     "CifarResNet",
@@ -83,7 +85,7 @@ def _check_shape(in_channels: int, num_classes: int, input_size) -> tuple[int, i
 def _read_state_dict(path: str | os.PathLike) -> Any:
     """What a weights file holds, on the CPU: a state_dict, a Trainer checkpoint's
     model state, or whatever else was saved there (for the caller to refuse)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "weights file", "save the model's weights: torch.save(model.state_dict(), path)")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a Trainer checkpoint
     return state

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..activations import _resolve_device
+from ..torchfiles import load_torch_file
 from ..utils import progress_bar
 
 __all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "evaluate", "seeded", "training_preset"]
@@ -536,7 +537,11 @@ class Trainer:
         # Loaded on the CPU: the optimizer's load_state_dict moves its state to the
         # parameters' device except Adam's step counts, which must stay on the CPU
         # (unless capturable); the random states are CPU tensors too.
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(
+            path,
+            "training checkpoint",
+            f"delete it (or clear checkpoint_dir={os.fspath(self.checkpoint_dir)!r}) to train from the start",
+        )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self._scaler is not None and state["scaler"] is not None:
