@@ -23,6 +23,7 @@ Rules, chosen so that one broken or greedy plugin never breaks the others:
 from __future__ import annotations
 
 import importlib.metadata
+import multiprocessing
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -169,9 +170,18 @@ class _Registry:
         if name in self._discover():
             return self._load(name)
         known = ", ".join(self.available()) or "none"
+        worker = ""
+        process = multiprocessing.current_process().name
+        if process != "MainProcess":
+            worker = (
+                f" This runs in a worker process ({process}), which sees the entry points of "
+                f"installed packages but not what register_{self.kind} added in the process "
+                f"that started it: declare {name!r} in the {self.group!r} entry-point group "
+                "of an installed package (see the plugins guide), or run with n_jobs=1."
+            )
         raise ValueError(
             f"unknown {self.kind} {name!r}; available: {known}. A plugin adds one "
-            f"through the {self.group!r} entry-point group."
+            f"through the {self.group!r} entry-point group.{worker}"
         )
 
     def register(self, name: str, obj: Any, *, replace: bool = False) -> None:
