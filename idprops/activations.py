@@ -30,17 +30,19 @@ __all__ = ["capture", "collect_activations", "resolve_layer"]
 Layer = str | nn.Module
 
 
+# Layer names listed in an error; a model with more (a ResNet-50 has 150) is cut there.
+_LISTED_LAYERS = 80
+
+
 def _layer_names_hint(model: nn.Module, name: str | None = None) -> str:
     names = [n for n, _ in model.named_modules() if n]
     if not names:
         return "the model has no submodules; pass the model itself or the name ''"
     close = difflib.get_close_matches(name, names, n=5) if name else []
-    shown = close or names[:8]
-    more = "" if close or len(names) <= 8 else f", ... ({len(names)} in all)"
-    label = "close names" if close else "valid names"
-    return (
-        f"{label}: {', '.join(repr(n) for n in shown)}{more}; list them all with [n for n, _ in model.named_modules()]"
-    )
+    listed = ", ".join(repr(n) for n in names[:_LISTED_LAYERS])
+    more = f", ... ({len(names)} in all)" if len(names) > _LISTED_LAYERS else ""
+    hint = f"its layers: {listed}{more}"
+    return f"close names: {', '.join(repr(n) for n in close)}; {hint}" if close else hint
 
 
 def resolve_layer(model: nn.Module, layer: Layer) -> tuple[str, nn.Module]:

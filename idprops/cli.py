@@ -109,6 +109,18 @@ def _check_dimension_estimators(specs: Sequence[str]) -> None:
         )
 
 
+def _layers_of(model: str) -> str:
+    """The layer names of the registered model ``model``, as a clause of an error."""
+    from .nn import build_model
+
+    try:
+        built = build_model(model)  # the names do not depend on the input's shape
+    except Exception as exc:  # unknown or unbuildable: say why instead
+        return f"it cannot be built to list its layers ({exc})"
+    names = [name for name, _ in built.named_modules() if name]
+    return f"its layers: {', '.join(names)}"
+
+
 def _add_measure(sub) -> None:
     p = sub.add_parser(
         "measure",
@@ -182,7 +194,7 @@ def _run_measure(args) -> int:
         if getattr(args, flag) and not args.model:
             raise ValueError(f"--{flag} needs --model: it is the model's")
     if args.model and not args.layers:
-        raise ValueError("--model needs at least one --layer")
+        raise ValueError(f"--model {args.model} needs at least one --layer NAME; {_layers_of(args.model)}")
     _check_dimension_estimators(args.estimators or ())
     folder = _reads_a_folder(args.data)
     if folder and args.classes:
@@ -346,20 +358,36 @@ STUDIES = {
 }
 
 
+def _presets_by_kind() -> dict[str, list[str]]:
+    """The shipped presets' names, by the study kind their file names."""
+    from .studies.study import available_presets, find_preset, load_study_file
+
+    by_kind: dict[str, list[str]] = {}
+    for name in available_presets():
+        by_kind.setdefault(load_study_file(find_preset(name)).get("kind", "?"), []).append(name)
+    return by_kind
+
+
 def _add_study(sub) -> None:
+    presets = _presets_by_kind()
     p = sub.add_parser(
         "study",
         help="run a study (train, attack, measure) from a study file, resumably",
         description="Run every cell of a study that its results store lacks, then write "
         "the report (Markdown, HTML, CSV, figures). Run it again to resume after an "
         "interruption: finished cells are not run again.",
+        epilog="shipped presets (idprops study KIND --preset NAME): "
+        + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in presets.items()),
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind, target in STUDIES.items():
         k = kinds.add_parser(kind, help=f"run a {kind} study ({target.rpartition(':')[2]})")
         source = k.add_mutually_exclusive_group(required=True)
         source.add_argument(
-            "--preset", metavar="NAME", help="a shipped study file (idprops/studies/presets/NAME.toml), e.g. digits"
+            "--preset",
+            metavar="NAME",
+            help="a shipped study file (idprops/studies/presets/NAME.toml): "
+            + (", ".join(presets.get(kind, ())) or f"none ships for {kind}"),
         )
         source.add_argument("--config", metavar="FILE", help="a TOML study file")
         k.add_argument(

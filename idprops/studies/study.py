@@ -376,7 +376,9 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["training.epochs=1", "sizes=[50, 100]"]`` as ``{"training.epochs": 1, ...}``.
 
     Each value is read as a TOML value (numbers, booleans, quoted strings, arrays,
-    inline tables); anything else is kept as a bare string, so ``data=digits`` works.
+    inline tables); anything else is kept as a bare string, so ``data=digits`` works,
+    except a value that starts as an array, a table or a quoted string: that is a
+    TOML syntax error (``sizes=[50,100`` lacks its ``]``).
 
     Examples
     --------
@@ -389,10 +391,16 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"override {item!r} is not key=value, e.g. training.epochs=1")
+        text = text.strip()
         try:
-            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = text.strip()
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            if text.startswith(("[", "{", '"', "'")):
+                raise ValueError(
+                    f"override {item!r}: TOML syntax error in {text!r} ({exc}); close "
+                    "arrays and tables and quote strings, e.g. sizes=[50, 100]"
+                ) from None
+            out[key] = text
     return out
 
 
