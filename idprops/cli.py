@@ -409,6 +409,12 @@ def _add_study(sub) -> None:
             metavar="ADDRESS",
             help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]",
         )
+        k.add_argument(
+            "--download",
+            action="store_true",
+            help="let torchvision download the missing files of every dataset into its root "
+            "(as download = true in each dataset entry)",
+        )
         k.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         k.set_defaults(run=_run_study, study_class=target)
 
@@ -435,6 +441,12 @@ def _run_study(args) -> int:
     if args.no_progress:
         overrides["progress"] = False
     study = cls.from_toml(path, overrides)
+    if args.download:
+        if "datasets" not in study.get_params():
+            raise ValueError(f"--download: a {args.kind} study reads bundled data; there is nothing to download")
+        from .studies.scaling import normalize_datasets
+
+        study.set_params(datasets=[{**entry, "download": True} for entry in normalize_datasets(study.datasets)])
     if study.store is None:  # neither --store nor the study file names one
         study.set_params(store=str(out / "results.sqlite"))
     with contextlib.ExitStack() as stack:

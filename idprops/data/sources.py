@@ -217,7 +217,8 @@ def _open(factory, title: str, where: Path, expected: str):
             raise
         raise FileNotFoundError(
             f"{title} files not found (or failing torchvision's checksum) in {where}: expected "
-            f"{expected}; pass download=True to fetch them there."
+            f"{expected}; pass download=True to fetch them there (idprops measure --download, "
+            "idprops study --download, or download = true in the study file's dataset entry)."
         ) from None
 
 
@@ -241,7 +242,7 @@ def load_mnist(
     >>> load_mnist(root="/nonexistent")   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: MNIST files not found ... pass download=True to fetch them there.
+    FileNotFoundError: MNIST files not found ... pass download=True to fetch them there ...
     """
     from torchvision.datasets import MNIST
 
@@ -282,7 +283,7 @@ def load_cifar10(
     >>> load_cifar10(root="/nonexistent", classes=[0, 1])   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: CIFAR-10 files not found ... pass download=True to fetch them there.
+    FileNotFoundError: CIFAR-10 files not found ... pass download=True to fetch them there ...
     """
     from torchvision.datasets import CIFAR10
 
@@ -324,7 +325,7 @@ def load_svhn(
     >>> load_svhn(root="/nonexistent", train=False)   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: SVHN files not found ... pass download=True to fetch them there.
+    FileNotFoundError: SVHN files not found ... pass download=True to fetch them there ...
     """
     from torchvision.datasets import SVHN
 

@@ -26,7 +26,9 @@ from .scaling import (
     _table,
     _write_csv,
     append_summary,
+    cell_data,
     check_steps,
+    download_datasets,
     normalize_datasets,
     normalize_model,
     normalize_sharpness,
@@ -141,8 +143,7 @@ class RobustnessStudy(Study):
         }
         check_steps(common["estimators"])
         out = []
-        for data in normalize_datasets(self.datasets):
-            data = {k: v for k, v in data.items() if k != "group"}
+        for data in map(cell_data, normalize_datasets(self.datasets)):
             attacks = self._attack_specs(data["scale"])
             for model in map(normalize_model, models):
                 training = resolve_training(model["name"], self.training)
@@ -160,6 +161,12 @@ class RobustnessStudy(Study):
                         )
                     )
         return out
+
+    def fetch_data(self) -> None:
+        """Download the datasets whose entries say ``download = true`` (see
+        :func:`~idprops.studies.scaling.download_datasets`); :meth:`fit` calls it
+        before the first cell."""
+        download_datasets(self.datasets)
 
     def report(self, outdir: str | os.PathLike) -> Path:
         """Write ``report.md`` (and ``.html``), ``results.csv`` and, per attack,

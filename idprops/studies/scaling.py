@@ -48,7 +48,9 @@ __all__ = [
     "ATTACKS",
     "ScalingLawStudy",
     "build_attack",
+    "cell_data",
     "default_attacks",
+    "download_datasets",
     "resolve_attacks",
     "train_and_measure",
 ]
@@ -57,7 +59,9 @@ __all__ = [
 ATTACKS = {"fgsm": "idprops.nn.attacks:FGSM", "pgd": "idprops.nn.attacks:PGD"}
 
 
-_DATASET_KEYS = {"name", "classes", "pairs", "root", "test_root", "scale", "n_test", "group"}
+_DATASET_KEYS = {"name", "classes", "pairs", "root", "test_root", "scale", "n_test", "group", "download"}
+# Entry fields that change no result: a report label, and the permission to download.
+_NOT_CAUSES = {"group", "download"}
 # Trainer arguments that a cell sets itself or that do not change its result.
 _TRAINING_EXCLUDED = {
     "model",
@@ -90,8 +94,10 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
     "folder"``; or give the image folder's path as ``name``), ``test_root`` (where the
     test images are, when they are not the dataset's own test split: image folders
     have none), ``scale`` (``"unit"`` or
-    ``"paper"``), ``n_test`` (test images; all by default) and ``group`` (the
-    report's label, e.g. ``"natural"`` or ``"medical"``; the name by default).
+    ``"paper"``), ``n_test`` (test images; all by default), ``group`` (the
+    report's label, e.g. ``"natural"`` or ``"medical"``; the name by default) and
+    ``download`` (``true`` lets torchvision fetch missing files into ``root`` before
+    the first cell, see :func:`download_datasets`; false by default).
 
     Examples
     --------
@@ -114,6 +120,8 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
             raise ValueError(f"dataset spec {spec!r}: give 'classes' or 'pairs', not both")
         if spec.get("pairs") == []:  # not "all classes", which is leaving pairs out
             raise ValueError(f"dataset {spec['name']!r}: pairs is empty; list class pairs or leave it out")
+        if not isinstance(spec.get("download", False), bool):
+            raise ValueError(f"dataset {spec['name']!r}: download is true or false, got {spec['download']!r}")
         selections = spec.pop("pairs", None) or [spec.pop("classes", None)]
         for classes in selections:
             if classes is not None and len(classes) < 2:
@@ -129,11 +137,61 @@ def normalize_datasets(datasets: Any) -> list[dict[str, Any]]:
                     "scale": spec.get("scale", "unit"),
                     "n_test": spec.get("n_test"),
                     "group": spec.get("group", spec["name"]),
+                    "download": spec.get("download", False),
                 }
             )
     if not out:
         raise ValueError("no datasets given")
     return out
+
+
+def cell_data(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`normalize_datasets` entry as a cell holds it: without the fields that
+    change no result (``group``, ``download``), so that they leave cell keys alone.
+
+    Examples
+    --------
+    >>> cell_data(normalize_datasets({"name": "digits", "download": True})[0])["name"]
+    'digits'
+    """
+    return {k: v for k, v in entry.items() if k not in _NOT_CAUSES}
+
+
+def download_datasets(datasets: Any) -> list[str]:
+    """Fetch the files of every dataset entry with ``download = true`` into its ``root``.
+
+    torchvision's own download runs once here, before any cell, so that cells (and
+    parallel workers) only read local files. Files already there are kept, and a
+    dataset without a download (bundled data, image folders) is left as it is.
+
+    Parameters
+    ----------
+    datasets : as :func:`normalize_datasets` takes them
+
+    Returns
+    -------
+    list of str
+        The names of the datasets fetched or found complete.
+
+    Examples
+    --------
+    >>> download_datasets([{"name": "digits", "download": True}])  # bundled: nothing to fetch
+    ['digits']
+    """
+    from ..data import load_dataset
+
+    done, seen = [], set()
+    for entry in normalize_datasets(datasets):
+        if not entry["download"] or (entry["name"], entry["root"]) in seen:
+            continue
+        seen.add((entry["name"], entry["root"]))
+        kwargs = {"download": True, "train": None, "n": 1}
+        if entry["root"] is not None:
+            kwargs["root"] = os.path.expanduser(entry["root"])
+        # Both parts, read once: torchvision fetches what is missing and checks the files.
+        load_dataset(entry["name"], **kwargs)
+        done.append(entry["name"])
+    return done
 
 
 def _classes(classes: Sequence[Any], dataset: str) -> list[int | str]:
@@ -548,7 +606,7 @@ def _dataset_key(entry: Mapping[str, Any], prefix: str = "") -> str:
     same name, and only its ``root`` says which images it holds.
     """
     # Hashed as cells are, so that 750 and 750.0 (resumed with another spelling) agree.
-    return config_key({field: entry.get(prefix + field) for field in _DATASET_KEYS - {"pairs", "group"}})
+    return config_key({field: entry.get(prefix + field) for field in _DATASET_KEYS - {"pairs", *_NOT_CAUSES}})
 
 
 def unit_label(row: Mapping[str, Any], with_model: bool = False) -> str:
@@ -705,8 +763,7 @@ class ScalingLawStudy(Study):
         sizes = _integers(self.sizes, "sizes", allow_none=True)
         seeds = _integers(self.seeds, "seeds")
         out = []
-        for data in normalize_datasets(self.datasets):
-            data = {k: v for k, v in data.items() if k != "group"}  # a report label, not a cause
+        for data in map(cell_data, normalize_datasets(self.datasets)):
             attacks = self._attack_specs(data["scale"])
             for model in self._models():
                 training = resolve_training(model["name"], self.training)
@@ -727,6 +784,11 @@ class ScalingLawStudy(Study):
                             )
                         )
         return out
+
+    def fetch_data(self) -> None:
+        """Download the datasets whose entries say ``download = true`` (see
+        :func:`download_datasets`); :meth:`fit` calls it before the first cell."""
+        download_datasets(self.datasets)
 
     def _groups(self) -> dict[str, str]:
         """:func:`_dataset_key` of each dataset entry -> its ``group`` (domain) label."""

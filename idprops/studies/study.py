@@ -224,6 +224,10 @@ class Study(BaseEstimator):
 
     # ------------------------------------------------------------------ running
 
+    def fetch_data(self) -> None:
+        """Fetch the data the cells will read, where the study allows it; :meth:`fit` calls
+        it once, before the first cell runs. Nothing by default."""
+
     def _validate_common(self) -> None:
         if not isinstance(self.n_jobs, int) or self.n_jobs == 0:
             raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {self.n_jobs!r}")
@@ -271,6 +275,7 @@ class Study(BaseEstimator):
         done = 0
         try:
             if todo:
+                self.fetch_data()
                 run_cell = type(self).run_cell
                 # No more workers than cells (one cell then runs here, with no process to start).
                 n_jobs = min(effective_n_jobs(self.n_jobs), len(todo))
