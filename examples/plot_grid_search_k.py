@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
 from idprops import MLEDimension, TwoNNDimension
-from idprops.base import as_matrix
 from idprops.data import load_digits, sample_sphere
+from idprops.inputs import as_matrix
 
 datasets = {
     "6-sphere in 32-D (d = 6)": sample_sphere(2000, 6, ambient_dim=32, random_state=0),

@@ -195,7 +195,7 @@ def _model_device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype
 def _input_batches(data: Any, batch_size: int) -> tuple[int | None, Iterator[Any]]:
     """Number of batches (None if unknown) and an iterator over the model inputs."""
     if isinstance(data, (DataLoader, Dataset)):
-        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=int(batch_size), shuffle=False)
         try:
             total = len(loader)
         except TypeError:  # an IterableDataset without __len__
@@ -248,6 +248,30 @@ def _check_batch(store: dict[str, list[np.ndarray]], n_done: int, n_rows: int) -
                 "samples: its output does not put samples first (a sequence-first "
                 "layer?); choose a layer whose output has one row per sample."
             )
+
+
+def _input_mismatch(model: nn.Module, x: torch.Tensor, err: RuntimeError) -> str:
+    """Why the model refused a batch, in terms of the input it expected."""
+    sample = tuple(x.shape[1:])
+    message = f"the model could not run on a batch of shape {tuple(x.shape)} (one sample: {sample})"
+    first = next(
+        ((name, m) for name, m in model.named_modules() if hasattr(m, "in_features") or hasattr(m, "in_channels")),
+        None,
+    )
+    if first is not None:
+        name, module = first
+        wants = (
+            f"{module.in_features} features in its last axis"
+            if hasattr(module, "in_features")
+            else f"{module.in_channels} channels in its axis after the batch"
+        )
+        message += f"; its first layer {name!r} ({type(module).__name__}) takes inputs with {wants}"
+    if x.ndim == 1:
+        message += (
+            "; the data are 1-D, so each sample is one number: pass one sample per row "
+            "(X.reshape(-1, 1) for samples of one feature)"
+        )
+    return message + f". Pass inputs of the shape the model was built for (torch: {err})."
 
 
 def collect_activations(
@@ -349,7 +373,11 @@ def collect_activations(
                     model(x)
                 except RuntimeError as err:
                     if x.is_floating_point():
-                        raise
+                        # Inputs of the wrong shape fail on the first batch; a later
+                        # failure (or running out of memory) is the model's own.
+                        if n_batches or isinstance(err, torch.cuda.OutOfMemoryError):
+                            raise
+                        raise ValueError(_input_mismatch(model, x, err)) from err
                     # Integer input is passed as is for token ids; for pixels it
                     # fails deep in the model.
                     raise ValueError(

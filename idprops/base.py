@@ -1,14 +1,11 @@
-"""The fit/score contract shared by every dimension estimator, and the input adapters.
+"""The fit/score contract shared by every dimension estimator, and duplicate handling.
 
-Input adapters turn what researchers hold (numpy arrays, torch tensors, torch
-Datasets of ``(image, label)``, DataLoaders) into a float matrix with one flattened
-sample per row. torch is never imported here: a torch object can only be passed if
-the caller has already imported torch.
+What researchers hold (arrays, tensors, torch Datasets...) becomes a float matrix in
+:mod:`idprops.inputs`.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from numbers import Integral
 
@@ -18,17 +15,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .inputs import as_matrix
 from .neighbors import BACKENDS, _float_dtype, kneighbors
 
 __all__ = [
     "BaseDimension",
     "DuplicatesWarning",
-    "as_matrix",
-    "as_matrix_and_labels",
+    "NearDuplicatesWarning",
+    "UnresolvedDimensionWarning",
     "distinct_neighbors",
     "drop_duplicates",
     "group_identical_rows",
     "log_in_place",
+    "max_resolvable_dimension",
 ]
 
 
@@ -51,118 +50,78 @@ class DuplicatesWarning(UserWarning):
     """
 
 
-def _torch_kind(X) -> str | None:
-    if "torch" not in sys.modules:
-        return None
-    import torch
+class NearDuplicatesWarning(UserWarning):
+    """Some samples are nearer to another sample than float rounding can resolve.
 
-    if isinstance(X, torch.Tensor):
-        return "tensor"
-    if isinstance(X, torch.utils.data.DataLoader):
-        return "loader"
-    if isinstance(X, torch.utils.data.Dataset):
-        return "dataset"
-    return None
-
-
-def _split_item(batch):
-    if isinstance(batch, dict):
-        raise ValueError(
-            f"the dataset yields dicts (keys {sorted(batch)}), not (image, label) pairs "
-            "or images; wrap it to return (batch['image'], batch['label'])."
-        )
-    if isinstance(batch, (tuple, list)):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    return batch, None
-
-
-def _numpy(x) -> np.ndarray:
-    """A tensor's values as a numpy array on the CPU (anything else through np.asarray)."""
-    if not hasattr(x, "detach"):
-        return np.asarray(x)
-    x = x.detach().cpu()
-    # numpy has no bfloat16; float32 holds every bfloat16 value.
-    return (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
-
-
-def _flatten(x) -> np.ndarray:
-    x = _numpy(x)
-    return x.reshape(len(x), -1)
-
-
-def _labels(y) -> np.ndarray:
-    y = _numpy(y)
-    if y.ndim > 1 and np.prod(y.shape[1:]) != 1:  # a label of shape (1,) is one label
-        raise ValueError(
-            f"the dataset's labels have shape {y.shape[1:]} per item, not one class "
-            "each; pass one label per item (for one-hot labels, their argmax)."
-        )
-    return y.reshape(len(y))
-
-
-def as_matrix_and_labels(
-    X, *, batch_size: int = 256, progress: bool | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Convert data to a 2-D matrix (one flattened sample a row) and its labels.
-
-    Parameters
-    ----------
-    X : array-like, torch.Tensor, torch Dataset or DataLoader
-        Arrays and tensors with more than two dimensions are flattened per sample.
-        A Dataset yielding ``(image, label)`` is streamed in batches of
-        ``batch_size`` without shuffling; its labels are returned.
-    batch_size : int, default=256
-        Samples per batch when streaming a Dataset.
-    progress : bool, default=None
-        Progress bar while streaming; ``None`` shows one on a terminal.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,) or None
-        Labels when ``X`` was a Dataset or DataLoader of pairs, else None.
+    Two samples a few units in the last place apart (the same point computed twice,
+    on a GPU and on a CPU, say) are not exact duplicates, so they are kept, but
+    their distance is rounding noise: its logarithm is far below every other and
+    pulls the estimate towards 0 (points one ulp apart give 0.02 to 0.9 whatever
+    the data). The warning fires when a sample's nearest neighbour is within
+    ``NEAR_DUPLICATE_ULPS`` times the float spacing at that sample (``eps`` of
+    the data's dtype times its Euclidean norm). Remove such samples, or round the
+    data so that they become exact duplicates, which are dropped.
 
     Examples
     --------
-    >>> X, y = as_matrix_and_labels(np.zeros((4, 2, 3)))
-    >>> X.shape, y is None
-    ((4, 6), True)
+    >>> import warnings
+    >>> from idprops import TwoNNDimension
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = TwoNNDimension().fit(np.vstack([X, np.nextafter(X[:20], np.inf)]))
+    >>> caught[0].category.__name__
+    'NearDuplicatesWarning'
     """
-    kind = _torch_kind(X)
-    if kind in ("dataset", "loader"):
-        from torch.utils.data import DataLoader
-
-        from .utils import progress_bar
-
-        loader = X if kind == "loader" else DataLoader(X, batch_size=batch_size, shuffle=False)
-        features, labels = [], []
-        for batch in progress_bar(loader, progress, desc="reading data", unit="batch"):
-            x, y = _split_item(batch)
-            features.append(_flatten(x))
-            if y is not None:
-                labels.append(_labels(y))
-        if not features:
-            raise ValueError("the dataset is empty: there is nothing to measure.")
-        matrix = np.concatenate(features)
-        return matrix, (np.concatenate(labels) if labels else None)
-    if kind == "tensor":
-        X = _numpy(X)
-    elif isinstance(X, (list, tuple)):  # nested lists of images
-        X = np.asarray(X)
-    if isinstance(X, np.ndarray) and X.ndim > 2:
-        X = X.reshape(len(X), -1)
-    return X, None
 
 
-def as_matrix(X, *, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
-    """Like :func:`as_matrix_and_labels`, without the labels.
+#: How many float spacings (eps x norm) a nearest neighbour must be beyond for its
+#: distance to say more than rounding: below it, NearDuplicatesWarning.
+NEAR_DUPLICATE_ULPS = 16
+
+
+class UnresolvedDimensionWarning(UserWarning):
+    """The estimate is beyond what the number of samples can resolve.
+
+    Eckmann and Ruelle (Physica D 56, 1992) showed that n points give n^2 / 2
+    pairs, and seeing d dimensions over a ratio rho of distances needs about
+    n^2 rho^d >= 1 of them, so n must exceed rho^(-d/2): ``d <= 2 log(n) /
+    log(1/rho)``. For the correlation dimension, fitted over a decade of distances
+    (rho = 1/10), that is the often quoted ``2 log10(n)``. kNN estimators (MLE,
+    TwoNN) read the dimension from distances within a factor of about two of each
+    other (rho = 1/2), so the bound for them is :func:`max_resolvable_dimension`,
+    ``2 log2(n)``: beyond it, fewer than one pair of the n points is expected
+    closer than half the typical distance, every distance is alike, and the
+    estimate says only that the dimension is high (Gaussian noise in 784
+    dimensions gives 66 with MLE and 126 with TwoNN at n = 60, 134 and 172 at
+    n = 5,000). It is not fired on real data of low dimension: the digits (MLE
+    6.5, TwoNN 8.9 at n = 1,797) are far below ``2 log2(1797) = 21.6``, and a
+    10-dimensional Gaussian at n = 60 gives TwoNN 9.0 below 11.8.
 
     Examples
     --------
-    >>> as_matrix(np.ones((3, 2, 2))).shape
-    (3, 4)
+    >>> import warnings
+    >>> from idprops import TwoNNDimension
+    >>> X = np.random.default_rng(0).normal(size=(60, 784))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = TwoNNDimension().fit(X)
+    >>> caught[0].category.__name__, round(max_resolvable_dimension(60), 1)
+    ('UnresolvedDimensionWarning', 11.8)
     """
-    return as_matrix_and_labels(X, batch_size=batch_size, progress=progress)[0]
+
+
+def max_resolvable_dimension(n_samples: int) -> float:
+    """``2 log2(n_samples)``: the largest dimension n samples can resolve with kNN.
+
+    See :class:`UnresolvedDimensionWarning` for where it comes from.
+
+    Examples
+    --------
+    >>> max_resolvable_dimension(1024)
+    20.0
+    """
+    return 2.0 * float(np.log2(n_samples))
 
 
 def _row_hashes(X: np.ndarray) -> np.ndarray:
@@ -396,7 +355,8 @@ class BaseDimension(BaseEstimator):
         """
         self._validate_params()
         self._check_params()
-        return self._n_neighbors()
+        # numpy integers are accepted as parameters, but faiss takes Python ints only.
+        return int(self._n_neighbors())
 
     def fit(self, X, y=None, *, neighbors=None):
         """Estimate the intrinsic dimension of ``X``.
@@ -449,27 +409,55 @@ class BaseDimension(BaseEstimator):
         self.n_duplicates_ = n_duplicates
         self.n_samples_fit_ = len(X_unique)
         if neighbors is None:
-            distances = self._query_distances(X_unique, k)
+            distances, rows = self._query_distances(X_unique, k)
         else:
-            distances = _nearest_columns(neighbors, len(X_unique), k, type(self).__name__)
+            distances, rows = _nearest_columns(neighbors, len(X_unique), k, type(self).__name__), None
         self._estimate(distances)
+        self._warn_near_duplicates(X_unique if rows is None else X_unique[rows], distances[:, 0])
+        self._warn_unresolved()
         self._fit_X = X_unique
         return self
+
+    def _warn_near_duplicates(self, X: np.ndarray, nearest: np.ndarray) -> None:
+        spacing = np.finfo(X.dtype).eps * np.linalg.norm(X, axis=1)
+        n_near = int(np.count_nonzero(nearest <= NEAR_DUPLICATE_ULPS * spacing))
+        if n_near:
+            warnings.warn(
+                f"{type(self).__name__}: {n_near} of {len(X)} samples have a neighbour "
+                f"within float rounding of them (closer than {NEAR_DUPLICATE_ULPS} x eps "
+                f"x their norm, eps = {np.finfo(X.dtype).eps:.2g} for {X.dtype}); their "
+                "distances are rounding noise and pull the estimate towards 0. Remove "
+                "them, or round the data so that they become exact duplicates.",
+                NearDuplicatesWarning,
+                stacklevel=3,
+            )
+
+    def _warn_unresolved(self) -> None:
+        d, limit = self.dimension_, max_resolvable_dimension(self.n_samples_fit_)
+        if np.isfinite(d) and d > limit:
+            warnings.warn(
+                f"{type(self).__name__}: the estimate {d:.3g} is beyond what "
+                f"{self.n_samples_fit_} samples can resolve (2 log2(n) = {limit:.3g}, "
+                "see UnresolvedDimensionWarning): it says only that the dimension is "
+                "high, and the true value may be far higher. Use more samples.",
+                UnresolvedDimensionWarning,
+                stacklevel=3,
+            )
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_fit_X")
 
-    def _query_distances(self, X: np.ndarray, k: int) -> np.ndarray:
-        """Distances to the k nearest other points, for all points or n_queries of them."""
+    def _query_distances(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Distances to the k nearest other points, for all points (rows None) or n_queries rows."""
         if self.n_queries is None or self.n_queries >= len(X):
-            return kneighbors(X, k, backend=self.backend)[0]
+            return kneighbors(X, k, backend=self.backend)[0], None
         rng = check_random_state(self.random_state)
-        rows = np.sort(rng.choice(len(X), self.n_queries, replace=False))
+        rows = np.sort(rng.choice(len(X), int(self.n_queries), replace=False))
         distances, indices = kneighbors(X[rows], k + 1, Y=X, backend=self.backend)
         # Each query finds itself among its k + 1 nearest, at distance 0; dropping it
         # by index leaves its k nearest others in order.
         others = np.argsort(indices == rows[:, None], axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(distances, others, axis=1)
+        return np.take_along_axis(distances, others, axis=1), rows
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of held-out two-nearest-neighbour ratios.

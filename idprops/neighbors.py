@@ -563,8 +563,9 @@ def kneighbors(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
         )
     available = len(Y) - exclude_self
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = int(k)  # faiss takes Python ints only
     if k > available:
         raise ValueError(f"cannot find k={k} neighbours among {available} other points; use a smaller k or more data.")
     backend = _resolve_backend(backend, device)

@@ -179,9 +179,10 @@ def test_n_queries_use_each_query_points_own_exact_neighbours():
 
 
 @pytest.mark.parametrize("Estimator", [MLEDimension, TwoNNDimension])
-def test_8_bit_images_are_kept_in_float32_with_the_same_estimate(Estimator):
-    X, _ = load_digits(return_X_y=True)
-    pixels = X.astype(np.uint8)
+def test_8_bit_images_are_read_in_float32_on_the_unit_scale(Estimator):
+    pixels = load_digits(return_X_y=True)[0].astype(np.uint8)
+    # ToTensor's values (the float32 quotient by 255), held in float64.
+    X = (pixels.astype(np.float32) / np.float32(255)).astype(np.float64)
     est, reference = Estimator().fit(pixels), Estimator().fit(X)
     assert est._fit_X.dtype == np.float32  # every 8-bit value, at half the memory
     # Equal to rounding: with numpy 1.26 under pytest -n 2, one fit in a few differed
@@ -343,3 +344,63 @@ def test_torch_tensor_and_dataset_inputs():
     assert MLEDimension().fit(dataset).dimension_ == pytest.approx(expected, rel=1e-12)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64)
     assert MLEDimension().fit(loader).dimension_ == pytest.approx(expected, rel=1e-12)
+
+
+# ---- numeric edges ---------------------------------------------------------------------
+
+
+def test_numpy_integers_are_accepted_wherever_an_int_is():
+    from sklearn.model_selection import GridSearchCV
+
+    X = sample_sphere(600, 3, ambient_dim=10, random_state=0)
+    # Crashed inside faiss ("Wrong number or type of arguments") before.
+    assert MLEDimension(k=np.int64(10)).fit(X).dimension_ == MLEDimension(k=10).fit(X).dimension_
+    queries = TwoNNDimension(n_queries=np.int32(200), random_state=np.int64(0)).fit(X).dimension_
+    assert queries == TwoNNDimension(n_queries=200, random_state=0).fit(X).dimension_
+    search = GridSearchCV(MLEDimension(), {"k": np.arange(5, 25, 5)}, cv=3, error_score="raise").fit(X)
+    assert search.best_params_["k"] in range(5, 25, 5) and np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("Estimator", [MLEDimension, TwoNNDimension])
+def test_near_duplicates_at_float_resolution_warn(Estimator):
+    from idprops.base import NearDuplicatesWarning
+
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    for dtype in (np.float64, np.float32):
+        Xd = X.astype(dtype)
+        twins = np.vstack([Xd, np.nextafter(Xd, np.inf)])  # every point, one ulp away
+        with pytest.warns(NearDuplicatesWarning, match="600 of 600 samples have a neighbour within float rounding"):
+            est = Estimator().fit(twins)
+        assert est.dimension_ < 1  # the silent wrong number that the warning is about
+    # Neither the digits nor a dense 1-d curve (neighbours 3e-4 apart) are near-duplicates.
+    curve = sample_sphere(20000, 1, ambient_dim=3, random_state=0)
+    digits = load_digits(return_X_y=True)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NearDuplicatesWarning)
+        Estimator().fit(curve)
+        Estimator().fit(digits)
+
+
+@pytest.mark.parametrize("Estimator", [MLEDimension, TwoNNDimension])
+def test_estimates_beyond_what_n_resolves_warn_once(Estimator):
+    from idprops.base import UnresolvedDimensionWarning, max_resolvable_dimension
+
+    noise = np.random.default_rng(0).normal(size=(60, 784))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = Estimator().fit(noise)
+    unresolved = [w for w in caught if w.category is UnresolvedDimensionWarning]
+    assert len(unresolved) == 1 and "beyond what 60 samples can resolve" in str(unresolved[0].message)
+    assert est.dimension_ > 5 * max_resolvable_dimension(60)
+    # The project's own uses stay silent: the digits, and 10 dimensions at n = 60.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnresolvedDimensionWarning)
+        Estimator().fit(load_digits(return_X_y=True)[0])
+        Estimator().fit(np.random.default_rng(1).normal(size=(60, 10)))
+
+
+def test_max_resolvable_dimension_by_hand():
+    from idprops.base import max_resolvable_dimension
+
+    assert max_resolvable_dimension(2**10) == 20.0
+    assert max_resolvable_dimension(1797) == pytest.approx(21.62, abs=0.01)

@@ -283,3 +283,18 @@ def test_grid_search_over_layers_matches_manual_cross_validation(rng):
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_input_of_the_wrong_width_or_1_d_says_what_the_model_takes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 3), nn.Linear(3, 20))
+    X = np.random.default_rng(0).normal(size=(50, 5))
+    with pytest.raises(
+        ValueError, match=r"one sample: \(5,\).*first layer '0' \(Linear\) takes inputs with 10 features"
+    ):
+        ReprDimension(model, "1").fit(X)
+    with pytest.raises(ValueError, match=r"the data are 1-D.*reshape\(-1, 1\)"):
+        ReprDimension(model, "1").fit(X[:, 0])
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    with pytest.raises(ValueError, match=r"'0' \(Conv2d\) takes inputs with 3 channels"):
+        ReprDimension(cnn, "1").fit(np.zeros((10, 1, 8, 8)))

@@ -43,7 +43,7 @@ def test_by_hand():
     assert est.n_samples_fit_ == 4 and est.n_features_in_ == 2
     np.testing.assert_array_equal(est.classes_, [0, 1])
     assert est.n_identical_conflicts_ == 0
-    assert est.pixel_scale_ == "as given"
+    assert est.pixel_scale_ == "as given [0, 4]"  # the range the values lie in
 
 
 def test_labels_of_any_type_and_more_classes_by_hand():
@@ -79,12 +79,13 @@ def test_matches_brute_force(n_classes, backend, rng):
     np.testing.assert_array_equal(est.sample_indices_, np.arange(300))
 
 
-def test_8_bit_images_are_kept_in_float32_with_the_same_answer(rng):
+def test_8_bit_images_are_read_on_the_unit_scale_in_float32(rng):
     X = rng.integers(0, 256, (300, 64)).astype(np.uint8)
     y = rng.integers(0, 3, 300)
     est = LabelSharpness(M=None).fit(X, y)
-    assert est._fit_X.dtype == np.float32  # float32 holds every 8-bit value
-    distance, pair = brute_force(X.astype(np.float64), y)
+    assert est._fit_X.dtype == np.float32 and est.pixel_scale_ == "unit [0, 1]"
+    # ToTensor's values: the float32 quotient by 255.
+    distance, pair = brute_force((X.astype(np.float32) / np.float32(255)).astype(np.float64), y)
     assert est.min_distance_ == pytest.approx(distance, rel=1e-12)
     assert est.argmax_pair_ == pair
 
@@ -224,7 +225,7 @@ def test_torch_dataset_of_images_uses_its_labels(rng):
     assert est.min_distance_ == pytest.approx(distance, rel=1e-6)
     assert est.argmax_pair_ == pair
     assert est.n_features_in_ == 16
-    assert est.pixel_scale_ == "as given"
+    assert est.pixel_scale_ == "unit [0, 1]"  # random values in [0, 1)
 
     # Sampling a Dataset reads only the drawn items and gives the same answer as arrays.
     sampled = LabelSharpness(M=25, batch_size=7).fit(dataset)
@@ -380,3 +381,13 @@ def test_dataset_without_labels_needs_y():
 @parametrize_with_checks([LabelSharpness()])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_K_F_beyond_the_largest_float_is_refused_not_infinite(rng):
+    X, y = labelled_data(rng, 100, 5, 2)
+    # 1e-310 is subnormal: the distances are not 0, but 1 / distance overflows.
+    with pytest.raises(ValueError, match=r"beyond the largest float.*rescale the inputs"):
+        LabelSharpness().fit(X * 1e-310, y)
+    est = LabelSharpness().fit(X * 1e-300, y)
+    assert est.n_identical_conflicts_ == 0
+    assert est.sharpness_ == pytest.approx(LabelSharpness().fit(X, y).sharpness_ * 1e300, rel=1e-9)

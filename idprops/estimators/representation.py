@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import _torch_kind
+from ..inputs import torch_kind
 from ..registry import resolve_estimator
 from .mle import MLEDimension
 
@@ -21,7 +21,7 @@ __all__ = ["ReprDimension"]
 
 def _n_input_features(X: Any) -> int:
     """Flattened size of one sample of X as the model sees it."""
-    kind = _torch_kind(X)
+    kind = torch_kind(X)
     if kind not in ("dataset", "loader"):  # arrays, tensors, lists, DataFrames
         shape = X.shape if hasattr(X, "shape") else np.shape(X)
         return int(np.prod(shape[1:]))

@@ -12,7 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..base import _numpy, _torch_kind, as_matrix_and_labels, group_identical_rows
+from ..base import group_identical_rows
+from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
 from ..neighbors import BACKENDS, _float_dtype, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
@@ -65,6 +66,25 @@ def _identical_conflicts(X: np.ndarray, codes: np.ndarray) -> tuple[int, tuple[i
     return n_pairs, (int(first[group[row]]), int(row))
 
 
+def _inverse(distance: float, what: str) -> float:
+    """1 / distance: inf for 0 (identical inputs), refused where it leaves the floats.
+
+    A distance below 1 / (the largest float), about 5.6e-309, is not 0, so its
+    inverse is not infinite, but float64 cannot hold it.
+    """
+    if distance == 0:
+        return np.inf
+    with np.errstate(over="ignore"):
+        inverse = float(1.0 / np.float64(distance))
+    if np.isinf(inverse):
+        raise ValueError(
+            f"the closest differently labelled inputs are {distance:.3g} apart, so {what} "
+            f"(1 / {distance:.3g}) is beyond the largest float ({np.finfo(np.float64).max:.3g}); "
+            "rescale the inputs (K_F scales as 1 / the scale of the inputs) and scale K_F back."
+        )
+    return inverse
+
+
 def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The classes in ``y`` and each label's class number, for class labels only."""
     try:
@@ -87,7 +107,7 @@ def _map_style(X) -> bool:
 
     An IterableDataset can only be read whole, as a DataLoader is.
     """
-    if _torch_kind(X) != "dataset":
+    if torch_kind(X) != "dataset":
         return False
     from torch.utils.data import IterableDataset
 
@@ -108,12 +128,15 @@ class LabelSharpness(BaseEstimator):
     inputs of each class are searched against those of the classes after it, which
     visits every differently labelled pair once and never enumerates pairs.
 
-    Inputs are flattened and used as given, and K_F scales as 1 / (pixel range).
-    The paper's definition assumes pixels in [0, 1] (torchvision's ``ToTensor``);
-    its Figure 1 values (around 1e-4) are on its own preprocessing scale, each image
-    rescaled to [0, 255] by its maximum and resized to 224 x 224, which the
+    K_F scales as 1 / (pixel range), so images get one scale whatever their
+    container: 8-bit images (uint8 arrays or tensors, PIL images, a Dataset or a
+    folder of PNG files) are divided by 255 and 16-bit ones by 65535, as
+    torchvision's ``ToTensor`` does, and floating-point inputs are used as given
+    (see :mod:`idprops.inputs`). The paper's definition assumes pixels in [0, 1];
+    its Figure 1 values (around 1e-4) are on its own preprocessing scale, each
+    image rescaled to [0, 255] by its maximum and resized to 224 x 224, which the
     ``scale="paper"`` preset of :mod:`idprops.data` reproduces. Always report K_F
-    with its scale: ``pixel_scale_`` copies a dataset's ``pixel_scale``.
+    with its scale, ``pixel_scale_``.
 
     Identical inputs with different labels make K_F infinite: that is reported as
     ``inf`` with a warning that counts them, not as an error. Identical inputs with
@@ -168,8 +191,11 @@ class LabelSharpness(BaseEstimator):
     n_identical_conflicts_ : int
         Pairs of identical inputs in the sample with different labels.
     pixel_scale_ : str
-        The ``pixel_scale`` attribute of the input (or of a DataLoader's dataset);
-        idprops datasets carry one. ``"as given"`` when there is none.
+        The scale K_F is on: a dataset's own ``pixel_scale`` (idprops datasets
+        carry one, e.g. ``"paper: per-image max to 255, 224x224"``), else
+        ``"unit [0, 1]"`` when every value of the sample lies in [0, 1] (8-bit
+        images always do) or ``"as given [min, max]"``; see
+        :func:`idprops.inputs.pixel_scale_name`.
 
     See Also
     --------
@@ -218,8 +244,8 @@ class LabelSharpness(BaseEstimator):
         if y is None:
             y = labels
         else:
-            # Through _numpy: numpy reads neither a tensor on the GPU nor one requiring grad.
-            y = _numpy(y)
+            # Through to_numpy: numpy reads neither a tensor on the GPU nor one requiring grad.
+            y = to_numpy(y, "y")
             if rows is not None:
                 y = y[rows]
         if y is None:
@@ -286,9 +312,7 @@ class LabelSharpness(BaseEstimator):
         self.sample_indices_ = rows
         self.n_samples_fit_ = len(rows)
         self.classes_ = classes
-        # A DataLoader carries its dataset's scale.
-        source = X if hasattr(X, "pixel_scale") else getattr(X, "dataset", None)
-        self.pixel_scale_ = str(getattr(source, "pixel_scale", "as given"))
+        self.pixel_scale_ = pixel_scale_name(X, X_s)
         self.n_identical_conflicts_, pair = _identical_conflicts(X_s, codes)
         if pair is not None:
             warnings.warn(
@@ -303,8 +327,7 @@ class LabelSharpness(BaseEstimator):
             distance, pair = self._closest_pair(X_s, codes)
         self.min_distance_ = float(distance)
         self.argmax_pair_ = tuple(int(i) for i in self.sample_indices_[list(pair)])
-        with np.errstate(divide="ignore"):
-            self.sharpness_ = float(1.0 / np.float64(distance))
+        self.sharpness_ = _inverse(distance, "K_F")
         self._fit_X, self._fit_y = X_s, y_s
         return self
 
@@ -359,8 +382,7 @@ class LabelSharpness(BaseEstimator):
             points = self._fit_X[self._fit_y != label]
             dist, _ = kneighbors(X[y == label], 1, Y=points, backend=self.backend)
             smallest = min(smallest, float(dist.min()))
-        with np.errstate(divide="ignore"):
-            return float(-1.0 / np.float64(smallest))
+        return -_inverse(smallest, "the score")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_fit_X")

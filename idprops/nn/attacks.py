@@ -16,6 +16,7 @@ eps = 2 on the [0, 255] scale.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -182,13 +183,13 @@ class PGD(_Attack):
         clip_max: float = 1.0,
     ) -> None:
         super().__init__(eps, clip_min, clip_max)
-        if not isinstance(steps, int) or steps < 1:
+        if not isinstance(steps, Integral) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}.")
         if norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}.")
         if step_size is not None and not step_size >= 0:
             raise ValueError(f"step_size must be >= 0, got {step_size!r}.")
-        self.steps = steps
+        self.steps = int(steps)
         self.step_size = 2.5 * self.eps / steps if step_size is None else float(step_size)
         self.norm = norm
         self.random_start = bool(random_start)

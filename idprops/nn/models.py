@@ -30,6 +30,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -65,19 +66,19 @@ __all__ = [
 
 
 def _size2d(input_size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(input_size, int):
+    if isinstance(input_size, Integral):
         size = (input_size, input_size)
     else:
         size = tuple(input_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
+    if len(size) != 2 or not all(isinstance(s, Integral) and s >= 1 for s in size):
         raise ValueError(f"input_size must be a positive int or a pair (height, width) of them, got {input_size!r}.")
-    return size
+    return int(size[0]), int(size[1])
 
 
 def _check_shape(in_channels: int, num_classes: int, input_size) -> tuple[int, int]:
-    if not isinstance(in_channels, int) or in_channels < 1:
+    if not isinstance(in_channels, Integral) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}.")
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not isinstance(num_classes, Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
     return _size2d(input_size)
 
@@ -869,7 +870,7 @@ def transformer_classifier(
     torch.Size([1, 97])
     """
     if input_size is not None:
-        if not isinstance(input_size, int) or input_size < 1:
+        if not isinstance(input_size, Integral) or input_size < 1:
             raise ValueError(f"input_size (the sequence length) must be a positive int, got {input_size!r}.")
         seq_len = input_size
     model = TransformerClassifier(

@@ -22,6 +22,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,11 @@ def _on_cpu(data: Dataset) -> bool:
     return all(f.device.type == "cpu" for f in fields if isinstance(f, torch.Tensor))
 
 
+def _is_int(value) -> bool:
+    """An integer, Python's or numpy's (numpy integers come from np.arange grids), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
     """A DataLoader over ``data`` in its own order (DataLoaders are used as given).
 
@@ -170,7 +176,7 @@ def _loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
             f"data must be a torch Dataset yielding (input, label) or a DataLoader, got "
             f"{type(data).__name__}; wrap tensors in torch.utils.data.TensorDataset."
         )
-    return DataLoader(data, batch_size=batch_size, shuffle=False)
+    return DataLoader(data, batch_size=int(batch_size), shuffle=False)
 
 
 @torch.no_grad()
@@ -423,7 +429,7 @@ class Trainer:
             raise ValueError("give epochs or max_steps (or both) to say how long to train.")
         for name in ("epochs", "max_steps", "steps_per_epoch"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (not _is_int(value) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
         if self.optimizer_name not in _OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer_name!r}.")
@@ -439,12 +445,12 @@ class Trainer:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
             raise ValueError(
                 f"batch_size must be a positive int, or None for the whole training set in "
                 f"every batch, got {self.batch_size!r}."
             )
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from.")
@@ -472,7 +478,7 @@ class Trainer:
 
     def _batch_size(self, data: Dataset) -> int:
         """The batch size on ``data``: ``batch_size``, or all of ``data`` when it is None."""
-        return max(len(data), 1) if self.batch_size is None else self.batch_size
+        return max(len(data), 1) if self.batch_size is None else int(self.batch_size)
 
     def _batches(self, start_pass: int, start_offset: int) -> Iterator[tuple[int, int, Any]]:
         """Yield (pass, offset after this batch, batch) forever, from a given position."""

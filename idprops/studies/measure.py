@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..base import BaseDimension, DuplicatesWarning, as_matrix_and_labels, distinct_neighbors, drop_duplicates
+from ..base import BaseDimension, DuplicatesWarning, distinct_neighbors, drop_duplicates
+from ..inputs import as_matrix_and_labels
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
 
