@@ -181,6 +181,11 @@ def test_measure_a_flat_folder_from_the_command_line(capsys, tmp_path):
     code, out, err = run(capsys, "measure", "--json", "--data", str(tmp_path), "--estimator", "twonn")
     result = json.loads(out)
     assert "sharpness" not in result and result["sharpness_skipped"].startswith("K_F not measured")
+    # d_repr too: the network is built for the images' channels and size.
+    argv = ("measure", "--json", "--data", str(tmp_path), "--model", "small_cnn", "--layer", "fc1")
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["representation"]["layers"][0]["dimension"] > 0
 
 
 def save(path, X, y):

@@ -336,7 +336,8 @@ def _build_named_model(data, name: str, *, weights, y, seed):
     if isinstance(data, np.ndarray):
         shape = data.shape[1:]
     elif hasattr(data, "__getitem__"):
-        shape = tuple(data[0][0].shape)  # a Dataset of (image, label)
+        item = data[0]  # (image, label), or an image alone when unlabelled
+        shape = tuple((item[0] if isinstance(item, (tuple, list)) else item).shape)
     else:
         shape = None
     kwargs = {}
