@@ -12,9 +12,9 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._sklearn_compat import Interval, StrOptions
 from .inputs import as_matrix
 from .neighbors import BACKENDS, _float_dtype, kneighbors
 

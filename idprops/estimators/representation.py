@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .._sklearn_compat import Interval
 from ..inputs import torch_kind
 from ..registry import resolve_estimator
 from .mle import MLEDimension

@@ -8,10 +8,10 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._sklearn_compat import Interval, StrOptions
 from ..base import group_identical_rows
 from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
 from ..neighbors import BACKENDS, _float_dtype, kneighbors
