@@ -13,7 +13,7 @@ Both are *studies*: grids of cells (dataset x model x :math:`N` x seed), each of
 trains a network and measures it. Here both run in miniature on scikit-learn's
 digits — binary tasks made of pairs of digits, a small CNN, 10 epochs, one seed — in
 about half a minute on two CPU cores. The presets ``digits`` and
-``digits-robustness`` (``idprops study scaling-law --preset digits``) are the same
+``digits-robustness`` (``idprops study run digits``) are the same
 experiments at a size that says something; see :doc:`/guide/studies`.
 """
 
@@ -22,8 +22,9 @@ experiments at a size that says something; see :doc:`/guide/studies`.
 # ---------------------
 # Every step is named: the model by its registered name, the training by a preset
 # (the paper's Adam, lr 1e-3, weight decay 1e-4) with overrides, the estimators, the
-# representation layer and the attacks by name with parameters. Cells go to a results
-# store as they finish; a second ``fit`` with the same store runs nothing.
+# representation layer and the attacks by name with parameters. ``run`` writes the
+# cells to a results store as they finish and returns their records; a second ``run``
+# with the same store computes nothing.
 import tempfile
 from pathlib import Path
 
@@ -46,11 +47,11 @@ scaling = ScalingLawStudy(
     representation={"layers": ["relu"], "estimator": "twonn"},
     attacks={"fgsm": {"eps": 2 / 255}},
     device="cpu",
-    store=store,
-).fit()
-print(f"{scaling.n_cells_run_} cells run; again: {scaling.fit().n_cells_run_} cells run")
+)
+results = scaling.run(store)
+print(f"{results.n_run} cells run; again: {scaling.run(store).n_run} cells run")
 
-for r in scaling.results_:
+for r in results:
     print(
         f"digits {r['data.classes']} N = {r['n_train']:3d}: test loss {r['test_loss']:.3f}, "
         f"d_data {r['d_data.mle']:.2f} (MLE) {r['d_data.twonn']:.2f} (TwoNN), K_F {r['K_F']:.3f}, "
@@ -60,7 +61,7 @@ for r in scaling.results_:
 # %%
 # One record per cell, with the configuration's fields and the results, nested names
 # dotted (``d_data.mle``, ``robust_accuracy.fgsm``): ready for pandas
-# (``pandas.DataFrame(study.results_)``) or for :mod:`idprops.analysis`.
+# (``results.to_frame()``) or for :mod:`idprops.analysis`.
 #
 # The scaling-law figure: test loss against :math:`N` on log-log axes, one line per
 # task, each with its least-squares fit :math:`\log L = -\alpha \log N + c` and its
@@ -68,11 +69,11 @@ for r in scaling.results_:
 # :math:`d_{repr} \le d_{data}`: the trained network's last hidden layer is simpler
 # than its input data (both by TwoNN here, as the paper's script measured
 # :math:`d_{repr}`: compare dimensions measured with the same estimator).
-tasks = sorted({tuple(r["data.classes"]) for r in scaling.results_})
+tasks = sorted({tuple(r["data.classes"]) for r in results})
 label = {t: f"{t[0]} vs {t[1]}" for t in tasks}
 fits = {}
 for t in tasks:
-    rows = [r for r in scaling.results_ if tuple(r["data.classes"]) == t]
+    rows = [r for r in results if tuple(r["data.classes"]) == t]
     fits[label[t]] = fit_scaling_law([r["n_train"] for r in rows], [r["test_loss"] for r in rows])
     d = np.mean([r["d_data.mle"] for r in rows])
     f = fits[label[t]]
@@ -83,9 +84,9 @@ for t in tasks:
 
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2))
 plot_scaling_law(
-    [r["n_train"] for r in scaling.results_],
-    [r["test_loss"] for r in scaling.results_],
-    groups=[label[tuple(r["data.classes"])] for r in scaling.results_],
+    [r["n_train"] for r in results],
+    [r["test_loss"] for r in results],
+    groups=[label[tuple(r["data.classes"])] for r in results],
     fit=fits,
     ax=ax0,
 )
@@ -93,8 +94,8 @@ ax0.set_xlabel("training-set size N")
 ax0.set_title("test loss against N (small CNN, digit pairs)")
 ax0.legend(fontsize=7)
 
-d_data = [r["d_data.twonn"] for r in scaling.results_]
-d_repr = [r["d_repr.relu"] for r in scaling.results_]
+d_data = [r["d_data.twonn"] for r in results]
+d_repr = [r["d_repr.relu"] for r in results]
 ax1.scatter(d_data, d_repr)
 top = max(d_data + d_repr) * 1.05
 ax1.plot([0, top], [0, top], "k:", label="d_repr = d_data")
@@ -129,9 +130,8 @@ robustness = RobustnessStudy(
     sharpness={"M": "all"},
     attacks={"fgsm": {"eps": 2 / 255}, "pgd": {"eps": 1 / 16, "steps": 10, "seed": 0}},
     device="cpu",
-    store=store,  # one store can hold several studies
-).fit()
-rows = robustness.results_
+)
+rows = robustness.run(store)  # one store can hold several studies
 K_F = [r["K_F"] for r in rows]
 for attack in ("fgsm", "pgd"):
     for field in ("robust_accuracy", "loss_increase"):
@@ -158,5 +158,5 @@ fig.tight_layout()
 # %%
 # ``report`` writes the same analysis as a Markdown and HTML report with its figures
 # and a CSV of the cells; it is what ``idprops study`` prints the path of.
-report = robustness.report(Path(tempfile.mkdtemp()) / "robustness-report")
+report = robustness.report(rows, Path(tempfile.mkdtemp()) / "robustness-report")
 print(sorted(p.name for p in report.parent.iterdir()))

@@ -25,10 +25,9 @@ track the ID of its three hidden layers on the 450 test images.
 import matplotlib.pyplot as plt
 import torch
 
-from idprops.analysis import llid_pid
 from idprops.data import corrupt, load_digits
 from idprops.nn import Trainer, mlp3x512
-from idprops.nn.callbacks import ActivationIDTracker
+from idprops.nn.callbacks import ActivationIDTracker, llid_pid
 from idprops.plotting import plot_id_curves
 
 train, test = load_digits(train=True), load_digits(train=False)

@@ -170,7 +170,7 @@ def capture(model: nn.Module, layers: Layer | Sequence[Layer]) -> Iterator[dict[
             handle.remove()
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch.device; ``"auto"`` is the GPU when torch sees one, else the CPU.
 
     The one reading of ``device`` for everything that runs a model (here, so that the
@@ -347,7 +347,7 @@ def collect_activations(
         total = min(total, math.ceil(max_samples / per_batch))
 
     home, dtype = _model_device_and_dtype(model)
-    target = home if device is None else _resolve_device(device)
+    target = home if device is None else resolve_device(device)
     modes = [(module, module.training) for module in model.modules()]
     moved = target != home
     n_seen = n_batches = 0

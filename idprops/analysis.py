@@ -9,16 +9,15 @@ throughout:
   or model, ``log L = a + b d`` (:func:`fit_loss_vs_dimension`);
 - label sharpness against robustness (:func:`correlation`, with a bootstrap CI).
 
-And the summaries of a network's layer-wise intrinsic dimensions of Brown et al.
-(2022, SEEDS.md §2): LLID, PID and ``log(PID/LLID)`` (:func:`llid_pid`).
+The summaries of a network's layer-wise intrinsic dimensions (LLID, PID) live beside
+the tracker that records them, in :mod:`idprops.nn.callbacks`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -27,13 +26,11 @@ from .base import log_in_place
 
 __all__ = [
     "Correlation",
-    "LayerIDSummary",
     "LinearFit",
     "ScalingLawFit",
     "correlation",
     "fit_loss_vs_dimension",
     "fit_scaling_law",
-    "llid_pid",
 ]
 
 
@@ -456,83 +453,3 @@ def correlation(
         method=method,
         confidence=confidence,
     )
-
-
-def _layer_position(names: list[str] | None, n_layers: int, layer: str | int | None) -> int:
-    """The position (0 to n_layers - 1) of ``layer``: a name, an index, or None for the last."""
-    if layer is None:
-        return n_layers - 1
-    if isinstance(layer, str):
-        if names is None or layer not in names:
-            raise ValueError(
-                f"last_hidden={layer!r} is not one of the layers "
-                f"{names if names is not None else '(a sequence has no names: give a position)'}"
-            )
-        return names.index(layer)
-    pos = int(layer)
-    if not -n_layers <= pos < n_layers:
-        raise ValueError(f"last_hidden={layer} is out of range for {n_layers} layers")
-    return pos % n_layers
-
-
-class LayerIDSummary(NamedTuple):
-    """LLID, PID and ``log(PID / LLID)`` of one network at one time.
-
-    Examples
-    --------
-    >>> llid_pid({"conv": 10.0, "fc": 5.0})
-    LayerIDSummary(llid=5.0, pid=10.0, log_ratio=0.693...)
-    """
-
-    llid: float
-    pid: float
-    log_ratio: float
-
-
-def llid_pid(layer_ids: Mapping[str, float] | Sequence[float], last_hidden: str | int | None = None) -> LayerIDSummary:
-    """Summarise a network's layer-wise intrinsic dimensions (Brown et al. 2022).
-
-    - LLID, last-layer ID: the ID of the last hidden layer, the one feeding the
-      classifier;
-    - PID, peak ID: the largest ID over all the given layers;
-    - ``log(PID / LLID)``, which tracks validation accuracy in the paper: rich early
-      features, a simple representation at the end.
-
-    Parameters
-    ----------
-    layer_ids : mapping of str to float, or sequence of float
-        The ID of each layer, input side first (a mapping in its insertion order).
-        Leave out the raw data's ID and the classifier's output: PID is the maximum
-        over everything given.
-    last_hidden : str or int, optional
-        The LLID layer: a name (mapping) or position (either). Default: the last one.
-
-    Returns
-    -------
-    LayerIDSummary
-        ``(llid, pid, log_ratio)``, a named tuple. A layer whose estimate is NaN is
-        left out of PID (the research code records a failed estimate as NaN); if it is
-        the LLID layer, LLID and the ratio are NaN.
-
-    Examples
-    --------
-    >>> ids = {"conv1": 20.0, "conv2_x": 35.0, "conv3_x": 28.0, "avgpool": 7.0}
-    >>> s = llid_pid(ids)
-    >>> s.llid, s.pid, round(s.log_ratio, 4)
-    (7.0, 35.0, 1.6094)
-    >>> llid_pid([20.0, 35.0, 28.0, 7.0], last_hidden=2).llid
-    28.0
-    """
-    if isinstance(layer_ids, Mapping):
-        names = list(layer_ids)
-        values = np.asarray(list(layer_ids.values()), dtype=np.float64)
-    else:
-        names = None
-        values = np.asarray(layer_ids, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("layer_ids is empty: give the ID of at least one layer")
-    if np.any(values[~np.isnan(values)] <= 0):
-        raise ValueError("intrinsic dimensions must be positive (or NaN for a failed estimate)")
-    llid = float(values[_layer_position(names, values.size, last_hidden)])
-    pid = float(np.nanmax(values)) if not np.all(np.isnan(values)) else math.nan
-    return LayerIDSummary(llid, pid, math.log(pid / llid))

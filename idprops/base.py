@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._sklearn_compat import Interval, StrOptions
 from .inputs import as_matrix
-from .neighbors import BACKENDS, _float_dtype, kneighbors
+from .neighbors import BACKENDS, float_dtype, kneighbors
 
 __all__ = [
     "BaseDimension",
@@ -208,7 +208,7 @@ def drop_duplicates(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _as_points(X) -> np.ndarray:
     """X as the float matrix the estimators search (flattened, validated, float32 where exact)."""
     X = as_matrix(X)
-    return check_array(X, dtype=_float_dtype(X))
+    return check_array(X, dtype=float_dtype(X))
 
 
 def distinct_neighbors(X, k: int, *, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +342,7 @@ class BaseDimension(BaseEstimator):
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         X = as_matrix(X)
-        return validate_data(self, X, reset=reset, dtype=_float_dtype(X))
+        return validate_data(self, X, reset=reset, dtype=float_dtype(X))
 
     def n_neighbors_needed(self) -> int:
         """Neighbours per point this estimator needs, once its parameters are checked.

@@ -186,6 +186,7 @@ def _add_measure(sub) -> None:
 def _run_measure(args) -> int:
     from .data import load_dataset
     from .data.arrayfiles import ARRAY_SUFFIXES
+    from .jsonable import jsonable
     from .studies.measure import measure
 
     if args.layers and not args.model:
@@ -259,23 +260,12 @@ def _run_measure(args) -> int:
             "classes); sort the images into one subfolder per class, or save the labels as y."
         )
     if args.json:
-        print(json.dumps(_finite_or_null(result), indent=2, default=str, allow_nan=False))
+        print(json.dumps(jsonable(result, nonfinite="null"), indent=2, allow_nan=False))
     else:
         print(format_measurement(result))
         if "sharpness_skipped" in result:
             print(result["sharpness_skipped"])
     return 0
-
-
-def _finite_or_null(value: Any) -> Any:
-    """``value`` with non-finite floats as None, since strict JSON has no Infinity or NaN."""
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _pm(value: float, std: float | None) -> str:
@@ -348,14 +338,39 @@ def format_measurement(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Study kinds of ``idprops study KIND``: "package.module:Class" of a Study subclass.
-STUDIES = {
-    "scaling-law": "idprops.studies.scaling:ScalingLawStudy",
-    "robustness": "idprops.studies.robustness:RobustnessStudy",
-    "dynamics": "idprops.studies.dynamics:DynamicsStudy",
-    "grokking": "idprops.studies.grokking:GrokkingStudy",
-    "randomization": "idprops.studies.randomization:RandomizationStudy",
-}
+def _add_run_options(p, kind: str | None) -> None:
+    """The options that every form of ``idprops study`` takes."""
+    p.add_argument(
+        "--set",
+        action="append",
+        dest="overrides",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an entry of the study file, repeatable: training.epochs=1, sizes=[50,100]",
+    )
+    p.add_argument(
+        "--store",
+        help="SQLite results store (default: the study file's store, else OUT/results.sqlite); resumed when it exists",
+    )
+    p.add_argument("--out", help=f"folder of the report (default: ./{kind or 'KIND'}-report)")
+    p.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let torchvision download the missing files of every dataset into its root "
+        "(as download = true in each dataset entry)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells, how many the store holds already and an estimate of the time left; run nothing",
+    )
 
 
 def _presets_by_kind() -> dict[str, list[str]]:
@@ -369,19 +384,30 @@ def _presets_by_kind() -> dict[str, list[str]]:
 
 
 def _add_study(sub) -> None:
+    from .registry import available_studies, get_study
+
     presets = _presets_by_kind()
     p = sub.add_parser(
         "study",
         help="run a study (train, attack, measure) from a study file, resumably",
         description="Run every cell of a study that its results store lacks, then write "
         "the report (Markdown, HTML, CSV, figures). Run it again to resume after an "
-        "interruption: finished cells are not run again.",
-        epilog="shipped presets (idprops study KIND --preset NAME): "
+        "interruption: finished cells are not run again. 'idprops study run FILE' runs "
+        "the study the file names by its kind; 'idprops study KIND --config FILE' (or "
+        "--preset NAME) checks that the file is of that kind.",
+        epilog="shipped presets (idprops study run NAME, or idprops study KIND --preset NAME): "
         + "; ".join(f"{kind}: {', '.join(names)}" for kind, names in presets.items()),
     )
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    for kind, target in STUDIES.items():
-        k = kinds.add_parser(kind, help=f"run a {kind} study ({target.rpartition(':')[2]})")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{run,KIND}")
+    run = kinds.add_parser("run", help="run the study a study file (or a shipped preset) describes")
+    run.add_argument("file", metavar="FILE", help="a TOML study file, or the name of a shipped preset (e.g. digits)")
+    _add_run_options(run, None)
+    run.set_defaults(run=_run_study)
+    for kind in available_studies():
+        if kind == "run":  # taken by the command above; a plugin's study of that name is run by its file
+            continue
+        cls = get_study(kind)
+        k = kinds.add_parser(kind, help=f"run a {kind} study ({cls.__name__})")
         source = k.add_mutually_exclusive_group(required=True)
         source.add_argument(
             "--preset",
@@ -390,65 +416,56 @@ def _add_study(sub) -> None:
             + (", ".join(presets.get(kind, ())) or f"none ships for {kind}"),
         )
         source.add_argument("--config", metavar="FILE", help="a TOML study file")
-        k.add_argument(
-            "--set",
-            action="append",
-            dest="overrides",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override an entry of the study file, repeatable: training.epochs=1, sizes=[50,100]",
-        )
-        k.add_argument(
-            "--store",
-            help="SQLite results store (default: the study file's store, else OUT/results.sqlite); resumed when it exists",
-        )
-        k.add_argument("--out", help=f"folder of the report (default: ./{kind}-report)")
-        k.add_argument("--n-jobs", type=int, help="cells run at once (-1: all cores; default: the file's or 1)")
-        k.add_argument(
-            "--dask",
-            metavar="ADDRESS",
-            help="run the cells on the dask.distributed cluster whose scheduler is at ADDRESS (tcp://host:8786); needs idprops[dask]",
-        )
-        k.add_argument(
-            "--download",
-            action="store_true",
-            help="let torchvision download the missing files of every dataset into its root "
-            "(as download = true in each dataset entry)",
-        )
-        k.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-        k.set_defaults(run=_run_study, study_class=target)
+        _add_run_options(k, kind)
+        k.set_defaults(run=_run_study)
+
+
+def _study_path(args):
+    from pathlib import Path
+
+    from .studies.study import available_presets, find_preset
+
+    if args.kind != "run":
+        return find_preset(args.preset) if args.preset else Path(args.config)
+    path = Path(args.file).expanduser()
+    if not path.exists() and args.file in available_presets():
+        return find_preset(args.file)
+    return path
 
 
 def _run_study(args) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
-    from .studies.study import find_preset, import_object, parse_overrides
+    from .studies.specs import parse_datasets
+    from .studies.study import parse_overrides, read_study_file
 
-    if importlib.util.find_spec("matplotlib") is None:
+    if importlib.util.find_spec("matplotlib") is None and not args.dry_run:
         # Fail before the cells run, not after: the report is what the user asked for.
         raise RuntimeError(
             "the study's report draws figures with matplotlib, which is not installed; pip install 'idprops[plot]'"
         )
-    cls = import_object(args.study_class)
-    path = find_preset(args.preset) if args.preset else Path(args.config)
+    path = _study_path(args)
+    study, options = read_study_file(
+        path, parse_overrides(args.overrides), kind=None if args.kind == "run" else args.kind
+    )
     # "--out=~/x" reaches here unexpanded by the shell; a literal ./~ folder is never meant.
-    out = Path(args.out or f"{args.kind}-report").expanduser()
-    overrides = parse_overrides(args.overrides)
+    out = Path(args.out or f"{study.kind}-report").expanduser()
     if args.store:
-        overrides["store"] = args.store
+        options["store"] = args.store
     if args.n_jobs is not None:
-        overrides["n_jobs"] = args.n_jobs
+        options["n_jobs"] = args.n_jobs
     if args.no_progress:
-        overrides["progress"] = False
-    study = cls.from_toml(path, overrides)
+        options["progress"] = False
     if args.download:
         if "datasets" not in study.get_params():
-            raise ValueError(f"--download: a {args.kind} study reads bundled data; there is nothing to download")
-        from .studies.scaling import normalize_datasets
-
-        study.set_params(datasets=[{**entry, "download": True} for entry in normalize_datasets(study.datasets)])
-    if study.store is None:  # neither --store nor the study file names one
-        study.set_params(store=str(out / "results.sqlite"))
+            raise ValueError(f"--download: a {study.kind} study reads bundled data; there is nothing to download")
+        study.set_params(datasets=[replace(d, download=True) for d in parse_datasets(study.datasets)])
+    if options.get("store") is None:  # neither --store nor the study file names one
+        options["store"] = str(out / "results.sqlite")
+    if args.dry_run:
+        print(study.plan(options["store"], n_jobs=options.get("n_jobs", 1)))
+        return 0
     with contextlib.ExitStack() as stack:
         if args.dask:
             try:
@@ -459,10 +476,10 @@ def _run_study(args) -> int:
 
             stack.enter_context(Client(args.dask))
             stack.enter_context(parallel_config(backend="dask"))
-        study.fit()
-    reused = len(study.results_) - study.n_cells_run_
-    print(f"{args.kind}: {study.n_cells_run_} cell(s) run, {reused} taken from {study.store_path_}")
-    print(f"report: {study.report(out)}")
+        results = study.run(**options)
+    reused = len(results) - results.n_run
+    print(f"{study.kind}: {results.n_run} cell(s) run, {reused} taken from {results.store_path}")
+    print(f"report: {study.report(results, out)}")
     return 0
 
 

@@ -55,7 +55,7 @@ _FAISS_GPU_MAX_K = 2048
 _SYMMETRIC_MIN_ROWS = 2048
 
 
-def _float_dtype(X):
+def float_dtype(X):
     """The ``dtype`` to ask ``check_array`` for: float32 where it holds ``X`` exactly.
 
     Images of 8 or 16 bits, float16 activations and booleans have every value in
@@ -555,9 +555,9 @@ def kneighbors(
     >>> dist[3]
     array([4., 6.])
     """
-    X = check_array(X, dtype=_float_dtype(X), input_name="X")
+    X = check_array(X, dtype=float_dtype(X), input_name="X")
     exclude_self = Y is None
-    Y = X if exclude_self else check_array(Y, dtype=_float_dtype(Y), input_name="Y")
+    Y = X if exclude_self else check_array(Y, dtype=float_dtype(Y), input_name="Y")
     if Y.shape[1] != X.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."

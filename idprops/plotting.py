@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import Correlation, LinearFit, _layer_position, correlation, llid_pid
+from .analysis import Correlation, LinearFit, correlation
 
 __all__ = [
     "plot_correlation",
@@ -214,7 +214,7 @@ def plot_id_profile(
     Parameters
     ----------
     layer_ids : mapping of str to float, or sequence of float
-        ID per layer, input side first (as :func:`~idprops.analysis.llid_pid` takes it).
+        ID per layer, input side first (as :func:`~idprops.nn.callbacks.llid_pid` takes it).
     last_hidden : str or int, optional
         The LLID layer (default: the last).
     label : str, optional
@@ -234,6 +234,8 @@ def plot_id_profile(
     >>> len(ax.lines), [t.get_text() for t in ax.get_xticklabels()]
     (3, ['conv1', 'conv2_x', 'avgpool'])
     """
+    from .nn.callbacks import layer_position, llid_pid
+
     llid, pid, _ = llid_pid(layer_ids, last_hidden)  # validates
     names = list(layer_ids) if isinstance(layer_ids, Mapping) else None
     values = np.asarray(list(layer_ids.values()) if names else layer_ids, dtype=np.float64)
@@ -241,7 +243,7 @@ def plot_id_profile(
     ax = _axes(ax)
     ax.plot(xs, values, "o-", label=label)
     if not math.isnan(llid):
-        pos = _layer_position(names, values.size, last_hidden)
+        pos = layer_position(names, values.size, last_hidden)
         ax.plot([xs[pos]], [llid], "s", ms=9, mfc="none", label=f"LLID = {llid:.3g}")
     if math.isnan(pid):  # PID is NaN only when every layer's estimate is
         note = "no layer has a finite ID estimate"
@@ -318,6 +320,8 @@ def plot_id_curves(
         rows = [rec[ids_key] for rec in history]
     except KeyError as exc:
         raise ValueError(f"every history record needs {x!r} and {ids_key!r}; missing {exc}") from None
+    from .nn.callbacks import llid_pid
+
     layers = _layer_order(rows)
     # every record over all the layers, so that last_hidden names one layer throughout
     rows = [{name: row.get(name, math.nan) for name in layers} for row in rows]

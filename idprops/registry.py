@@ -1,4 +1,4 @@
-"""Find estimators, models and datasets by name, through Python entry points.
+"""Find estimators, models, datasets, attacks and studies by name, through Python entry points.
 
 A third-party package adds an estimator by declaring, in its own ``setup.cfg``::
 
@@ -6,8 +6,12 @@ A third-party package adds an estimator by declaring, in its own ``setup.cfg``::
     idprops.estimators =
         mydim = mypkg:MyDimension
 
-after which ``get_estimator("mydim")``, the command line and the pipelines accept
-``"mydim"``. idprops registers its own built-ins the same way. Discovery is a pure
+after which ``get_estimator("mydim")``, the command line and the studies accept
+``"mydim"``. The groups are ``idprops.estimators``, ``idprops.models``,
+``idprops.datasets``, ``idprops.attacks`` (attack classes, as
+:class:`~idprops.nn.attacks.FGSM`) and ``idprops.studies`` (subclasses of
+:class:`~idprops.studies.study.Study`, run by ``idprops study NAME``). idprops
+registers its own built-ins the same way. Discovery is a pure
 function of the entry points (:func:`collect_entry_points`), cached until
 :func:`refresh` is called.
 
@@ -23,23 +27,31 @@ Rules, chosen so that one broken or greedy plugin never breaks the others:
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import multiprocessing
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "available_attacks",
     "available_datasets",
     "available_estimators",
     "available_models",
+    "available_studies",
     "collect_entry_points",
+    "get_attack",
     "get_dataset",
     "get_estimator",
     "get_model",
+    "get_study",
+    "name_of",
     "refresh",
+    "register_attack",
     "register_dataset",
     "register_estimator",
     "register_model",
+    "register_study",
     "resolve_estimator",
 ]
 
@@ -196,6 +208,15 @@ class _Registry:
 _ESTIMATORS = _Registry("idprops.estimators", "estimator")
 _MODELS = _Registry("idprops.models", "model")
 _DATASETS = _Registry("idprops.datasets", "dataset")
+_ATTACKS = _Registry("idprops.attacks", "attack")
+_STUDIES = _Registry("idprops.studies", "study")
+_REGISTRIES = {
+    "estimator": _ESTIMATORS,
+    "model": _MODELS,
+    "dataset": _DATASETS,
+    "attack": _ATTACKS,
+    "study": _STUDIES,
+}
 
 
 def refresh() -> None:
@@ -207,7 +228,7 @@ def refresh() -> None:
     --------
     >>> refresh()
     """
-    for registry in (_ESTIMATORS, _MODELS, _DATASETS):
+    for registry in _REGISTRIES.values():
         registry.refresh()
 
 
@@ -350,3 +371,102 @@ def register_dataset(name: str, loader: Any, *, replace: bool = False) -> None:
     (3, 2)
     """
     _DATASETS.register(name, loader, replace=replace)
+
+
+def get_attack(name: str) -> type:
+    """Return the attack class registered under ``name``.
+
+    Examples
+    --------
+    >>> get_attack("pgd").__name__
+    'PGD'
+    """
+    return _ATTACKS.get(name)
+
+
+def available_attacks() -> list[str]:
+    """Names of every attack that loads, built-in and plugin, sorted.
+
+    Examples
+    --------
+    >>> available_attacks()[:2]
+    ['fgsm', 'pgd']
+    """
+    return _ATTACKS.available()
+
+
+def register_attack(name: str, cls: type, *, replace: bool = False) -> None:
+    """Register an attack class under ``name`` for this session.
+
+    Examples
+    --------
+    >>> from idprops.nn import FGSM
+    >>> register_attack("fgsm_alias", FGSM, replace=True)
+    >>> get_attack("fgsm_alias") is FGSM
+    True
+    """
+    _ATTACKS.register(name, cls, replace=replace)
+
+
+def get_study(name: str) -> type:
+    """Return the study class registered under ``name`` (its ``kind``).
+
+    Examples
+    --------
+    >>> get_study("scaling-law").__name__
+    'ScalingLawStudy'
+    """
+    return _STUDIES.get(name)
+
+
+def available_studies() -> list[str]:
+    """Names of every study that loads, built-in and plugin, sorted.
+
+    Examples
+    --------
+    >>> "robustness" in available_studies()
+    True
+    """
+    return _STUDIES.available()
+
+
+def register_study(name: str, cls: type, *, replace: bool = False) -> None:
+    """Register a study class under ``name`` for this session.
+
+    Examples
+    --------
+    >>> from idprops.studies import ScalingLawStudy
+    >>> register_study("scaling-alias", ScalingLawStudy, replace=True)
+    >>> get_study("scaling-alias") is ScalingLawStudy
+    True
+    """
+    _STUDIES.register(name, cls, replace=replace)
+
+
+def name_of(obj: Any, kind: str) -> str | None:
+    """The name under which ``obj`` (a class, a factory, or an instance of a class) is
+    registered as a ``kind`` (``"estimator"``, ``"model"``, ``"dataset"``, ``"attack"``
+    or ``"study"``); None when it is not.
+
+    Entry points come first, in sorted order of their names, then runtime
+    registrations: the answer never depends on the order entry points are found in,
+    and an alias registered in a session does not rename a built-in.
+
+    Examples
+    --------
+    >>> from idprops import MLEDimension
+    >>> name_of(MLEDimension(k=5), "estimator")
+    'mle'
+    """
+    registry = _REGISTRIES[kind]
+    target = obj if isinstance(obj, type) or inspect.isroutine(obj) else type(obj)
+    for name in sorted(registry._discover()):
+        try:
+            if registry._load(name) is target:
+                return name
+        except ImportError:
+            continue
+    for name, candidate in registry._runtime.items():
+        if candidate is target:
+            return name
+    return None

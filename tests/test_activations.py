@@ -277,7 +277,7 @@ def test_capture_records_every_forward_and_removes_hooks():
 
 
 def test_device_auto_is_the_gpu_when_there_is_one_else_the_cpu(monkeypatch):
-    from idprops.activations import _resolve_device
+    from idprops.activations import resolve_device
 
     model, x = small_cnn(), images(5)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -286,7 +286,7 @@ def test_device_auto_is_the_gpu_when_there_is_one_else_the_cpu(monkeypatch):
     with pytest.raises(ValueError, match="torch sees no GPU"):
         collect_activations(model, x, "2", device="cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("auto") == torch.device("cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

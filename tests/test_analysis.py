@@ -10,8 +10,8 @@ from idprops.analysis import (
     correlation,
     fit_loss_vs_dimension,
     fit_scaling_law,
-    llid_pid,
 )
+from idprops.nn.callbacks import llid_pid
 
 SIZES = np.repeat([500, 750, 1000, 1250, 1500, 1750], 4)  # the paper's sizes, 4 seeds each
 

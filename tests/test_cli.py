@@ -283,26 +283,19 @@ def test_weights_keep_their_classes_on_a_subset(capsys, tmp_path):
 def test_study_out_tilde_is_the_home_folder(capsys, tmp_path, monkeypatch):
     seen = {}
 
-    class RecordingStudy:
-        """Stands in for a study (no training): records where its store and report go."""
+    from idprops.studies import ScalingLawStudy
+    from idprops.studies.results import Results
 
-        store, store_path_, results_, n_cells_run_ = None, None, [], 0
+    def run_only_records(self, store=None, **options):  # no training
+        seen["store"] = store
+        return Results([], n_run=0, store_path=store)
 
-        @classmethod
-        def from_toml(cls, path, overrides):
-            return cls()
+    def report_only_records(self, results, out):
+        seen["out"] = out
+        return out / "report.md"
 
-        def set_params(self, store):
-            self.store = seen["store"] = store
-
-        def fit(self):
-            return self
-
-        def report(self, out):
-            seen["out"] = out
-            return out / "report.md"
-
-    monkeypatch.setattr("idprops.studies.study.import_object", lambda spec: RecordingStudy)
+    monkeypatch.setattr(ScalingLawStudy, "run", run_only_records)
+    monkeypatch.setattr(ScalingLawStudy, "report", report_only_records)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "study", "scaling-law", "--preset", "digits", "--out=~/report")

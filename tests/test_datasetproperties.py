@@ -38,7 +38,7 @@ def test_reprdim_uses_the_layer(digits01):
 def test_reprdim_runs_on_the_gpu_when_there_is_one(digits01, monkeypatch):
     # As in the research code, the default device is the GPU when torch sees one.
     import idprops.datasetproperties as datasetproperties
-    from idprops.activations import _resolve_device
+    from idprops.activations import resolve_device
 
     devices = []
 
@@ -52,9 +52,9 @@ def test_reprdim_runs_on_the_gpu_when_there_is_one(digits01, monkeypatch):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16))
     compute_intrinsic_reprdim(digits01, model, model[1])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _resolve_device(devices[0]) == torch.device("cuda")
+    assert resolve_device(devices[0]) == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _resolve_device(devices[0]) == torch.device("cpu")
+    assert resolve_device(devices[0]) == torch.device("cpu")
 
 
 def test_reprdim_failure_returns_nan_with_a_warning(digits01):

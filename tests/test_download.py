@@ -8,7 +8,9 @@ import pytest
 
 from idprops.cli import main
 from idprops.data import load_mnist
-from idprops.studies.scaling import ScalingLawStudy, download_datasets
+from idprops.studies.scaling import ScalingLawStudy
+from idprops.studies.specs import parse_datasets
+from idprops.studies.steps import download_data
 from idprops.studies.study import CellError
 
 torchvision_mnist = pytest.importorskip("torchvision.datasets.mnist")
@@ -93,10 +95,10 @@ def test_a_study_entry_with_download_true_fetches_before_the_first_cell(tmp_path
     assert study.cells() == _study(tmp_path, download=False).cells()
     # Raised in the cell, or by a check of the whole study before it: either says how.
     with pytest.raises((CellError, FileNotFoundError, ValueError), match="download = true"):
-        _study(tmp_path, download=False).fit()
-    study.fit()
-    assert len(fetched) == 4 and study.results_[0]["n_train"] == 8
-    assert download_datasets(study.datasets) == ["mnist"] and len(fetched) == 4
+        _study(tmp_path, download=False).run()
+    results = study.run()
+    assert len(fetched) == 4 and results[0]["n_train"] == 8
+    assert download_data(parse_datasets(study.datasets)) == ["mnist"] and len(fetched) == 4
     with pytest.raises(ValueError, match="download is true or false"):
         _study(tmp_path, download="yes").cells()
 

@@ -7,23 +7,18 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from idprops.studies.dynamics import (
-    _DEFAULT_LAYERS,
-    DynamicsStudy,
-    RandomShift,
-    dynamics_cell,
-    first_step_at_least,
-    merge_by_step,
-)
+from idprops.data.transforms import RandomShift
+from idprops.studies.dynamics import DynamicsStudy, dynamics_cell
+from idprops.studies.specs import DEFAULT_LAYERS
+from idprops.studies.steps import first_step_at_least, merge_by_step
 
 TINY = dict(
-    n_train=100,
+    sizes=100,
     regularizers={"dropout": [0.0, 0.5], "weight_decay": [0.0, 0.1], "shift": [1]},
     seeds=[0],
     training={"epochs": 2, "threads": 1},
     tracking={"n_samples": 80},
     device="cpu",
-    progress=False,
 )
 
 
@@ -64,7 +59,9 @@ def test_settings_share_the_baseline():
         (dict(training={"weight_decay": 0.1}), "set by the study"),
         (dict(training={"label_smoothing": 0.1}), "set by the study"),
         (dict(baseline={"dropuot": 0.1}), "baseline"),
-        (dict(model="resnet18"), "no default"),
+        (dict(models="resnet18"), "no default"),
+        (dict(models=["small_cnn", "mlp1x512"]), "one dataset, one model and one size"),
+        (dict(datasets={"name": "digits", "pairs": [[0, 1], [2, 3]]}), "2 dataset"),
         (dict(tracking={"data": "val"}), "'test' or 'train'"),
     ],
 )
@@ -83,17 +80,16 @@ def test_helpers():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return DynamicsStudy(**TINY, store=tmp_path_factory.mktemp("dyn") / "store.sqlite").fit()
+    return DynamicsStudy(**TINY).run(tmp_path_factory.mktemp("dyn") / "store.sqlite", progress=False)
 
 
 def test_tiny_sweep_end_to_end(tiny):
-    assert tiny.n_cells_run_ == 4 and len(tiny.results_) == 4
+    assert tiny.n_run == 4 and len(tiny) == 4
     settings = [
-        (r["regularization.dropout"], r["regularization.weight_decay"], r["regularization.shift"])
-        for r in tiny.results_
+        (r["regularization.dropout"], r["regularization.weight_decay"], r["regularization.shift"]) for r in tiny
     ]
     assert settings == [(0.0, 0.0, 0), (0.5, 0.0, 0), (0.0, 0.1, 0), (0.0, 0.0, 1)]
-    for r in tiny.results_:
+    for r in tiny:
         assert r["n_train"] == 100 and r["n_val"] == 450
         assert [h["epoch"] for h in r["history"]] == [1, 2]
         assert r["val_accuracy"] == r["history"][-1]["val_accuracy"]
@@ -110,12 +106,13 @@ def test_tiny_sweep_end_to_end(tiny):
 
 
 def test_resume_and_report(tiny, tmp_path):
-    again = DynamicsStudy(**TINY, store=tiny.store).fit()
-    assert again.n_cells_run_ == 0
-    assert [r["key"] for r in again.results_] == [r["key"] for r in tiny.results_]
-    path = again.report(tmp_path)
+    study = DynamicsStudy(**TINY)
+    again = study.run(tiny.store_path, progress=False)
+    assert again.n_run == 0
+    assert [r["key"] for r in again] == [r["key"] for r in tiny]
+    path = study.report(again, tmp_path)
     with (tmp_path / "results.csv").open(newline="") as fh:
-        assert len(list(csv.reader(fh))) == 1 + len({r["key"] for r in again.results_})
+        assert len(list(csv.reader(fh))) == 1 + len({r["key"] for r in again})
     for name in (
         "id_vs_regularization",
         "accuracy_vs_log_pid_llid",
@@ -132,7 +129,7 @@ def test_resume_and_report(tiny, tmp_path):
 def test_final_ids_are_of_the_trained_model():
     # 3 epochs, IDs every 2: the final values must come from epoch 3, not epoch 2.
     study = DynamicsStudy(
-        n_train=100,
+        sizes=100,
         regularizers={"dropout": [0.0]},
         seeds=[0],
         training={"epochs": 3, "threads": 1},
@@ -152,21 +149,21 @@ def test_final_ids_are_of_the_trained_model():
     assert out["ids"] != ids[-2]["ids"]
 
 
-@pytest.mark.parametrize("model", sorted(_DEFAULT_LAYERS))
+@pytest.mark.parametrize("model", sorted(DEFAULT_LAYERS))
 def test_default_layers_exist_in_the_model(model):
     from idprops.activations import resolve_layer
     from idprops.nn import build_model
 
-    layers = _DEFAULT_LAYERS[model]
+    layers = DEFAULT_LAYERS[model]
     built = build_model(model, in_channels=1, num_classes=10, input_size=8)
     assert [resolve_layer(built, layer)[0] for layer in layers] == layers
-    cells = DynamicsStudy(model=model, regularizers={"weight_decay": [0.0]}, seeds=[0]).cells()
+    cells = DynamicsStudy(models=model, regularizers={"weight_decay": [0.0]}, seeds=[0]).cells()
     assert cells[0]["tracking"]["layers"] == layers
 
 
 def test_bad_layer_fails_when_the_grid_is_built():
     study = DynamicsStudy(
-        model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}, regularizers={"weight_decay": [0.0]}
+        models="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}, regularizers={"weight_decay": [0.0]}
     )
     with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
         study.cells()
@@ -175,15 +172,15 @@ def test_bad_layer_fails_when_the_grid_is_built():
 def test_dropout_in_the_model_clashes_with_the_study():
     # The cell would report the study's dropout (the baseline's 0 too) whatever the model says.
     for regularizers in ({"dropout": [0.0, 0.9]}, {"weight_decay": [0.0, 0.1]}):
-        study = DynamicsStudy(model={"name": "small_cnn", "dropout": 0.5}, regularizers=regularizers)
+        study = DynamicsStudy(models={"name": "small_cnn", "dropout": 0.5}, regularizers=regularizers)
         with pytest.raises(ValueError, match="dropout is set by the study.*baseline.dropout"):
             study.cells()
 
 
 def test_model_without_dropout_fails_when_the_grid_is_built():
     with pytest.raises(ValueError, match="'mlp1x512' takes no dropout argument"):
-        DynamicsStudy(model="mlp1x512", regularizers={"dropout": [0.0, 0.5]}).cells()
-    cells = DynamicsStudy(model="mlp1x512", regularizers={"weight_decay": [0.0, 0.1]}, seeds=[0]).cells()
+        DynamicsStudy(models="mlp1x512", regularizers={"dropout": [0.0, 0.5]}).cells()
+    cells = DynamicsStudy(models="mlp1x512", regularizers={"weight_decay": [0.0, 0.1]}, seeds=[0]).cells()
     assert [c["regularization"]["dropout"] for c in cells] == [0.0, 0.0]
 
 
@@ -199,8 +196,8 @@ def test_swept_dropout_zero_is_the_dropout_built():
 
     register_model("test_dynamics_half_dropout_cnn", half_dropout_cnn, replace=True)
     study = DynamicsStudy(
-        model="test_dynamics_half_dropout_cnn",
-        n_train=100,
+        models="test_dynamics_half_dropout_cnn",
+        sizes=100,
         regularizers={"dropout": [0.0, 0.9]},
         seeds=[0],
         training={"epochs": 1, "threads": 1},

@@ -12,8 +12,7 @@ TINY = dict(
     train_fraction=0.5,
     eval_every=3,
     device="cpu",
-    progress=False,
-    model={"width": 16, "depth": 1, "heads": 2, "mlp_width": 32},
+    models={"width": 16, "depth": 1, "heads": 2, "mlp_width": 32},
     training={"max_steps": 6, "threads": 1},
     tracking={"n_samples": 30},
 )
@@ -50,12 +49,12 @@ def test_llid_val_spearman_after_memorization():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     store = tmp_path_factory.mktemp("grok") / "store.sqlite"
-    return GrokkingStudy(**TINY, store=store).fit()
+    return GrokkingStudy(**TINY).run(store, progress=False)
 
 
 def test_tiny_run_fields_and_invariants(tiny):
-    assert tiny.n_cells_run_ == 1
-    r = tiny.results_[0]
+    assert tiny.n_run == 1
+    r = tiny[0]
     assert r["n_train"] + r["n_val"] == 7 * 6 and r["n_train"] == 21
     assert r["steps"] == 6
     curves = r["curves"]
@@ -79,7 +78,7 @@ def test_tiny_run_fields_and_invariants(tiny):
 def test_cell_is_deterministic(tiny):
     config = GrokkingStudy(**TINY).cells()[0]
     again = grokking_cell(config)
-    assert _timeless(again["curves"]) == _timeless(tiny.results_[0]["curves"])
+    assert _timeless(again["curves"]) == _timeless(tiny[0]["curves"])
 
 
 def test_a_cell_leaves_every_gpus_random_stream_alone(monkeypatch):
@@ -94,13 +93,14 @@ def test_a_cell_leaves_every_gpus_random_stream_alone(monkeypatch):
 
 
 def test_resume_runs_no_cell_and_report(tiny, tmp_path):
-    resumed = GrokkingStudy(**TINY, store=tiny.store).fit()
-    assert resumed.n_cells_run_ == 0
-    assert resumed.results_[0]["key"] == tiny.results_[0]["key"]
-    assert resumed.results_[0]["created"] == tiny.results_[0]["created"]
-    path = resumed.report(tmp_path)
+    study = GrokkingStudy(**TINY)
+    resumed = study.run(tiny.store_path, progress=False)
+    assert resumed.n_run == 0
+    assert resumed[0]["key"] == tiny[0]["key"]
+    assert resumed[0]["created"] == tiny[0]["created"]
+    path = study.report(resumed, tmp_path)
     with (tmp_path / "results.csv").open(newline="") as fh:
-        assert len(list(csv.reader(fh))) == 1 + len(resumed.results_)
+        assert len(list(csv.reader(fh))) == 1 + len(resumed)
     assert (tmp_path / "grokking.png").is_file() and (tmp_path / "id_curves.png").is_file()
     assert "Grokking study" in path.read_text()
 
@@ -119,6 +119,11 @@ def test_grid_and_bad_settings():
         GrokkingStudy(training={"learning_rate": 5}).cells()
     with pytest.raises(ValueError, match="train_fraction"):
         GrokkingStudy(train_fraction=1.5).cells()
+    with pytest.raises(ValueError, match="trains the 'transformer' model, not 'small_cnn'"):
+        GrokkingStudy(models="small_cnn").cells()
+    with pytest.raises(ValueError, match="trains one transformer; got 2"):
+        GrokkingStudy(models=[{"width": 8}, {"width": 16}]).cells()
+    assert GrokkingStudy(models=[{"name": "transformer", "width": 8}]).cells()[0]["model"]["width"] == 8
 
 
 def test_summary_when_validation_reaches_the_threshold_and_training_never_does():

@@ -194,13 +194,13 @@ def test_round_robin_pairs_every_block_once_in_disjoint_rounds(n_blocks):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_, np.float16])
 def test_small_dtypes_are_searched_in_float32_exactly(dtype, rng):
-    from idprops.neighbors import _float_dtype
+    from idprops.neighbors import float_dtype
 
     # float16 activations once became float64: over 3x their memory for nothing.
     X = rng.integers(0, 2 if dtype is np.bool_ else 100, (400, 12)).astype(dtype)
     if dtype is np.float16:
         X = (X / 7).astype(dtype)
-    assert _float_dtype(X) is np.float32
+    assert float_dtype(X) is np.float32
     dist, idx = kneighbors(X, 5, Y=X[:300])
     ref_dist, ref_idx = kneighbors(X.astype(np.float64), 5, Y=X[:300].astype(np.float64))
     np.testing.assert_array_equal(dist, ref_dist)
@@ -251,11 +251,11 @@ def test_overlapping_torch_searches_keep_the_callers_matmul_precision(rng):
 
 
 def test_wide_integers_stay_float64():
-    from idprops.neighbors import _float_dtype
+    from idprops.neighbors import float_dtype
 
     # 2**24 + 1 has no float32; int32 and int64 are not narrowed.
-    assert _float_dtype(np.array([[2**24 + 1]], dtype=np.int32)) == [np.float64, np.float32]
-    assert _float_dtype([[1, 2]]) == [np.float64, np.float32]
+    assert float_dtype(np.array([[2**24 + 1]], dtype=np.int32)) == [np.float64, np.float32]
+    assert float_dtype([[1, 2]]) == [np.float64, np.float32]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

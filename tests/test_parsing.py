@@ -9,7 +9,8 @@ from idprops.cli import main
 from idprops.data import load_digits
 from idprops.parsing import check_parameters, parse_spec
 from idprops.registry import resolve_estimator
-from idprops.studies.scaling import ScalingLawStudy, check_steps, normalize_steps
+from idprops.studies.scaling import ScalingLawStudy
+from idprops.studies.specs import parse_estimators, parse_steps
 
 
 @pytest.mark.parametrize(
@@ -88,9 +89,7 @@ def test_cli_refuses_unknown_or_bad_parameters_before_reading_data(capsys, spec,
 
 def test_study_files_take_the_same_form(tmp_path):
     # The text form and the table form describe the same cell.
-    assert normalize_steps(["mle:k=10"], "estimators") == normalize_steps(
-        {"mle:k=10": {"name": "mle", "k": 10}}, "estimators"
-    )
+    assert parse_steps(["mle:k=10"], "estimators") == parse_steps({"mle:k=10": {"name": "mle", "k": 10}}, "estimators")
     study_file = tmp_path / "study.toml"
     study_file.write_text(
         'datasets = [{name = "digits", classes = [0, 1]}]\nsizes = [40]\n'
@@ -104,4 +103,4 @@ def test_study_files_take_the_same_form(tmp_path):
         "twonn": {"name": "twonn", "params": {}},
     }
     with pytest.raises(ValueError, match="estimators.mle:kk=1: mle \\(MLEDimension\\) has no parameter 'kk'"):
-        check_steps(normalize_steps(["mle:kk=1"], "estimators"))
+        parse_estimators(["mle:kk=1"])

@@ -10,24 +10,23 @@ from idprops.data import corrupt, load_digits
 from idprops.studies.randomization import RandomizationStudy, randomization_cell
 
 TINY = dict(
-    n_train=120,
+    sizes=120,
     seeds=[0],
     training={"epochs": 2, "batch_size": 40, "threads": 1},
     tracking={"n_samples": 60, "every": 1},
     estimators={"twonn": {}},
-    model="mlp1x512",
+    models="mlp1x512",
     device="cpu",
-    progress=False,
 )
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return RandomizationStudy(**TINY, store=tmp_path_factory.mktemp("rand") / "store.sqlite").fit()
+    return RandomizationStudy(**TINY).run(tmp_path_factory.mktemp("rand") / "store.sqlite", progress=False)
 
 
 def test_every_corruption_runs_with_its_exact_properties(tiny):
-    by = {r["label"]: r for r in tiny.results_}
+    by = {r["label"]: r for r in tiny}
     assert list(by) == [
         "true_labels",
         "partial_labels_0.5",
@@ -58,7 +57,7 @@ def test_every_corruption_runs_with_its_exact_properties(tiny):
 
 
 def test_curves_and_id_invariants(tiny):
-    for r in tiny.results_:
+    for r in tiny:
         assert r["n_train"] == 120 and r["n_test"] == 450
         hist = r["history"]
         assert [h["epoch"] for h in hist] == [1, 2] and [h["step"] for h in hist] == [3, 6]
@@ -75,11 +74,12 @@ def test_curves_and_id_invariants(tiny):
 
 
 def test_resume_and_report(tiny, tmp_path):
-    again = RandomizationStudy(**TINY, store=tiny.store).fit()
-    assert again.n_cells_run_ == 0
-    path = again.report(tmp_path)
+    study = RandomizationStudy(**TINY)
+    again = study.run(tiny.store_path, progress=False)
+    assert again.n_run == 0
+    path = study.report(again, tmp_path)
     with (tmp_path / "results.csv").open(newline="") as fh:
-        assert len(list(csv.reader(fh))) == 1 + len(again.results_)
+        assert len(list(csv.reader(fh))) == 1 + len(again)
     for name in ("training_loss", "accuracy", "llid_curves", "id_curves"):
         assert (tmp_path / f"{name}.png").is_file(), name
     text = path.read_text()
@@ -110,8 +110,8 @@ def test_grid_and_bad_settings():
     with pytest.raises(ValueError, match="unknown setting"):
         RandomizationStudy(training={"epoch": 3}).cells()
     with pytest.raises(ValueError, match=r"tracking.layers: the model has no layer named 'conv1'.*'stem'"):
-        RandomizationStudy(model="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}).cells()
-    assert RandomizationStudy(model="cifar_resnet18").cells()[0]["tracking"]["layers"][0] == "stem"
+        RandomizationStudy(models="cifar_resnet18", tracking={"layers": ["conv1", "avgpool"]}).cells()
+    assert RandomizationStudy(models="cifar_resnet18").cells()[0]["tracking"]["layers"][0] == "stem"
     with pytest.raises(ValueError, match="no layer named 'relu4'"):
         RandomizationStudy(tracking={"layers": ["relu1", "relu4"]}).cells()
     assert np.all([c["tracking"]["layers"] == ["relu1", "relu2", "relu3"] for c in cells])

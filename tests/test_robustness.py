@@ -16,17 +16,21 @@ PAIRS = [[0, 1], [3, 8], [4, 9], [1, 7]]
 def study():
     return RobustnessStudy(
         datasets=[{"name": "digits", "pairs": PAIRS}],
-        size=40,
+        sizes=[40],
         training={"epochs": 1, "batch_size": 16, "threads": 1},
         attacks={"fgsm": {"eps": 0.1}},
         sharpness={"M": "all"},
         device="cpu",
-        progress=False,
-    ).fit()
+    )
 
 
-def test_one_model_per_pair_with_sharpness_and_robustness(study):
-    rows = study.results_
+@pytest.fixture(scope="module")
+def results(study):
+    return study.run(progress=False)
+
+
+def test_one_model_per_pair_with_sharpness_and_robustness(results):
+    rows = results
     assert [r["data.classes"] for r in rows] == PAIRS
     for r in rows:
         assert r["n_train"] == 40 and r["K_F"] > 0
@@ -35,14 +39,14 @@ def test_one_model_per_pair_with_sharpness_and_robustness(study):
         assert not any(k.startswith(("d_data", "d_repr")) for k in r)  # not asked for
 
 
-def test_report_correlates_kf_with_robustness(study, tmp_path):
-    path = study.report(tmp_path)
+def test_report_correlates_kf_with_robustness(study, results, tmp_path):
+    path = study.report(results, tmp_path)
     for name in ("kf_vs_robust_accuracy_fgsm", "kf_vs_loss_increase_fgsm"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = path.read_text()
-    kf = [r["K_F"] for r in study.results_]
+    kf = [r["K_F"] for r in results]
     for field in ("robust_accuracy.fgsm", "loss_increase.fgsm"):
-        expected = correlation(kf, [r[field] for r in study.results_])
+        expected = correlation(kf, [r[field] for r in results])
         assert f"**K_F vs {field} (pearson)**: `{expected}`" in md
     assert "Spearman" in md
 
@@ -60,17 +64,17 @@ def test_whole_training_split_and_errors():
         RobustnessStudy(sharpness=False).cells()
     with pytest.raises(ValueError, match="at least one attack"):
         RobustnessStudy(attacks={}).cells()
-    with pytest.raises(ValueError, match="size must be"):
-        RobustnessStudy(size=0).cells()
+    with pytest.raises(ValueError, match="sizes must be"):
+        RobustnessStudy(sizes=[0]).cells()
 
 
-def test_cli_runs_a_robustness_study_file(study, tmp_path, capsys):
+def test_cli_runs_a_robustness_study_file(results, tmp_path, capsys):
     config = tmp_path / "rob.toml"
     config.write_text(
         textwrap.dedent(
             """
         kind = "robustness"
-        size = 40
+        sizes = [40]
         device = "cpu"
         [[datasets]]
         name = "digits"
@@ -112,7 +116,7 @@ def test_cli_runs_a_robustness_study_file(study, tmp_path, capsys):
 
     with ResultsStore(out / "results.sqlite") as store:
         rows = {r["key"]: r for r in store.records()}
-    for theirs in study.results_:
+    for theirs in results:
         mine = rows[theirs["key"]]
         assert mine["robust_accuracy.fgsm"] == theirs["robust_accuracy.fgsm"]
         assert mine["test_loss"] == theirs["test_loss"] and mine["K_F"] == theirs["K_F"]

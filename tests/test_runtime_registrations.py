@@ -12,9 +12,8 @@ class LookupStudy(Study):
 
     kind = "lookup"
 
-    def __init__(self, names=("mle",), *, store=None, n_jobs=1, progress=False, study_file=None):
+    def __init__(self, names=("mle",)):
         self.names = names
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     def cells(self):
         return [self._cell(estimator=name) for name in self.names]
@@ -34,13 +33,13 @@ def registered(monkeypatch):
 
 
 def test_a_runtime_name_works_here(registered):
-    study = LookupStudy(names=[registered, "twonn"]).fit()
-    assert [r["class"] for r in study.results_] == ["MLEDimension", "TwoNNDimension"]
+    results = LookupStudy(names=[registered, "twonn"]).run(progress=False)
+    assert [r["class"] for r in results] == ["MLEDimension", "TwoNNDimension"]
 
 
 def test_workers_say_that_runtime_names_do_not_reach_them(registered):
     with pytest.raises(CellError) as caught:
-        LookupStudy(names=[registered, "twonn"], n_jobs=2).fit()
+        LookupStudy(names=[registered, "twonn"]).run(n_jobs=2, progress=False)
     message = str(caught.value)
     assert f"unknown estimator {registered!r}" in message and "worker process" in message
     assert "not what register_estimator added" in message

@@ -11,14 +11,9 @@ from scipy.spatial.distance import cdist
 
 from idprops.data import load_dataset
 from idprops.estimators.mle import MLEDimension
-from idprops.studies.scaling import (
-    ScalingLawStudy,
-    _load,
-    build_attack,
-    normalize_datasets,
-    resolve_training,
-    train_and_measure,
-)
+from idprops.studies.scaling import ScalingLawStudy, train_and_measure
+from idprops.studies.specs import DataSpec, parse_datasets, resolve_training
+from idprops.studies.steps import build_attack, load_data
 
 PAIRS = [[0, 1], [3, 8], [4, 9]]
 SIZES = [30, 45, 60]
@@ -36,13 +31,20 @@ KWARGS = dict(
 
 
 @pytest.fixture(scope="module")
-def study():
-    return ScalingLawStudy(**KWARGS, progress=False).fit()
+def run():
+    """The study and what its run returned."""
+    study = ScalingLawStudy(**KWARGS)
+    return study, study.run(progress=False)
 
 
-def test_rows_hold_sane_measurements(study):
-    rows = study.results_
-    assert len(rows) == len(PAIRS) * len(SIZES) and study.n_cells_run_ == len(rows)
+@pytest.fixture(scope="module")
+def results(run):
+    return run[1]
+
+
+def test_rows_hold_sane_measurements(results):
+    rows = results
+    assert len(rows) == len(PAIRS) * len(SIZES) and results.n_run == len(rows)
     for r in rows:
         n_test = len(load_dataset("digits", train=False, classes=r["data.classes"]))
         assert r["n_train"] == r["data.n"] and r["n_test"] == n_test
@@ -57,8 +59,8 @@ def test_rows_hold_sane_measurements(study):
         assert r["warnings"] == []
 
 
-def test_measurements_equal_direct_computations(study):
-    for r in study.results_:
+def test_measurements_equal_direct_computations(results):
+    for r in results:
         train = load_dataset("digits", train=True, classes=r["data.classes"], n=r["data.n"], seed=r["seed"])
         X = np.stack([x.numpy().ravel() for x, _ in train]).astype(np.float64)
         y = train.targets
@@ -67,10 +69,10 @@ def test_measurements_equal_direct_computations(study):
         assert r["d_data.mle"] == pytest.approx(MLEDimension(k=5).fit(X).dimension_, rel=1e-12)
 
 
-def test_larger_training_sets_hold_the_smaller_ones(study):
+def test_larger_training_sets_hold_the_smaller_ones(results):
     # Nested subsets make K_F (a maximum over pairs) non-decreasing in N.
     for pair in PAIRS:
-        ks = [r["K_F"] for r in study.results_ if r["data.classes"] == pair]
+        ks = [r["K_F"] for r in results if r["data.classes"] == pair]
         assert ks == sorted(ks)
 
 
@@ -101,13 +103,13 @@ def test_grid_and_step_resolution():
         build_attack("cw", {})
     assert type(build_attack("idprops.nn.attacks:PGD", {"eps": 0.1})).__name__ == "PGD"
     with pytest.raises(ValueError, match="not both"):
-        normalize_datasets([{"name": "digits", "classes": [0, 1], "pairs": [[0, 1]]}])
+        parse_datasets([{"name": "digits", "classes": [0, 1], "pairs": [[0, 1]]}])
     with pytest.raises(ValueError, match="unknown"):
-        normalize_datasets([{"name": "digits", "clases": [0, 1]}])
+        parse_datasets([{"name": "digits", "clases": [0, 1]}])
     with pytest.raises(ValueError, match="sizes: 50.5 is not an integer"):
         ScalingLawStudy(sizes=[50.5]).cells()
     with pytest.raises(ValueError, match="pairs is empty"):
-        normalize_datasets([{"name": "digits", "pairs": []}])
+        parse_datasets([{"name": "digits", "pairs": []}])
     # Misspelt names and bad parameters fail when the grid is built, before any
     # training, and never as a NaN cell that a re-run would count as done.
     for kwargs, match in [
@@ -172,8 +174,9 @@ def test_any_registered_estimator_and_attack_plug_in(monkeypatch):
     assert 0 <= result["robust_accuracy"]["l2"] <= result["test_accuracy"]
 
 
-def test_report_writes_figures_and_fits(study, tmp_path):
-    path = study.report(tmp_path)
+def test_report_writes_figures_and_fits(run, tmp_path):
+    study, results = run
+    path = study.report(results, tmp_path)
     assert path == tmp_path / "report.md"
     for name in (
         "scaling_law",
@@ -191,10 +194,10 @@ def test_report_writes_figures_and_fits(study, tmp_path):
         assert f"**log test loss vs d_data (mle), N={n}**" in md
         assert f"**log test loss vs d_repr (relu), N={n}**" in md
     assert "K_F vs robust_accuracy.fgsm (pearson)**: `Pearson r = " in md
-    held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in study.results_)
-    assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(study.results_)} cells" in md
+    held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in results)
+    assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(results)} cells" in md
     assert "Summary" in (tmp_path / "report.html").read_text()
-    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(study.results_)
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(results)
 
 
 def test_batch_size_none_trains_on_the_whole_training_split():
@@ -257,7 +260,7 @@ def test_class_folder_names_select_and_order_the_classes(tmp_path):
     spec = {"name": "folder", "root": str(train), "test_root": str(test), "classes": ["c1", "c0"]}
     (cell,) = ScalingLawStudy(datasets=[spec], **FOLDER_CELL).cells()
     assert cell["data"]["classes"] == ["c1", "c0"]
-    data = _load(cell["data"], train=True, n=None, seed=0)
+    data = load_data(cell["data"], train=True, n=None, seed=0)
     # Relabelled in the order given: the brighter folder c1 is label 0.
     brightness = {label: float(x.mean()) for x, label in data}
     assert brightness[0] > brightness[1] and data.classes == ["c1", "c0"]
@@ -294,14 +297,12 @@ class FakeScalingStudy(ScalingLawStudy):
 
 
 def test_dataset_key_reads_numbers_as_cells_do():
-    from idprops.studies.scaling import _dataset_key
-
     # A store resumed with 750.0 for 750 reuses the cells; the report's groups must
     # match them too, or the natural/medical split merges into one fit.
-    entry = {"name": "digits", "classes": [0, 1], "n_test": 750}
-    record = {"data.name": "digits", "data.classes": [0, 1], "data.n_test": 750.0}
-    assert _dataset_key(entry) == _dataset_key(record, prefix="data.")
-    assert _dataset_key(entry) != _dataset_key({**entry, "n_test": 751})
+    (entry,) = parse_datasets({"name": "digits", "classes": [0, 1], "n_test": 750})
+    record = {"data.name": "digits", "data.classes": [0, 1], "data.scale": "unit", "data.n_test": 750.0}
+    assert entry.key == DataSpec.from_record(record).key
+    assert entry.key != DataSpec("digits", [0, 1], n_test=751).key
 
 
 def test_report_keeps_each_image_folders_group(tmp_path):
@@ -316,9 +317,8 @@ def test_report_keeps_each_image_folders_group(tmp_path):
         estimators=["mle"],
         sharpness=False,
         attacks={},
-        progress=False,
-    ).fit()
-    md = study.report(tmp_path).read_text()
+    )
+    md = study.report(study.run(progress=False), tmp_path).read_text()
     # The paper's split: log L against d_data at fixed N, fitted per domain.
     for group in ("natural", "medical"):
         assert f"**log test loss vs d_data (mle), {group}, N=30**" in md

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from idprops.cli import STUDIES, main
+from idprops.cli import main
+from idprops.registry import get_study
 from idprops.studies import (
     DynamicsStudy,
     GrokkingStudy,
@@ -18,15 +19,16 @@ from idprops.studies import (
     RobustnessStudy,
     ScalingLawStudy,
 )
+from idprops.studies.plan import describe_cell
 from idprops.studies.store import ResultsStore
 from idprops.studies.study import (
     CellError,
     Study,
-    _describe,
     available_presets,
     find_preset,
     load_study_file,
     parse_overrides,
+    read_study_file,
 )
 
 # Four cells of one epoch on two digit pairs, one torch thread: about a second each.
@@ -70,16 +72,22 @@ def study_file(tmp_path_factory):
     return path
 
 
+def run_file(path, overrides=None):
+    """Run a study file as the command line does: its study, with its run options."""
+    study, options = read_study_file(path, overrides)
+    return study, study.run(**options)
+
+
 @pytest.fixture(scope="module")
 def serial(study_file, tmp_path_factory):
-    """The uninterrupted serial run every other run is compared with."""
+    """The uninterrupted serial run every other run is compared with: (study, results)."""
     store = tmp_path_factory.mktemp("serial") / "results.sqlite"
-    return ScalingLawStudy.from_toml(study_file, {"store": str(store)}).fit()
+    return run_file(study_file, {"store": str(store)})
 
 
-def test_fit_runs_every_cell_into_the_store(serial, study_file):
-    assert serial.n_cells_run_ == N_CELLS
-    rows = serial.results_
+def test_run_computes_every_cell_into_the_store(serial, study_file):
+    study, rows = serial
+    assert rows.n_run == N_CELLS
     assert [(r["data.classes"], r["data.n"]) for r in rows] == [
         ([0, 1], 30),
         ([0, 1], 60),
@@ -89,32 +97,37 @@ def test_fit_runs_every_cell_into_the_store(serial, study_file):
     assert all(r["study"] == "scaling-law" and r["pipeline"] == "scaling-law" for r in rows)
     assert all(r["study_file"] == str(study_file.resolve()) for r in rows)
     assert all(r["seconds"] > 0 for r in rows)
-    with ResultsStore(serial.store) as store:
+    assert rows.to_frame().shape[0] == N_CELLS and list(rows.to_frame()["data.n"]) == [30, 60, 30, 60]
+    with ResultsStore(rows.store_path) as store:
         assert len(store) == N_CELLS
         assert _stable(store.records(study="scaling-law")) == _stable(rows)
 
 
-def test_fit_again_runs_nothing(serial):
-    again = ScalingLawStudy.from_toml(serial.study_file, {"store": serial.store}).fit()
-    assert again.n_cells_run_ == 0
-    assert again.results_ == serial.results_  # the same rows, created times included
+def test_run_again_runs_nothing(serial, study_file):
+    study, rows = serial
+    again = study.run(rows.store_path)
+    assert again.n_run == 0
+    # The same rows, created times included (the file's path is recorded by the first run).
+    assert again == rows
 
 
-def test_a_grown_grid_runs_only_the_new_cells(serial, tmp_path):
+def test_a_grown_grid_runs_only_the_new_cells(serial, study_file, tmp_path):
+    study, rows = serial
     store = tmp_path / "results.sqlite"
-    with ResultsStore(serial.store) as src, ResultsStore(store) as dst:  # the serial run's cells
-        for cfg in serial.cells():
+    with ResultsStore(rows.store_path) as src, ResultsStore(store) as dst:  # the serial run's cells
+        for cfg in study.cells():
             dst.put(cfg, src.get(cfg), study="scaling-law")
-    grown = ScalingLawStudy.from_toml(serial.study_file, {"store": str(store), "sizes": [30, 60, 45]}).fit()
-    assert grown.n_cells_run_ == 2
-    assert _stable([r for r in grown.results_ if r["data.n"] != 45]) == _stable(serial.results_)
+    _, grown = run_file(study_file, {"store": str(store), "sizes": [30, 60, 45]})
+    assert grown.n_run == 2
+    assert _stable([r for r in grown if r["data.n"] != 45]) == _stable(rows)
 
 
 def test_killed_study_resumes_with_the_missing_cells_only(serial, study_file, tmp_path):
     store = tmp_path / "results.sqlite"
     code = (
-        "from idprops.studies.scaling import ScalingLawStudy\n"
-        f"ScalingLawStudy.from_toml({str(study_file)!r}, {{'store': {str(store)!r}}}).fit()\n"
+        "from idprops.studies.study import read_study_file\n"
+        f"study, options = read_study_file({str(study_file)!r}, {{'store': {str(store)!r}}})\n"
+        "study.run(**options)\n"
     )
     env = {**os.environ, "TQDM_DISABLE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
@@ -137,18 +150,19 @@ def test_killed_study_resumes_with_the_missing_cells_only(serial, study_file, tm
         done = len(s)
     assert 1 <= done < N_CELLS, "the kill should land mid-run"
 
-    resumed = ScalingLawStudy.from_toml(study_file, {"store": str(store)}).fit()
-    assert resumed.n_cells_run_ == N_CELLS - done
+    _, resumed = run_file(study_file, {"store": str(store)})
+    assert resumed.n_run == N_CELLS - done
     # Same seeds on the CPU, one thread: the same numbers, bit for bit.
-    assert _stable(resumed.results_) == _stable(serial.results_)
+    assert _stable(resumed) == _stable(serial[1])
 
 
 def test_the_cli_resumes_from_the_study_files_store(serial, tmp_path, capsys):
     # Without --store, the file's store is the one resumed, not OUT/results.sqlite.
     path = tmp_path / "with_store.toml"
-    path.write_text(f"store = {str(serial.store)!r}\n" + TINY)
+    store = serial[1].store_path
+    path.write_text(f"store = {str(store)!r}\n" + TINY)
     assert main(["study", "scaling-law", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    assert f"0 cell(s) run, {N_CELLS} taken from {serial.store}" in capsys.readouterr().out
+    assert f"0 cell(s) run, {N_CELLS} taken from {store}" in capsys.readouterr().out
     assert not (tmp_path / "out" / "results.sqlite").exists()
 
 
@@ -234,7 +248,7 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
         distributed.Client(cluster) as client,
     ):
         with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
-            study = ScalingLawStudy.from_toml(study_file, {"store": str(tmp_path / "r.sqlite")}).fit()
+            _, results = run_file(study_file, {"store": str(tmp_path / "r.sqlite")})
         workers = {task["worker"] for task in stream.data}
         # The command line's --dask connects to the same cluster by its address.
         argv = [
@@ -250,9 +264,9 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
         ]
         with distributed.get_task_stream(client) as cli_stream:
             assert main(argv) == 0
-    assert study.n_cells_run_ == N_CELLS
+    assert results.n_run == N_CELLS
     assert len(stream.data) >= N_CELLS and workers  # the cells did go through the cluster
-    assert _stable(study.results_) == _stable(serial.results_)
+    assert _stable(results) == _stable(serial[1])
     assert len(cli_stream.data) >= N_CELLS
     with ResultsStore(tmp_path / "cli" / "results.sqlite") as store:
         assert len(store.records()) == N_CELLS
@@ -261,8 +275,7 @@ def test_dask_cluster_gives_the_serial_results(serial, study_file, tmp_path):
 def test_temporary_store_and_failed_cell(tmp_path):
     study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}], sizes=[10_000], training={"epochs": 1})
     with pytest.raises(CellError, match="n=10000 samples requested"):
-        study.fit()
-    assert study.store is None
+        study.run()
 
 
 def test_a_failed_cell_says_which_cell_it_was():
@@ -272,21 +285,20 @@ def test_a_failed_cell_says_which_cell_it_was():
         sizes=[10_000],
         training={"epochs": 1},
     )
-    first, second = (_describe(cell) for cell in study.cells())
+    first, second = (describe_cell(cell) for cell in study.cells())
     assert first != second and "\n" not in first and len(first) < 400
     assert "data.name=digits, data.classes=[3, 8]" in second and "data.n=10000" in second
     assert "model.name=small_cnn" in first and "code_version" not in first
     with pytest.raises(CellError, match=r"cell \{.*data\.classes=\[0, 1\], .*\} failed"):
-        study.fit()
+        study.run()
 
 
 class _Squares(Study):
     kind = "squares"
 
-    def __init__(self, values=(1, 2), *, extra=None, store=None, n_jobs=1, progress=None, study_file=None):
+    def __init__(self, values=(1, 2), *, extra=None):
         self.values = values
         self.extra = extra
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     def cells(self):
         return [self._cell(x=x, extra=self.extra) for x in self.values]
@@ -297,24 +309,22 @@ class _Squares(Study):
 
 
 def test_a_cell_listed_twice_is_one_result_and_reserved_fields_are_kept():
-    study = _Squares(values=(3, 1, 3)).fit()
-    assert [r["square"] for r in study.results_] == [9, 1] and study.n_cells_run_ == 2
-    with pytest.raises(CellError, match=r"returned \['seconds'\], which fit adds"):
-        _Squares(extra="seconds").fit()
+    results = _Squares(values=(3, 1, 3)).run()
+    assert [r["square"] for r in results] == [9, 1] and results.n_run == 2
+    with pytest.raises(CellError, match=r"returned \['seconds'\], which run adds"):
+        _Squares(extra="seconds").run()
 
 
 def test_a_cell_with_an_array_or_clashing_names_still_reports_its_own_error():
-    from idprops.studies.study import _describe
-
     # Describing the cell once raised in place of the cell's error.
     config = {"x": np.array([1.0, 2.0]), "a": {"b": 1}, "a.b": 2, "empty": []}
-    assert _describe(config) == "{x=[1. 2.], a.b=1, a.b=2}"
+    assert describe_cell(config) == "{x=[1. 2.], a.b=1, a.b=2}"
 
 
 def test_store_path_expands_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    study = _Squares(store="~/squares.sqlite").fit()
-    assert study.store_path_ == tmp_path / "squares.sqlite" and study.store_path_.exists()
+    results = _Squares().run("~/squares.sqlite")
+    assert results.store_path == tmp_path / "squares.sqlite" and results.store_path.exists()
 
 
 def test_study_file_overrides_and_errors(study_file, tmp_path):
@@ -323,7 +333,8 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
     assert params["representation"] == {"layers": ["relu"], "estimator": "mle"}
     study = ScalingLawStudy.from_toml(study_file, {"training.epochs": 3, "seeds": [1, 2]})
     assert study.training["epochs"] == 3 and study.seeds == [1, 2]
-    assert study.study_file == str(study_file.resolve())
+    _, options = read_study_file(study_file, {"store": "s.sqlite", "n_jobs": 2})
+    assert options == {"store": "s.sqlite", "n_jobs": 2, "study_file": str(study_file.resolve())}
     assert {c["training"]["epochs"] for c in study.cells()} == {3}
     assert len(study.cells()) == 2 * 2 * 2
     with pytest.raises(ValueError, match="unknown parameter"):
@@ -337,7 +348,7 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
     params = load_study_file(study_file, {"datasets.0.root": "/data", "sizes.1": 99})
     assert params["datasets"][0]["root"] == "/data" and params["sizes"][1] == 99
     with pytest.raises(ValueError, match="'scaling-law' study file, not a 'robustness'"):
-        STUDY_CLASSES["robustness"].from_toml(study_file)
+        get_study("robustness").from_toml(study_file)
     assert parse_overrides(["a.b=1", "c=[1, 2]", "d=text", "e='x=y'", "f=true"]) == {
         "a.b": 1,
         "c": [1, 2],
@@ -349,23 +360,14 @@ def test_study_file_overrides_and_errors(study_file, tmp_path):
         parse_overrides(["epochs"])
 
 
-def _class(target):
-    from idprops.studies.study import import_object
-
-    return import_object(target)
-
-
-STUDY_CLASSES = {kind: _class(target) for kind, target in STUDIES.items()}
-
-
 def test_presets_are_shipped_and_build():
     assert {"digits", "digits-robustness", "paper"} <= set(available_presets())
     for name in ("digits", "digits-robustness", "paper"):
         kind = load_study_file(find_preset(name))["kind"]
-        study = STUDY_CLASSES[kind].from_toml(find_preset(name))
+        study = get_study(kind).from_toml(find_preset(name))
         assert isinstance(study, Study) and study.kind == kind
         assert study.cells()  # every preset's grid is well formed
-    paper = STUDY_CLASSES["scaling-law"].from_toml(find_preset("paper")).cells()
+    paper = get_study("scaling-law").from_toml(find_preset("paper")).cells()
     cell = paper[0]
     assert cell["seed"] == 1337 and cell["data"]["scale"] == "paper" and cell["data"]["n_test"] == 750
     assert cell["training"]["epochs"] == 100 and cell["training"]["optimizer"] == "adam"

@@ -28,7 +28,7 @@ from .sources import (
 )
 from .subsets import labels_of, select_indices, split_indices, subset
 from .synthetic import LatentImageGenerator, load_latent_images
-from .transforms import PaperScale, UnitScale, get_scale
+from .transforms import PaperScale, RandomShift, UnitScale, get_scale
 
 __all__ = [
     "CORRUPTIONS",
@@ -38,6 +38,7 @@ __all__ = [
     "ModularDivision",
     "PaperScale",
     "RandomPixels",
+    "RandomShift",
     "RandomizedLabels",
     "ShuffledPixels",
     "UnitScale",

@@ -116,7 +116,9 @@ def data_home(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser()
 
 
-def _serve(images, targets, names: Sequence[str] | None, *, classes, n, seed, scale, shuffle=False) -> ImageDataset:
+def serve_images(
+    images, targets, names: Sequence[str] | None, *, classes, n, seed, scale, shuffle=False
+) -> ImageDataset:
     """Select samples by label, then wrap the kept images (indexing happens once, here)."""
     idx, labels = select_indices(targets, classes=classes, n=n, seed=seed, shuffle=shuffle)
     if classes is not None:
@@ -155,7 +157,7 @@ def load_digits(
     part = split_indices(bunch.target, train)
     images = torch.from_numpy(bunch.images[part, None] / 16.0).to(torch.float32)
     names = [str(name) for name in bunch.target_names]
-    return _serve(images, bunch.target[part], names, classes=classes, n=n, seed=seed, scale=scale)
+    return serve_images(images, bunch.target[part], names, classes=classes, n=n, seed=seed, scale=scale)
 
 
 @functools.lru_cache(maxsize=1)
@@ -196,7 +198,7 @@ def load_mnist5k(
     part = split_indices(y, train)
     images = torch.from_numpy(X[part])
     names = [str(c) for c in range(10)]
-    return _serve(images, y[part], names, classes=classes, n=n, seed=seed, scale=scale, shuffle=True)
+    return serve_images(images, y[part], names, classes=classes, n=n, seed=seed, scale=scale, shuffle=True)
 
 
 def _torchvision_parts(make, train: bool | None) -> list:
@@ -260,7 +262,7 @@ def load_mnist(
     parts = _torchvision_parts(make, train)
     images = torch.cat([torch.as_tensor(p.data)[:, None] for p in parts])
     targets = np.concatenate([np.asarray(p.targets) for p in parts])
-    return _serve(images, targets, parts[0].classes, classes=classes, n=n, seed=seed, scale=scale)
+    return serve_images(images, targets, parts[0].classes, classes=classes, n=n, seed=seed, scale=scale)
 
 
 def load_cifar10(
@@ -302,7 +304,7 @@ def load_cifar10(
     # torchvision keeps CIFAR-10 as N x H x W x C bytes.
     images = torch.cat([torch.from_numpy(np.ascontiguousarray(p.data.transpose(0, 3, 1, 2))) for p in parts])
     targets = np.concatenate([np.asarray(p.targets) for p in parts])
-    return _serve(images, targets, parts[0].classes, classes=classes, n=n, seed=seed, scale=scale)
+    return serve_images(images, targets, parts[0].classes, classes=classes, n=n, seed=seed, scale=scale)
 
 
 def load_svhn(
@@ -344,7 +346,7 @@ def load_svhn(
     images = torch.cat([torch.from_numpy(np.ascontiguousarray(p.data)) for p in parts])
     targets = np.concatenate([np.asarray(p.labels) for p in parts])
     names = [str(c) for c in range(10)]
-    return _serve(images, targets, names, classes=classes, n=n, seed=seed, scale=scale)
+    return serve_images(images, targets, names, classes=classes, n=n, seed=seed, scale=scale)
 
 
 def load_folder(
@@ -441,7 +443,7 @@ def _from_arrays(X, y, *, classes=None, n=None, seed=0, scale: ScaleSpec | None 
         scale = UnitScale() if X.dtype == np.uint8 else AsGiven()
     images = torch.from_numpy(np.ascontiguousarray(X))
     if y is not None:
-        return _serve(images, np.asarray(y), None, classes=classes, n=n, seed=seed, scale=scale)
+        return serve_images(images, np.asarray(y), None, classes=classes, n=n, seed=seed, scale=scale)
     if classes is not None:
         raise ValueError("the samples have no labels, so there are no classes to keep; leave classes out.")
     idx, _ = select_indices(np.zeros(len(images)), n=n, seed=seed)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .sources import ImageDataset, _serve
+from .sources import ImageDataset, serve_images
 from .transforms import ScaleSpec
 
 __all__ = ["LatentImageGenerator", "load_latent_images"]
@@ -209,7 +209,7 @@ def load_latent_images(
     latents = np.concatenate(rounds)[:n]
     images = torch.from_numpy(generator.images(latents).astype(np.float32))
     names = [str(c) for c in range(num_classes)]
-    data = _serve(images, generator.labels(latents), names, classes=classes, n=None, seed=seed, scale=scale)
+    data = serve_images(images, generator.labels(latents), names, classes=classes, n=None, seed=seed, scale=scale)
     data.latents = latents
     data.generator = generator
     return data

@@ -1,4 +1,4 @@
-"""Pixel scales: what range, and what size, the images of a dataset are served at.
+"""Transforms of images: pixel scales (what range and size images are served at), augmentation.
 
 Label sharpness K_F scales as 1 / (pixel range), so every dataset idprops returns
 carries a ``pixel_scale`` string naming its scale, and reports quote it beside K_F.
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-__all__ = ["AsGiven", "PaperScale", "SCALES", "UnitScale", "get_scale", "to_unit"]
+__all__ = ["AsGiven", "PaperScale", "RandomShift", "SCALES", "UnitScale", "get_scale", "to_unit"]
 
 # Values at most this far below an integer are counted as that integer before the
 # floor: float32 rounding of (v / 255) * 255 / (m / 255) must not turn 255 into 254.
@@ -150,3 +151,51 @@ def get_scale(scale: ScaleSpec):
     raise ValueError(
         f"scale must be 'unit', 'paper' or a callable with a 'pixel_scale' string attribute, got {scale!r}."
     )
+
+
+class RandomShift:
+    """Data augmentation: translate each image by up to ``max_shift`` pixels, zero-filled.
+
+    A new shift (dx, dy), each uniform in ``-max_shift .. max_shift``, is drawn on every
+    access from torch's global generator, which :class:`~idprops.nn.Trainer` seeds, so
+    a run is reproducible. It is indexable like a torch Dataset but not one: give
+    :class:`~idprops.nn.Trainer` ``torch.utils.data.Subset(shifted, range(len(shifted)))``.
+
+    Parameters
+    ----------
+    dataset : torch Dataset of (image C x H x W, label)
+    max_shift : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> data = RandomShift(TensorDataset(torch.ones(1, 1, 4, 4), torch.tensor([3])), 1)
+    >>> _ = torch.manual_seed(0)
+    >>> x, y = data[0]
+    >>> x.shape, y, float(x.sum()) in (9.0, 12.0, 16.0)
+    (torch.Size([1, 4, 4]), 3, True)
+    """
+
+    def __init__(self, dataset, max_shift: int) -> None:
+        if not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+            raise ValueError(f"shift must be a non-negative number of pixels, got {max_shift!r}")
+        self.dataset = dataset
+        self.max_shift = int(max_shift)
+        self.pixel_scale = getattr(dataset, "pixel_scale", "as given")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        x, y = self.dataset[i][:2]
+        s = self.max_shift
+        if s == 0:
+            return x, int(y)
+        dx, dy = (torch.randint(-s, s + 1, (2,))).tolist()
+        h, w = x.shape[-2:]
+        out = torch.zeros_like(x)
+        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+            ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+        return out, int(y)

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._sklearn_compat import Interval, StrOptions
 from ..base import group_identical_rows
 from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
-from ..neighbors import BACKENDS, _float_dtype, kneighbors
+from ..neighbors import BACKENDS, float_dtype, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
@@ -293,10 +293,10 @@ class LabelSharpness(BaseEstimator):
                 )
             rows = self._draw(n_input)
             X_s, y_s = self._read(X, y, rows=rows)
-            X_s, y_s = validate_data(self, X_s, y_s, dtype=_float_dtype(X_s))
+            X_s, y_s = validate_data(self, X_s, y_s, dtype=float_dtype(X_s))
         else:
             X_all, y_all = self._read(X, y)
-            X_all, y_all = validate_data(self, X_all, y_all, dtype=_float_dtype(X_all))
+            X_all, y_all = validate_data(self, X_all, y_all, dtype=float_dtype(X_all))
             n_input = len(X_all)
             rows = self._draw(n_input)
             X_s, y_s = X_all[rows], y_all[rows]
@@ -367,7 +367,7 @@ class LabelSharpness(BaseEstimator):
         """
         check_is_fitted(self)
         X, y = self._read(X, y)
-        X, y = validate_data(self, X, y, reset=False, dtype=_float_dtype(X))
+        X, y = validate_data(self, X, y, reset=False, dtype=float_dtype(X))
         classes, _ = _encode_labels(y)
         if not np.isin(classes, self.classes_).any():
             warnings.warn(

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..utils import progress_bar
-from .training import _loader, _model_device, _resolve_device
+from .training import data_loader, model_device, resolve_device
 
 __all__ = ["FGSM", "PGD", "paper_fgsm", "robust_accuracy"]
 
@@ -279,14 +279,14 @@ def robust_accuracy(
     >>> result["clean_accuracy"], result["robust_accuracy"]
     (1.0, 0.5)
     """
-    device = _model_device(model) if device is None else _resolve_device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     model.to(device)
     was_training = model.training
     model.eval()
     sums = {"clean_correct": 0, "adv_correct": 0, "clean_loss": 0.0, "adv_loss": 0.0}
     count = 0
     try:
-        for batch in progress_bar(_loader(data, batch_size), progress, desc="attack", leave=False):
+        for batch in progress_bar(data_loader(data, batch_size), progress, desc="attack", leave=False):
             x, y = batch[0].to(device), batch[1].to(device)
             x_adv = attack(model, x, y)
             with torch.no_grad():

@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,11 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..activations import collect_activations, resolve_layer
-from ..analysis import llid_pid
 from ..registry import resolve_estimator
 from .training import Callback, Trainer
 
-__all__ = ["ActivationIDTracker"]
+__all__ = ["ActivationIDTracker", "LayerIDSummary", "layer_position", "llid_pid"]
 
 _UNITS = ("epoch", "step")
 #: Keys an evaluation adds to the logs of the hook it ran in (history, for epochs).
@@ -363,3 +362,89 @@ class ActivationIDTracker(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def layer_position(names: list[str] | None, n_layers: int, layer: str | int | None) -> int:
+    """The position (0 to n_layers - 1) of ``layer``: a name, an index, or None for the last.
+
+    Examples
+    --------
+    >>> layer_position(["conv", "fc"], 2, "conv"), layer_position(None, 3, -1)
+    (0, 2)
+    """
+    if layer is None:
+        return n_layers - 1
+    if isinstance(layer, str):
+        if names is None or layer not in names:
+            raise ValueError(
+                f"last_hidden={layer!r} is not one of the layers "
+                f"{names if names is not None else '(a sequence has no names: give a position)'}"
+            )
+        return names.index(layer)
+    pos = int(layer)
+    if not -n_layers <= pos < n_layers:
+        raise ValueError(f"last_hidden={layer} is out of range for {n_layers} layers")
+    return pos % n_layers
+
+
+class LayerIDSummary(NamedTuple):
+    """LLID, PID and ``log(PID / LLID)`` of one network at one time.
+
+    Examples
+    --------
+    >>> llid_pid({"conv": 10.0, "fc": 5.0})
+    LayerIDSummary(llid=5.0, pid=10.0, log_ratio=0.693...)
+    """
+
+    llid: float
+    pid: float
+    log_ratio: float
+
+
+def llid_pid(layer_ids: Mapping[str, float] | Sequence[float], last_hidden: str | int | None = None) -> LayerIDSummary:
+    """Summarise a network's layer-wise intrinsic dimensions (Brown et al. 2022).
+
+    - LLID, last-layer ID: the ID of the last hidden layer, the one feeding the
+      classifier;
+    - PID, peak ID: the largest ID over all the given layers;
+    - ``log(PID / LLID)``, which tracks validation accuracy in the paper: rich early
+      features, a simple representation at the end.
+
+    Parameters
+    ----------
+    layer_ids : mapping of str to float, or sequence of float
+        The ID of each layer, input side first (a mapping in its insertion order).
+        Leave out the raw data's ID and the classifier's output: PID is the maximum
+        over everything given.
+    last_hidden : str or int, optional
+        The LLID layer: a name (mapping) or position (either). Default: the last one.
+
+    Returns
+    -------
+    LayerIDSummary
+        ``(llid, pid, log_ratio)``, a named tuple. A layer whose estimate is NaN is
+        left out of PID (the research code records a failed estimate as NaN); if it is
+        the LLID layer, LLID and the ratio are NaN.
+
+    Examples
+    --------
+    >>> ids = {"conv1": 20.0, "conv2_x": 35.0, "conv3_x": 28.0, "avgpool": 7.0}
+    >>> s = llid_pid(ids)
+    >>> s.llid, s.pid, round(s.log_ratio, 4)
+    (7.0, 35.0, 1.6094)
+    >>> llid_pid([20.0, 35.0, 28.0, 7.0], last_hidden=2).llid
+    28.0
+    """
+    if isinstance(layer_ids, Mapping):
+        names = list(layer_ids)
+        values = np.asarray(list(layer_ids.values()), dtype=np.float64)
+    else:
+        names = None
+        values = np.asarray(layer_ids, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("layer_ids is empty: give the ID of at least one layer")
+    if np.any(values[~np.isnan(values)] <= 0):
+        raise ValueError("intrinsic dimensions must be positive (or NaN for a failed estimate)")
+    llid = float(values[layer_position(names, values.size, last_hidden)])
+    pid = float(np.nanmax(values)) if not np.all(np.isnan(values)) else math.nan
+    return LayerIDSummary(llid, pid, math.log(pid / llid))

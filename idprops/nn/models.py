@@ -83,7 +83,7 @@ def _check_shape(in_channels: int, num_classes: int, input_size) -> tuple[int, i
     return _size2d(input_size)
 
 
-def _read_state_dict(path: str | os.PathLike) -> Any:
+def read_state_dict(path: str | os.PathLike) -> Any:
     """What a weights file holds, on the CPU: a state_dict, a Trainer checkpoint's
     model state, or whatever else was saved there (for the caller to refuse)."""
     state = load_torch_file(path, "weights file", "save the model's weights: torch.save(model.state_dict(), path)")
@@ -102,7 +102,7 @@ def _load_weights(model: nn.Module, weights: str | os.PathLike | None, name: str
             f"weights file {path!r} for {name} does not exist. idprops never downloads "
             "weights: save a state_dict there first (torch.save(model.state_dict(), path))."
         )
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     if not isinstance(state, dict):
         raise ValueError(
             f"{path!r} holds a {type(state).__name__}, not a state_dict; save model.state_dict() instead of the model."

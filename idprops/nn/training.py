@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..activations import _resolve_device
+from ..activations import resolve_device
+from ..jsonable import jsonable
 from ..torchfiles import load_torch_file
 from ..utils import progress_bar
 
@@ -111,7 +112,8 @@ def training_preset(name: str, **overrides: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
     for tensor in model.parameters():
         return tensor.device
     return torch.device("cpu")
@@ -134,7 +136,7 @@ def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
     >>> bool(torch.equal(a, b))
     True
     """
-    device = _resolve_device(device)
+    device = resolve_device(device)
     gpus = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=gpus):
         torch.default_generator.manual_seed(seed)
@@ -163,7 +165,7 @@ def _is_int(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
-def _loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
+def data_loader(data: Dataset | DataLoader, batch_size: int) -> DataLoader:
     """A DataLoader over ``data`` in its own order (DataLoaders are used as given).
 
     Items are (input, label, ...): anything after the label (e.g. a randomization
@@ -216,13 +218,13 @@ def evaluate(
     >>> evaluate(model, data)["accuracy"]
     0.6666666666666666
     """
-    device = _model_device(model) if device is None else _resolve_device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     model.to(device)
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     try:
-        for batch in progress_bar(_loader(data, batch_size), progress, desc="evaluate", leave=False):
+        for batch in progress_bar(data_loader(data, batch_size), progress, desc="evaluate", leave=False):
             inputs, labels = batch[0].to(device), batch[1].to(device)
             logits = model(inputs)
             total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
@@ -526,7 +528,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "position": list(position),
-            "history": _plain(self.history),
+            "history": jsonable(self.history, where="history"),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
@@ -589,7 +591,7 @@ class Trainer:
         if len(train_data) == 0:
             raise ValueError("the training data are empty.")
         self.train_data, self.val_data = train_data, val_data
-        self.device = _resolve_device(self.device)
+        self.device = resolve_device(self.device)
         self.model.to(self.device)
         self.history, self.step, self.epoch = [], 0, 0
         self.optimizer = self._make_optimizer()
@@ -696,15 +698,3 @@ class Trainer:
             f"max_steps={self.max_steps}, optimizer={self.optimizer_name!r}, lr={self.lr}, "
             f"schedule={self.schedule!r}, seed={self.seed})"
         )
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars and arrays to Python numbers and lists, so that
-    ``torch.load(weights_only=True)`` can read the history back."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    return value

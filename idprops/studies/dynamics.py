@@ -17,15 +17,12 @@ Regularizers (keys of ``regularizers``; 0 is "none" for each):
   parameters;
 - ``label_smoothing``: of the training loss;
 - ``shift``: data augmentation by random translations of up to this many pixels
-  (:class:`RandomShift`).
-
-Also the helpers that the grokking and randomization studies share.
+  (:class:`~idprops.data.transforms.RandomShift`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -33,259 +30,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from ..parsing import parse_spec
-from .scaling import (
-    _check_step,
-    _check_trainer,
-    _check_training_keys,
-    _integers,
-    _new_axes,
-    _plain,
-    _save,
-    _torch_threads,
-    _write_csv,
-    append_summary,
-    normalize_model,
+from .reporting import finite, new_axes, save_figure, write_study_report
+from .specs import Tracking, check_training, integers, parse_datasets, single_setting
+from .steps import (
+    build_network,
+    cell_session,
+    check_layers,
+    download_data,
+    epoch_history,
+    id_history,
+    id_tracker,
+    load_data,
+    train_model,
 )
 from .study import Study
 
-__all__ = [
-    "REGULARIZERS",
-    "DynamicsStudy",
-    "RandomShift",
-    "dynamics_cell",
-    "first_step_at_least",
-    "merge_by_step",
-    "id_history",
-]
+__all__ = ["REGULARIZERS", "DynamicsStudy", "dynamics_cell"]
 
 #: The regularizers a sweep may vary, with their "none" value.
 REGULARIZERS = {"weight_decay": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "shift": 0}
 
 _DEFAULT_TRAINING = {"optimizer": "adam", "lr": 1e-3, "epochs": 30, "batch_size": 64}
 _DEFAULT_TRACKING = {"layers": None, "estimator": "twonn", "n_samples": 1000, "every": 1, "data": "test"}
-# Layers tracked by default, input side first; the last is the LLID layer.
-_DEFAULT_LAYERS = {
-    "small_cnn": ["features.relu1", "features.relu2", "features.pool", "relu"],
-    "mlp1x512": ["fc1", "relu1"],
-    "mlp3x512": ["relu1", "relu2", "relu3"],
-    "cifar_resnet18": ["stem", "layer1", "layer2", "layer3", "layer4", "avgpool"],
-}
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-
-def _check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), hint: str = "") -> None:
-    """Refuse settings that are not Trainer arguments, that the study owns, or that the
-    Trainer refuses."""
-    _check_training_keys(training)
-    clash = sorted(set(training) & set(forbidden))
-    if clash:
-        raise ValueError(f"training: {clash} are set by the study" + (f"; {hint}" if hint else ""))
-    _check_trainer(training)
-
-
-def first_step_at_least(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
-    """The first step whose value is at least ``threshold`` (None if none is).
-
-    Examples
-    --------
-    >>> first_step_at_least([0, 10, 20], [0.1, 0.95, 0.9], 0.9)
-    10
-    >>> first_step_at_least([0, 10], [0.1, 0.2], 0.9) is None
-    True
-    """
-    for step, value in zip(steps, values):
-        if value is not None and value >= threshold:
-            return int(step)
-    return None
-
-
-def merge_by_step(*record_lists: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Merge lists of records keyed by ``step`` into one list sorted by step.
-
-    Examples
-    --------
-    >>> merge_by_step([{"step": 0, "a": 1}, {"step": 5, "a": 2}], [{"step": 5, "b": 3}])
-    [{'step': 0, 'a': 1}, {'step': 5, 'a': 2, 'b': 3}]
-    """
-    merged: dict[int, dict[str, Any]] = {}
-    for records in record_lists:
-        for rec in records:
-            merged.setdefault(int(rec["step"]), {}).update(rec)
-    return [merged[s] for s in sorted(merged)]
-
-
-def id_history(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The tracker's records as stored by the studies: ``step``, ``epoch``, ``ids``
-    (layer -> ID), ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` of each evaluation
-    (ready for :func:`idprops.plotting.plot_id_curves`).
-
-    Examples
-    --------
-    >>> recs = [{"step": 0, "epoch": 0, "ids": {"a": 4.0, "b": 2.0}, "ids_std": {}, "llid": 2.0,
-    ...          "pid": 4.0, "log_pid_llid": 0.69, "seconds": 0.1}]
-    >>> sorted(id_history(recs)[0])
-    ['epoch', 'ids', 'llid', 'log_pid_llid', 'pid', 'seconds', 'step']
-    """
-    keys = ("step", "epoch", "ids", "llid", "pid", "log_pid_llid", "seconds")
-    return [{k: r[k] for k in keys} for r in records]
-
-
-def _history(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """The Trainer's per-epoch history, ``epoch`` as epochs done (1 after the first)."""
-    return [{"epoch": h["epoch"] + 1, "step": h["step"], **{k: h.get(k, math.nan) for k in keys}} for h in history]
-
-
-def _estimator_spec(spec: Any) -> dict[str, Any]:
-    """The tracked estimator as ``{"name", "params"}``, built once to check it.
-
-    ``spec`` is a name, ``"twonn:method=mle"``, or a table with ``name``.
-    """
-    if isinstance(spec, str):
-        name, params = parse_spec(spec)
-        spec = {"name": name, **params}
-    else:
-        spec = dict(spec)
-    step = {"name": spec.pop("name", "twonn"), "params": spec}
-    _check_step("tracking.estimator", step)
-    return step
-
-
-def _resolve_tracking(
-    tracking: Mapping[str, Any] | None, model_name: str, defaults: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A study's ``tracking`` table completed with ``defaults`` and checked: known keys
-    only, the model's default layers when none are named, the estimator as a spec."""
-    tracking = {**defaults, **dict(tracking or {})}
-    unknown = sorted(set(tracking) - set(defaults))
-    if unknown:
-        raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(defaults)}")
-    if tracking["layers"] is None:
-        if model_name not in _DEFAULT_LAYERS:
-            raise ValueError(f"tracking.layers: no default for model {model_name!r}; name its layers")
-        tracking["layers"] = _DEFAULT_LAYERS[model_name]
-    if isinstance(tracking["layers"], str):
-        tracking["layers"] = [tracking["layers"]]
-    tracking["estimator"] = _estimator_spec(tracking["estimator"])
-    return tracking
-
-
-def _build_model(model: Mapping[str, Any], dropout: float | None = None, **shape: Any):
-    """Build ``model`` (``{"name", "params"}``) for data of ``shape`` (``in_channels``,
-    ``num_classes``, ``input_size``), with ``dropout`` when a study sets it.
-
-    A set dropout is always passed, 0 included: left out, the factory's own default
-    would run while the cell reports 0. A factory that takes no dropout argument is
-    built without one when the dropout is 0, and refused otherwise.
-    """
-    from ..nn import build_model
-
-    if dropout is None:
-        return build_model(model["name"], **shape, **model["params"])
-    try:
-        return build_model(model["name"], **shape, **model["params"], dropout=dropout)
-    except TypeError as exc:
-        if "dropout" not in str(exc):
-            raise
-        if dropout:
-            raise ValueError(
-                f"model {model['name']!r} takes no dropout argument; sweep dropout with a model "
-                "that has one, such as small_cnn"
-            ) from exc
-        return build_model(model["name"], **shape, **model["params"])
-
-
-def _resolve_layers(
-    dataset: str, model: Mapping[str, Any], layers: Sequence[str], dropout: float | None = None
-) -> list[str]:
-    """The dotted names of ``layers`` in the model the cells will build.
-
-    The model is built once (with ``dropout``, as :func:`_build_model`), for the shape
-    and classes of the dataset's test split (which every cell loads the same way), so
-    that a misspelt layer or a model that cannot be built fails when the grid is
-    built, naming the model's layers, instead of in every cell after its data have
-    loaded.
-    """
-    import torch
-
-    from ..activations import resolve_layer
-    from ..data import labels_of, load_dataset
-
-    data = load_dataset(dataset, train=False, seed=0)
-    channels, *size = tuple(data[0][0].shape)
-    # Building initialises weights from torch's global generator: leave the caller's alone.
-    with torch.random.fork_rng(devices=[]):
-        net = _build_model(
-            model, dropout, in_channels=channels, num_classes=int(np.max(labels_of(data))) + 1, input_size=tuple(size)
-        )
-    names = []
-    for layer in layers:
-        if not isinstance(layer, str):
-            raise ValueError(f"tracking.layers: {layer!r} is not a layer name; give dotted names such as 'layer4'")
-        try:
-            names.append(resolve_layer(net, layer)[0])
-        except ValueError as exc:
-            top = [name for name, _ in net.named_children()]
-            raise ValueError(f"tracking.layers: {exc}; the top-level layers of {model['name']!r} are {top}") from None
-    return names
-
-
-# --------------------------------------------------------------------------- augmentation
-
-
-class RandomShift:
-    """Data augmentation: translate each image by up to ``max_shift`` pixels, zero-filled.
-
-    A new shift (dx, dy), each uniform in ``-max_shift .. max_shift``, is drawn on every
-    access from torch's global generator, which :class:`~idprops.nn.Trainer` seeds, so
-    a run is reproducible. It is indexable like a torch Dataset without importing torch
-    here; give :class:`~idprops.nn.Trainer` ``torch.utils.data.Subset(shifted,
-    range(len(shifted)))``, which is one.
-
-    Parameters
-    ----------
-    dataset : torch Dataset of (image C x H x W, label)
-    max_shift : int
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch.utils.data import TensorDataset
-    >>> data = RandomShift(TensorDataset(torch.ones(1, 1, 4, 4), torch.tensor([3])), 1)
-    >>> _ = torch.manual_seed(0)
-    >>> x, y = data[0]
-    >>> x.shape, y, float(x.sum()) in (9.0, 12.0, 16.0)
-    (torch.Size([1, 4, 4]), 3, True)
-    """
-
-    def __init__(self, dataset, max_shift: int) -> None:
-        if not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
-            raise ValueError(f"shift must be a non-negative number of pixels, got {max_shift!r}")
-        self.dataset = dataset
-        self.max_shift = int(max_shift)
-        self.pixel_scale = getattr(dataset, "pixel_scale", "as given")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        x, y = self.dataset[i][:2]
-        s = self.max_shift
-        if s == 0:
-            return x, int(y)
-        dx, dy = (torch.randint(-s, s + 1, (2,))).tolist()
-        h, w = x.shape[-2:]
-        out = torch.zeros_like(x)
-        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
-            ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-        ]
-        return out, int(y)
 
 
 # --------------------------------------------------------------------------- one cell
@@ -294,7 +61,7 @@ class RandomShift:
 def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     """Train one model under one regularization setting, tracking layer IDs.
 
-    ``config`` holds ``data`` (``name``, ``n``), ``model`` (``name``, ``params``),
+    ``config`` holds ``data`` (:meth:`~idprops.studies.specs.DataSpec.config`), ``model`` (``name``, ``params``),
     ``regularization`` (a value for every key of :data:`REGULARIZERS`), ``seed``,
     ``training`` (Trainer arguments and ``threads``), ``tracking`` (``layers``,
     ``estimator`` spec, ``n_samples``, ``every`` in epochs, ``data``: ``"test"`` or
@@ -315,7 +82,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     --------
     One cell of a tiny sweep: 100 digits, one epoch, IDs before and after it.
 
-    >>> study = DynamicsStudy(n_train=100, regularizers={"dropout": [0.0]}, seeds=[0],
+    >>> study = DynamicsStudy(sizes=[100], regularizers={"dropout": [0.0]}, seeds=[0],
     ...                       training={"epochs": 1}, tracking={"n_samples": 100}, device="cpu")
     >>> out = dynamics_cell(study.cells()[0])
     >>> out["n_train"], [r["epoch"] for r in out["id_history"]], list(out["ids"])
@@ -323,10 +90,7 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from ..data import load_dataset
-    from ..nn import Trainer, seeded
-    from ..nn.callbacks import ActivationIDTracker
-    from ..registry import resolve_estimator
+    from ..data.transforms import RandomShift
 
     reg = config["regularization"]
     training = dict(config["training"])
@@ -334,11 +98,11 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     device = config.get("device", "auto")  # "auto" is read where it is used
     seed = int(config["seed"])
     data = config["data"]
-    with _torch_threads(threads), seeded(seed, device):
-        train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
-        val = load_dataset(data["name"], train=False, seed=0)  # one fixed validation set
+    with cell_session(seed, device, threads):
+        train = load_data(data, train=True, n=data.get("n"), seed=seed)
+        val = load_data(data, train=False, n=data.get("n_test"), seed=0)  # one fixed validation set
         channels, *size = tuple(train[0][0].shape)
-        model = _build_model(
+        model = build_network(
             config["model"],
             reg["dropout"],
             in_channels=channels,
@@ -346,32 +110,18 @@ def dynamics_cell(config: Mapping[str, Any]) -> dict[str, Any]:
             input_size=tuple(size),
         )
         tracking = config["tracking"]
-        spec = tracking["estimator"]
-        tracker = ActivationIDTracker(
-            tracking["layers"],
-            estimator=resolve_estimator(spec["name"], **spec["params"]),
-            every=int(tracking["every"]),
-            n_samples=int(tracking["n_samples"]),
-            data=val if tracking["data"] == "test" else train,
-            random_state=seed,
+        tracker = id_tracker(
+            tracking, seed=seed, every=int(tracking["every"]), data=val if tracking["data"] == "test" else train
         )
         fit_data = train
         if reg["shift"]:
             fit_data = torch.utils.data.Subset(RandomShift(train, reg["shift"]), range(len(train)))
-        trainer = Trainer(
-            model,
-            seed=seed,
-            device=device,
-            progress=False,
-            callbacks=[tracker],
-            weight_decay=float(reg["weight_decay"]),
-            label_smoothing=float(reg["label_smoothing"]),
-            **training,
-        ).fit(fit_data, val)
+        training.update(weight_decay=float(reg["weight_decay"]), label_smoothing=float(reg["label_smoothing"]))
+        trainer = train_model(model, fit_data, val, training=training, seed=seed, device=device, callbacks=[tracker])
 
     last = trainer.history[-1]
     final = tracker.records_[-1]
-    history = _history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
+    history = epoch_history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
     return {
         "val_accuracy": last["val_accuracy"],
         "val_loss": last["val_loss"],
@@ -411,12 +161,13 @@ class DynamicsStudy(Study):
 
     Parameters
     ----------
-    dataset : str, default="digits"
-        A registered dataset name (its training split trains, its test split validates).
-    n_train : int, optional
+    datasets : str, DataSpec or mapping, default="digits"
+        One dataset entry (:func:`~idprops.studies.specs.parse_datasets`): its training
+        split trains, its test split validates.
+    models : str or mapping, default="small_cnn"
+        One registered model name, or a table ``{"name": ..., **factory arguments}``.
+    sizes : int or sequence of one int, default=None
         Training images (a seeded, stratified subset); None: all.
-    model : str or mapping, default="small_cnn"
-        Registered model name, or a table ``{"name": ..., **factory arguments}``.
     regularizers : mapping of str to sequence, optional
         Values swept per regularizer (keys of :data:`REGULARIZERS`); default
         ``weight_decay`` 0 .. 0.1, ``dropout`` 0 .. 0.9, ``label_smoothing`` 0 .. 0.9,
@@ -434,8 +185,6 @@ class DynamicsStudy(Study):
         ``"twonn"``), ``n_samples`` (1000), ``every`` (epochs, 1), ``data``
         (``"test"``, as the paper's validation images, or ``"train"``).
     device : str, default="auto"
-    store, n_jobs, progress, study_file
-        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------
@@ -450,31 +199,25 @@ class DynamicsStudy(Study):
 
     def __init__(
         self,
-        dataset: str = "digits",
-        n_train: int | None = None,
-        model: Any = "small_cnn",
+        datasets: Any = "digits",
+        models: Any = "small_cnn",
+        sizes: Any = None,
         regularizers: Mapping[str, Sequence[float]] | None = None,
         baseline: Mapping[str, float] | None = None,
         seeds: Sequence[int] = (0, 1),
         training: Mapping[str, Any] | None = None,
         tracking: Mapping[str, Any] | None = None,
         device: str = "auto",
-        *,
-        store: str | os.PathLike | None = None,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-        study_file: str | None = None,
     ) -> None:
-        self.dataset = dataset
-        self.n_train = n_train
-        self.model = model
+        self.datasets = datasets
+        self.models = models
+        self.sizes = sizes
         self.regularizers = regularizers
         self.baseline = baseline
         self.seeds = seeds
         self.training = training
         self.tracking = tracking
         self.device = device
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     run_cell = staticmethod(dynamics_cell)
 
@@ -495,7 +238,7 @@ class DynamicsStudy(Study):
             values = [values] if isinstance(values, (int, float)) else list(values)
             if not values:
                 raise ValueError(f"regularizers.{name} is empty")
-            out[name] = _integers(values, "regularizers.shift") if name == "shift" else [float(v) for v in values]
+            out[name] = integers(values, "regularizers.shift") if name == "shift" else [float(v) for v in values]
         return out
 
     def _baseline(self) -> dict[str, Any]:
@@ -505,12 +248,12 @@ class DynamicsStudy(Study):
         if unknown:
             raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
         base.update(extra)
-        return {k: _integers([v], "baseline.shift")[0] if k == "shift" else float(v) for k, v in base.items()}
+        return {k: integers([v], "baseline.shift")[0] if k == "shift" else float(v) for k, v in base.items()}
 
-    def _tracking(self, model_name: str) -> dict[str, Any]:
-        tracking = _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
-        if tracking["data"] not in ("test", "train"):
-            raise ValueError(f"tracking.data must be 'test' or 'train', got {tracking['data']!r}")
+    def _tracking(self, model_name: str) -> Tracking:
+        tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING, model_name)
+        if tracking.extra["data"] not in ("test", "train"):
+            raise ValueError(f"tracking.data must be 'test' or 'train', got {tracking.extra['data']!r}")
         return tracking
 
     def settings(self) -> list[tuple[dict[str, Any], list[str]]]:
@@ -524,40 +267,42 @@ class DynamicsStudy(Study):
                 seen.setdefault(key, (setting, []))[1].append(name)
         return list(seen.values())
 
+    def fetch_data(self) -> None:
+        """Download the datasets whose entries say ``download = true``
+        (:func:`~idprops.studies.steps.download_data`)."""
+        download_data(parse_datasets(self.datasets))
+
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per distinct regularization setting x seed."""
-        model = normalize_model(self.model)
+        data, model, n = single_setting(self.datasets, self.models, self.sizes, "dynamics")
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
-        _check_training(
+        check_training(
             training,
             forbidden=("weight_decay", "label_smoothing"),
             hint="sweep them through regularizers (or set baseline)",
         )
-        if "dropout" in model["params"]:
+        if "dropout" in model.params:
             # Every cell has a dropout (the baseline's when another regularizer is swept),
             # and it is the one reported: a second value in the model would contradict it.
             raise ValueError(
-                "model: dropout is set by the study; sweep it through regularizers.dropout "
+                "models: dropout is set by the study; sweep it through regularizers.dropout "
                 "(or set baseline.dropout) and leave it out of the model's parameters"
             )
         settings = self.settings()
-        tracking = self._tracking(model["name"])
+        tracking = self._tracking(model.name).config()
         # The largest dropout swept: a model that cannot take it fails here.
         dropout = max(setting["dropout"] for setting, _ in settings)
-        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"], dropout)
-        seeds = _integers(self.seeds, "seeds")
-        data = {"name": self.dataset, "n": self.n_train}
+        tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"], dropout)
+        seeds = integers(self.seeds, "seeds")
         return [
-            _plain(
-                self._cell(
-                    data=data,
-                    model=model,
-                    regularization=setting,
-                    seed=seed,
-                    training=training,
-                    tracking=tracking,
-                    device=self.device,
-                )
+            self._cell(
+                data=data.config(n),
+                model=model.config(),
+                regularization=setting,
+                seed=seed,
+                training=training,
+                tracking=tracking,
+                device=self.device,
             )
             for setting, _ in settings
             for seed in seeds
@@ -565,41 +310,39 @@ class DynamicsStudy(Study):
 
     # ------------------------------------------------------------------ report
 
-    def _sweeps(self) -> dict[str, list[dict[str, Any]]]:
+    def _sweeps(self, results) -> dict[str, list[dict[str, Any]]]:
         """Regularizer -> its cells' records (the baseline in each), sorted by strength."""
         base = self._baseline()
         out: dict[str, list[dict[str, Any]]] = {}
         for name in self._regularizers():
             rows = []
-            for r in self.results_:  # a record per distinct cell
+            for r in results:  # a record per distinct cell
                 others_at_base = all(r[f"regularization.{k}"] == v for k, v in base.items() if k != name)
                 if others_at_base:
                     rows.append(r)
             out[name] = sorted(rows, key=lambda r: (r[f"regularization.{name}"], r["seed"]))
         return out
 
-    def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
+    def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures of
+        ``results`` (what :meth:`run` returned) into ``outdir``.
 
         Figures: ``id_vs_regularization.png``, ``accuracy_vs_log_pid_llid.png``,
         ``accuracy_vs_llid.png``, ``llid_curves.png`` and ``id_curves_baseline.png``.
         """
         from ..analysis import correlation
-        from ..plotting import write_report
 
-        check_is_fitted(self, "results_")
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        rows = self.results_  # a record per distinct cell, though cells() repeats the baseline
-        _write_csv(rows, outdir / "results.csv")
-        sweeps = self._sweeps()
+        rows = results  # a record per distinct cell, though cells() repeats the baseline
+        sweeps = self._sweeps(rows)
         correlations: dict[str, Any] = {}
         figures = [_id_vs_regularization_figure(sweeps, outdir / "id_vs_regularization.png")]
         for field, label, name in (
             ("log_pid_llid", "log(PID / LLID)", "accuracy_vs_log_pid_llid.png"),
             ("llid", "LLID", "accuracy_vs_llid.png"),
         ):
-            ok = [r for r in rows if _finite(r[field]) and _finite(r["val_accuracy"])]
+            ok = [r for r in rows if finite(r, field, "val_accuracy")]
             x, y = [r[field] for r in ok], [r["val_accuracy"] for r in ok]
             if len(ok) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
                 correlations[f"validation accuracy vs {label}"] = f"not computed: {len(ok)} usable cells"
@@ -615,9 +358,7 @@ class DynamicsStudy(Study):
         base = [r for r in rows if not _changed(r, self._baseline())]
         if base:
             figures.append(
-                _baseline_id_curves_figure(
-                    min(base, key=lambda r: r["seed"]), self._last_hidden(), outdir / "id_curves_baseline.png"
-                )
+                _baseline_id_curves_figure(min(base, key=lambda r: r["seed"]), outdir / "id_curves_baseline.png")
             )
         table = [
             {
@@ -635,29 +376,22 @@ class DynamicsStudy(Study):
             }
             for r in rows
         ]
-        path = write_report(
-            outdir / "report.md",
-            title="Training-dynamics study: regularization and activation ID",
-            table=table,
-            correlations=correlations,
-            figures=figures,
-        )
         lines = _summary(sweeps, rows)
-        n_finite = sum(_finite(r["llid"]) for r in rows)
+        n_finite = sum(finite(r, "llid") for r in rows)
         if n_finite < len(rows):
             lines.append(
                 f"correlations over the {n_finite} cells with a finite LLID; "
                 f"{len(rows) - n_finite} collapsed cell(s) left out."
             )
-        append_summary(path, lines)
-        return path
-
-    def _last_hidden(self) -> str:
-        return self._tracking(normalize_model(self.model)["name"])["layers"][-1]
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
+        return write_study_report(
+            outdir,
+            rows,
+            title="Training-dynamics study: regularization and activation ID",
+            table=table,
+            correlations=correlations,
+            figures=figures,
+            summary=lines,
+        )
 
 
 def _changed(r: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
@@ -731,17 +465,17 @@ def _id_vs_regularization_figure(sweeps, path: Path) -> Path:
         ax.legend(lines, [c.get_label() for c in lines], fontsize=7, loc="best")
     fig.suptitle("final ID against regularization strength (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _scatter_figure(rows, field: str, label: str, corr, path: Path) -> Path:
     from ..plotting import plot_correlation
 
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     plot_correlation([r[field] for r in rows], [r["val_accuracy"] for r in rows], corr, ax=ax)
     ax.set_xlabel(f"{label} (end of training)")
     ax.set_ylabel("validation accuracy")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _llid_curves_figure(sweeps, path: Path) -> Path:
@@ -762,13 +496,14 @@ def _llid_curves_figure(sweeps, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle("LLID through training", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _baseline_id_curves_figure(base: Mapping[str, Any], last_hidden: str, path: Path) -> Path:
+def _baseline_id_curves_figure(base: Mapping[str, Any], path: Path) -> Path:
     from ..plotting import plot_id_curves
 
-    fig, ax = _new_axes()
-    plot_id_curves(base["id_history"], x="epoch", last_hidden=last_hidden, ax=ax)
+    fig, ax = new_axes()
+    # The tracked layers, input side first: the last is the LLID layer.
+    plot_id_curves(base["id_history"], x="epoch", last_hidden=base["tracking.layers"][-1], ax=ax)
     ax.set_title(f"every layer's ID through training (baseline, seed {base['seed']})", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -20,25 +20,13 @@ show. ``training = {preset = "brown2022_grokking"}`` restores the paper's optimi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sklearn.utils.validation import check_is_fitted
-
-from .dynamics import (
-    _check_training,
-    _estimator_spec,
-    _plain,
-    _save,
-    _torch_threads,
-    append_summary,
-    first_step_at_least,
-    id_history,
-    merge_by_step,
-)
-from .scaling import _integers, _write_csv
+from .reporting import save_figure, write_study_report
+from .specs import Tracking, check_training, integers, parse_model
+from .steps import cell_session, first_step_at_least, id_history, id_tracker, merge_by_step, train_model
 from .study import Study
 
 __all__ = ["GrokkingStudy", "grokking_cell", "mark_grokking"]
@@ -132,7 +120,7 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     One tiny cell: division modulo 7, a narrow transformer, 20 steps.
 
     >>> study = GrokkingStudy(p=7, training={"max_steps": 20}, eval_every=10,
-    ...                       model={"width": 32, "mlp_width": 64}, device="cpu")
+    ...                       models={"width": 32, "mlp_width": 64}, device="cpu")
     >>> out = grokking_cell(study.cells()[0])
     >>> out["n_train"], out["n_val"], [r["step"] for r in out["curves"]]
     (25, 17, [0, 10, 20])
@@ -140,17 +128,14 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     ['blocks.0.attn', 'blocks.0.mlp', 'blocks.1.attn', 'blocks.1.mlp']
     """
     from ..data.modular import load_modular_division
-    from ..nn import Trainer, seeded
-    from ..nn.callbacks import ActivationIDTracker
     from ..nn.models import transformer_classifier
-    from ..registry import resolve_estimator
 
     training = dict(config["training"])
     threads = training.pop("threads", None)
     device = config.get("device", "auto")  # "auto" is read where it is used
     seed = int(config["seed"])
     p, fraction, split = int(config["p"]), float(config["train_fraction"]), int(config["split_seed"])
-    with _torch_threads(threads), seeded(seed, device):
+    with cell_session(seed, device, threads):
         train = load_modular_division(p=p, train_fraction=fraction, train=True, seed=split)
         val = load_modular_division(p=p, train_fraction=fraction, train=False, seed=split)
         model = transformer_classifier(vocab_size=p + 2, num_classes=p, **config["model"])
@@ -158,24 +143,10 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         layers = tracking["layers"] or [
             f"blocks.{i}.{part}" for i in range(len(model.blocks)) for part in ("attn", "mlp")
         ]
-        spec = tracking["estimator"]
-        tracker = ActivationIDTracker(
-            layers,
-            estimator=resolve_estimator(spec["name"], **spec["params"]),
-            n_samples=int(tracking["n_samples"]),
-            random_state=seed,
-            batch_size=4096,
-        )
+        tracker = id_tracker({**tracking, "layers": layers}, seed=seed, batch_size=4096)
         probe = _AccuracyProbe(train, val)
-        trainer = Trainer(
-            model,
-            steps_per_epoch=int(config["eval_every"]),
-            seed=seed,
-            device=device,
-            progress=False,
-            callbacks=[probe, tracker],
-            **training,
-        ).fit(train)
+        training["steps_per_epoch"] = int(config["eval_every"])
+        trainer = train_model(model, train, training=training, seed=seed, device=device, callbacks=[probe, tracker])
 
     rows = merge_by_step(probe.records_, id_history(tracker.records_))
     col = {key: [r.get(key, math.nan) for r in rows] for key in ("step", "train_accuracy", "val_accuracy", "llid")}
@@ -260,9 +231,10 @@ class GrokkingStudy(Study):
     weight_decays : sequence of float, default=(1.0,)
         The optimizer's weight decay per cell (0 usually does not grok in the same
         number of steps).
-    model : mapping, optional
-        :func:`~idprops.nn.models.transformer_classifier` arguments; default width
-        128, 2 layers, 4 heads, MLP 512, dropout 0 (the paper: 0.1).
+    models : str or mapping, default="transformer"
+        The transformer: a table of :func:`~idprops.nn.models.transformer_classifier`
+        arguments over width 128, 2 layers, 4 heads, MLP 512, dropout 0 (the paper:
+        0.1).
     training : mapping, optional
         Trainer arguments over the defaults (AdamW, lr 1e-3, betas (0.9, 0.98), 10
         warm-up steps, full batch, 1,500 steps); ``preset`` starts from one of
@@ -280,8 +252,6 @@ class GrokkingStudy(Study):
     split_seed : int, default=0
         Seed of the train/validation split, the same for every cell.
     device : str, default="auto"
-    store, n_jobs, progress, study_file
-        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------
@@ -300,31 +270,25 @@ class GrokkingStudy(Study):
         train_fraction: float = 0.6,
         seeds: Sequence[int] = (0,),
         weight_decays: Sequence[float] = (1.0,),
-        model: Mapping[str, Any] | None = None,
+        models: Any = "transformer",
         training: Mapping[str, Any] | None = None,
         eval_every: int = 100,
         tracking: Mapping[str, Any] | None = None,
         threshold: float = 0.9,
         split_seed: int = 0,
         device: str = "auto",
-        *,
-        store: str | os.PathLike | None = None,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-        study_file: str | None = None,
     ) -> None:
         self.p = p
         self.train_fraction = train_fraction
         self.seeds = seeds
         self.weight_decays = weight_decays
-        self.model = model
+        self.models = models
         self.training = training
         self.eval_every = eval_every
         self.tracking = tracking
         self.threshold = threshold
         self.split_seed = split_seed
         self.device = device
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     run_cell = staticmethod(grokking_cell)
 
@@ -344,22 +308,27 @@ class GrokkingStudy(Study):
             base = dict(_DEFAULT_TRAINING)
         training = {**base, **training}
         # The preset's steps_per_epoch and weight_decay were left out of base above.
-        _check_training(
+        check_training(
             training,
             forbidden=("steps_per_epoch", "weight_decay"),
             hint="use eval_every for the steps between evaluations, weight_decays for the decay",
         )
         return training
 
-    def _tracking(self) -> dict[str, Any]:
-        tracking = {**_DEFAULT_TRACKING, **dict(self.tracking or {})}
-        unknown = set(tracking) - set(_DEFAULT_TRACKING)
-        if unknown:
-            raise ValueError(f"tracking: unknown key(s) {sorted(unknown)}; use {sorted(_DEFAULT_TRACKING)}")
-        tracking["estimator"] = _estimator_spec(tracking["estimator"])
-        if isinstance(tracking["layers"], str):
-            tracking["layers"] = [tracking["layers"]]
-        return tracking
+    def _model(self) -> dict[str, Any]:
+        """The transformer's arguments: ``models`` is its name, a table of its arguments
+        (``name`` optional) or a list of one of them."""
+        models = self.models
+        if isinstance(models, Sequence) and not isinstance(models, str):
+            if len(models) != 1:
+                raise ValueError(f"a grokking study trains one transformer; got {len(models)} models")
+            models = models[0]
+        if isinstance(models, Mapping):
+            models = {"name": "transformer", **models}
+        model = parse_model(models)
+        if model.name != "transformer":
+            raise ValueError(f"a grokking study trains the 'transformer' model, not {model.name!r}")
+        return {**_DEFAULT_MODEL, **model.params}
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per weight decay x seed."""
@@ -369,28 +338,27 @@ class GrokkingStudy(Study):
             raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
         if not 0 < float(self.threshold) <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
-        model = {**_DEFAULT_MODEL, **dict(self.model or {})}
-        training, tracking = self._training(), self._tracking()
-        seeds = _integers(self.seeds, "seeds")
-        (p,) = _integers([self.p], "p")
-        (split_seed,) = _integers([self.split_seed], "split_seed")
+        model = self._model()
+        training = self._training()
+        tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING).config()
+        seeds = integers(self.seeds, "seeds")
+        (p,) = integers([self.p], "p")
+        (split_seed,) = integers([self.split_seed], "split_seed")
         decays = [self.weight_decays] if isinstance(self.weight_decays, (int, float)) else list(self.weight_decays)
         if not decays:
             raise ValueError("weight_decays is empty")
         return [
-            _plain(
-                self._cell(
-                    p=p,
-                    train_fraction=float(self.train_fraction),
-                    split_seed=split_seed,
-                    seed=seed,
-                    model=model,
-                    training={**training, "weight_decay": float(wd)},
-                    eval_every=self.eval_every,
-                    tracking=tracking,
-                    threshold=float(self.threshold),
-                    device=self.device,
-                )
+            self._cell(
+                p=p,
+                train_fraction=float(self.train_fraction),
+                split_seed=split_seed,
+                seed=seed,
+                model=model,
+                training={**training, "weight_decay": float(wd)},
+                eval_every=self.eval_every,
+                tracking=tracking,
+                threshold=float(self.threshold),
+                device=self.device,
             )
             for wd in decays
             for seed in seeds
@@ -398,20 +366,17 @@ class GrokkingStudy(Study):
 
     # ------------------------------------------------------------------ report
 
-    def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
+    def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures of
+        ``results`` (what :meth:`run` returned) into ``outdir``.
 
         Figures: ``grokking.png`` (per cell: train and validation accuracy, LLID and
         PID against steps, the grokking step marked) and ``id_curves.png`` (every
         layer's ID over training, first cell of each weight decay).
         """
-        from ..plotting import write_report
-
-        check_is_fitted(self, "results_")
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        rows = self.results_
-        _write_csv(rows, outdir / "results.csv")
+        rows = results
         figures = [_grokking_figure(rows, outdir / "grokking.png"), _id_curves_figure(rows, outdir / "id_curves.png")]
         table = [
             {
@@ -431,9 +396,14 @@ class GrokkingStudy(Study):
             }
             for r in rows
         ]
-        path = write_report(outdir / "report.md", title="Grokking study", table=table, figures=figures)
-        append_summary(path, [_cell_summary(r, self.threshold) for r in rows])
-        return path
+        return write_study_report(
+            outdir,
+            rows,
+            title="Grokking study",
+            table=table,
+            figures=figures,
+            summary=[_cell_summary(r, self.threshold) for r in rows],
+        )
 
 
 def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
@@ -483,7 +453,7 @@ def _grokking_figure(rows, path: Path) -> Path:
         ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="center right")
         ax.set_title(f"weight decay {r['training.weight_decay']}, seed {r['seed']}", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _id_curves_figure(rows, path: Path) -> Path:
@@ -501,4 +471,4 @@ def _id_curves_figure(rows, path: Path) -> Path:
             ax.axvline(r["grok_step"], color="k", ls=":", lw=1)
         ax.set_title(f"ID of the residual increments, weight decay {wd}, seed {r['seed']}", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

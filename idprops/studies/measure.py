@@ -319,11 +319,11 @@ def _checkpoint_classes(weights: str) -> int | None:
     """
     import torch
 
-    from ..nn.models import _read_state_dict
+    from ..nn.models import read_state_dict
 
     if not os.path.isfile(weights):
         return None
-    state = _read_state_dict(weights)  # as build_model reads it
+    state = read_state_dict(weights)  # as build_model reads it
     if not isinstance(state, dict):
         return None
     matrices = [value for value in state.values() if torch.is_tensor(value) and value.ndim == 2]

@@ -18,29 +18,36 @@ permutation for ``shuffled_pixels`` and fresh draws for ``random_pixels`` and
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from .dynamics import (
-    _check_training,
-    _history,
-    _new_axes,
-    _plain,
-    _resolve_layers,
-    _resolve_tracking,
-    _save,
-    _torch_threads,
-    append_summary,
+from .reporting import new_axes, save_figure, write_study_report
+from .specs import (
+    Tracking,
+    check_training,
+    configs,
+    integers,
+    parse_datasets,
+    parse_estimators,
+    parse_steps,
+    single_setting,
+)
+from .steps import (
+    build_network,
+    cell_session,
+    check_layers,
+    download_data,
+    epoch_history,
     first_step_at_least,
     id_history,
+    id_tracker,
+    load_data,
+    measure_dataset,
+    train_model,
 )
-from .measure import measure, measurement_fields
-from .scaling import _integers, _write_csv, check_steps, normalize_model, normalize_steps
 from .study import Study
 
 __all__ = ["TEST_SEED_OFFSET", "RandomizationStudy", "randomization_cell"]
@@ -73,7 +80,7 @@ def _materialize(dataset):
 def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     """Train one model on one corruption of a dataset; a pure function of ``config``.
 
-    ``config`` holds ``data`` (``name``, ``n``), ``corruption`` (``name`` of
+    ``config`` holds ``data`` (:meth:`~idprops.studies.specs.DataSpec.config`), ``corruption`` (``name`` of
     :data:`idprops.data.CORRUPTIONS` and ``params``), ``model``, ``seed``, ``training``
     (Trainer arguments and ``threads``), ``tracking`` (``layers``, ``estimator``,
     ``n_samples``, ``every`` in epochs), ``estimators`` (d_data, label -> spec) and
@@ -96,17 +103,15 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     --------
     One cell: 100 digits with random labels, one epoch.
 
-    >>> study = RandomizationStudy(corruptions=["random_labels"], n_train=100, seeds=[0],
+    >>> study = RandomizationStudy(corruptions=["random_labels"], sizes=100, seeds=[0],
     ...                            training={"epochs": 1}, tracking={"n_samples": 100},
     ...                            device="cpu")
     >>> out = randomization_cell(study.cells()[0])
     >>> out["n_train"], out["corrupted_fraction"], sorted(out["d_data"])
     (100, 0.88, ['mle', 'twonn'])
     """
-    from ..data import RandomizedLabels, corrupt, load_dataset
-    from ..nn import Trainer, build_model, evaluate, seeded
-    from ..nn.callbacks import ActivationIDTracker
-    from ..registry import resolve_estimator
+    from ..data import RandomizedLabels, corrupt
+    from ..nn import evaluate
 
     training = dict(config["training"])
     threads = training.pop("threads", None)
@@ -114,9 +119,9 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     seed = int(config["seed"])
     data, corruption = config["data"], config["corruption"]
     notes: list[str] = []
-    with _torch_threads(threads), seeded(seed, device):
-        clean_train = load_dataset(data["name"], train=True, n=data.get("n"), seed=seed)
-        clean_test = load_dataset(data["name"], train=False, seed=0)
+    with cell_session(seed, device, threads):
+        clean_train = load_data(data, train=True, n=data.get("n"), seed=seed)
+        clean_test = load_data(data, train=False, n=data.get("n_test"), seed=0)
         wrapped = corrupt(clean_train, corruption["name"], seed=seed, **corruption["params"])
         if isinstance(wrapped, RandomizedLabels):
             test = clean_test  # scored against the true labels
@@ -125,31 +130,14 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             test = corrupt(clean_test, corruption["name"], seed=seed + TEST_SEED_OFFSET, **corruption["params"])
         train, test = _materialize(wrapped), _materialize(test)
-
-        measured = measure(train, estimators=config["estimators"], sharpness=False, progress=False)
-        d_data = measurement_fields(measured).get("d_data", {})
-        notes.extend(measured["warnings"])
+        measured = measure_dataset(train, estimators=config["estimators"], sharpness=None, seed=seed, notes=notes)
 
         channels, *size = tuple(train[0][0].shape)
         num_classes = int(max(np.max(wrapped.targets), np.max(clean_train.targets))) + 1
-        model = build_model(
-            config["model"]["name"],
-            in_channels=channels,
-            num_classes=num_classes,
-            input_size=tuple(size),
-            **config["model"]["params"],
-        )
+        model = build_network(config["model"], in_channels=channels, num_classes=num_classes, input_size=tuple(size))
         tracking = config["tracking"]
-        spec = tracking["estimator"]
-        tracker = ActivationIDTracker(
-            tracking["layers"],
-            estimator=resolve_estimator(spec["name"], **spec["params"]),
-            every=int(tracking["every"]),
-            n_samples=int(tracking["n_samples"]),
-            random_state=seed,
-        )
-        trainer = Trainer(model, seed=seed, device=device, progress=False, callbacks=[tracker], **training)
-        trainer.fit(train, test)
+        tracker = id_tracker(tracking, seed=seed, every=int(tracking["every"]))
+        trainer = train_model(model, train, test, training=training, seed=seed, device=device, callbacks=[tracker])
         final_train = evaluate(model, train, device=device)
         final_test = evaluate(model, test, device=device)
 
@@ -159,7 +147,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
             "test_loss": h["val_loss"],
             "test_accuracy": h["val_accuracy"],
         }
-        for h in _history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
+        for h in epoch_history(trainer.history, ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
     ]
     last = tracker.records_[-1]
     return {
@@ -169,7 +157,7 @@ def randomization_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         "test_accuracy": final_test["accuracy"],
         "test_loss": final_test["loss"],
         "fit_epoch": first_step_at_least([h["epoch"] for h in history], [h["train_accuracy"] for h in history], 0.99),
-        "d_data": d_data,
+        **measured,
         "llid": last["llid"],
         "pid": last["pid"],
         "ids": last["ids"],
@@ -194,9 +182,12 @@ class RandomizationStudy(Study):
 
     Parameters
     ----------
-    dataset : str, default="digits"
-        A registered dataset name (training split to train on, test split to test).
-    n_train : int, optional
+    datasets : str, DataSpec or mapping, default="digits"
+        One dataset entry (:func:`~idprops.studies.specs.parse_datasets`): training
+        split to train on, test split to test.
+    models : str or mapping, default="mlp3x512"
+        One registered name or ``{"name": ..., **factory arguments}``.
+    sizes : int or sequence of one int, default=None
         Training images (a seeded stratified subset); None: all.
     corruptions : mapping or sequence, optional
         label -> spec (``name`` of :data:`idprops.data.CORRUPTIONS`, default the
@@ -206,8 +197,6 @@ class RandomizationStudy(Study):
         checked when the grid is built (:func:`idprops.data.randomization.check_corruption`).
         Default: true labels, labels corrupted with p = 0.5, random labels, shuffled
         pixels, random pixels, Gaussian.
-    model : str or mapping, default="mlp3x512"
-        Registered name or ``{"name": ..., **factory arguments}``.
     seeds : sequence of int, default=(0,)
         Seed of the corruption, initialisation, data order and ID sample.
     training : mapping, optional
@@ -221,8 +210,6 @@ class RandomizationStudy(Study):
     estimators : mapping or sequence, default=("mle", "twonn")
         d_data estimators of the corrupted training inputs.
     device : str, default="auto"
-    store, n_jobs, progress, study_file
-        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------
@@ -235,75 +222,67 @@ class RandomizationStudy(Study):
 
     def __init__(
         self,
-        dataset: str = "digits",
-        n_train: int | None = None,
+        datasets: Any = "digits",
+        models: Any = "mlp3x512",
+        sizes: Any = None,
         corruptions: Any = None,
-        model: Any = "mlp3x512",
         seeds: Sequence[int] = (0,),
         training: Mapping[str, Any] | None = None,
         tracking: Mapping[str, Any] | None = None,
         estimators: Any = ("mle", "twonn"),
         device: str = "auto",
-        *,
-        store: str | os.PathLike | None = None,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-        study_file: str | None = None,
     ) -> None:
-        self.dataset = dataset
-        self.n_train = n_train
+        self.datasets = datasets
+        self.models = models
+        self.sizes = sizes
         self.corruptions = corruptions
-        self.model = model
         self.seeds = seeds
         self.training = training
         self.tracking = tracking
         self.estimators = estimators
         self.device = device
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     run_cell = staticmethod(randomization_cell)
 
     def _corruptions(self) -> dict[str, dict[str, Any]]:
         from ..data.randomization import check_corruption
 
-        specs = normalize_steps(_DEFAULT_CORRUPTIONS if self.corruptions is None else self.corruptions, "corruptions")
+        specs = parse_steps(_DEFAULT_CORRUPTIONS if self.corruptions is None else self.corruptions, "corruptions")
         if not specs:
             raise ValueError("corruptions is empty")
         for label, spec in specs.items():
             try:
-                check_corruption(spec["name"], spec["params"])
+                check_corruption(spec.name, spec.params)
             except ValueError as exc:
                 raise ValueError(f"corruptions.{label}: {exc}") from None
-        return specs
+        return configs(specs)
 
-    def _tracking(self, model_name: str) -> dict[str, Any]:
-        return _resolve_tracking(self.tracking, model_name, _DEFAULT_TRACKING)
+    def fetch_data(self) -> None:
+        """Download the datasets whose entries say ``download = true``
+        (:func:`~idprops.studies.steps.download_data`)."""
+        download_data(parse_datasets(self.datasets))
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per corruption x seed."""
+        data, model, n = single_setting(self.datasets, self.models, self.sizes, "randomization")
         corruptions = self._corruptions()
-        model = normalize_model(self.model)
         training = {**_DEFAULT_TRAINING, **dict(self.training or {})}
-        _check_training(training)
-        tracking = self._tracking(model["name"])
-        tracking["layers"] = _resolve_layers(self.dataset, model, tracking["layers"])
-        estimators = normalize_steps(self.estimators, "estimators")
-        check_steps(estimators)
-        seeds = _integers(self.seeds, "seeds")
-        data = {"name": self.dataset, "n": self.n_train}
+        check_training(training)
+        tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING, model.name).config()
+        tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"])
+        estimators = configs(parse_estimators(self.estimators))
+        seeds = integers(self.seeds, "seeds")
         return [
-            _plain(
-                self._cell(
-                    data=data,
-                    corruption=spec,
-                    label=label,
-                    model=model,
-                    seed=seed,
-                    training=training,
-                    tracking=tracking,
-                    estimators=estimators,
-                    device=self.device,
-                )
+            self._cell(
+                data=data.config(n),
+                corruption=spec,
+                label=label,
+                model=model.config(),
+                seed=seed,
+                training=training,
+                tracking=tracking,
+                estimators=estimators,
+                device=self.device,
             )
             for label, spec in corruptions.items()
             for seed in seeds
@@ -311,8 +290,9 @@ class RandomizationStudy(Study):
 
     # ------------------------------------------------------------------ report
 
-    def report(self, outdir: str | os.PathLike) -> Path:
-        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures into ``outdir``.
+    def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
+        """Write ``report.md`` (and ``.html``), ``results.csv`` and the figures of
+        ``results`` (what :meth:`run` returned) into ``outdir``.
 
         Figures (first seed of each corruption): ``training_loss.png`` (the paper's
         Figure 1a: training loss against steps), ``accuracy.png`` (train and test
@@ -320,22 +300,20 @@ class RandomizationStudy(Study):
         training, one curve per corruption) and ``id_curves.png`` (every layer's ID
         through training, one panel per corruption).
         """
-        from ..plotting import plot_training_curves, write_report
+        from ..plotting import plot_training_curves
 
-        check_is_fitted(self, "results_")
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        rows = self.results_
-        _write_csv(rows, outdir / "results.csv")
+        rows = results
         firsts: dict[str, Mapping[str, Any]] = {}
         for r in rows:
             firsts.setdefault(r["label"], r)
         figures = []
 
-        fig, ax = _new_axes()
+        fig, ax = new_axes()
         plot_training_curves({k: r["history"] for k, r in firsts.items()}, "train_loss", x="step", ax=ax)
         ax.set_title("training loss against steps, per corruption", fontsize=9)
-        figures.append(_save(fig, outdir / "training_loss.png"))
+        figures.append(save_figure(fig, outdir / "training_loss.png"))
         figures.append(_accuracy_figure(firsts, outdir / "accuracy.png"))
         figures.append(_llid_figure(firsts, outdir / "llid_curves.png"))
         figures.append(_id_curves_figure(firsts, outdir / "id_curves.png"))
@@ -360,11 +338,14 @@ class RandomizationStudy(Study):
                 id_share=r["id_share"],
             )
             table.append(row)
-        path = write_report(
-            outdir / "report.md", title="Randomization tests: fit, generalization and ID", table=table, figures=figures
+        return write_study_report(
+            outdir,
+            rows,
+            title="Randomization tests: fit, generalization and ID",
+            table=table,
+            figures=figures,
+            summary=[_summary_line(r) for r in firsts.values()],
         )
-        append_summary(path, [_summary_line(r) for r in firsts.values()])
-        return path
 
 
 def _summary_line(r: Mapping[str, Any]) -> str:
@@ -380,7 +361,7 @@ def _summary_line(r: Mapping[str, Any]) -> str:
 
 
 def _accuracy_figure(firsts, path: Path) -> Path:
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     for i, (label, r) in enumerate(firsts.items()):
         steps = [h["step"] for h in r["history"]]
         ax.plot(steps, [h["train_accuracy"] for h in r["history"]], "-", color=f"C{i}", label=f"{label} train")
@@ -389,11 +370,11 @@ def _accuracy_figure(firsts, path: Path) -> Path:
     ax.set_ylabel("accuracy")
     ax.set_title("train (solid) and test (dotted) accuracy", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _llid_figure(firsts, path: Path) -> Path:
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     for i, (label, r) in enumerate(firsts.items()):
         h = r["id_history"]
         steps = [e["step"] for e in h]
@@ -403,7 +384,7 @@ def _llid_figure(firsts, path: Path) -> Path:
     ax.set_ylabel("intrinsic dimension")
     ax.set_title("LLID (solid) and PID (dashed) of the training inputs' representations", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _id_curves_figure(firsts, path: Path) -> Path:
@@ -421,4 +402,4 @@ def _id_curves_figure(firsts, path: Path) -> Path:
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -11,32 +11,23 @@ attack, and correlates them across datasets with bootstrap confidence intervals.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sklearn.utils.validation import check_is_fitted
-
-from .scaling import (
-    _integers,
-    _plain,
-    _robustness_figures,
-    _run_summary,
-    _table,
-    _write_csv,
-    append_summary,
-    cell_data,
-    check_steps,
-    download_datasets,
-    normalize_datasets,
-    normalize_model,
-    normalize_sharpness,
-    normalize_steps,
+from .reporting import cell_table, kf_robustness_figures, run_summary, write_study_report
+from .scaling import train_and_measure
+from .specs import (
+    configs,
+    integers,
+    parse_datasets,
+    parse_estimators,
+    parse_models,
+    parse_sharpness,
     resolve_attacks,
     resolve_training,
-    train_and_measure,
 )
+from .steps import download_data
 from .study import Study
 
 __all__ = ["RobustnessStudy"]
@@ -46,35 +37,33 @@ class RobustnessStudy(Study):
     """Train one model per dataset / class selection; correlate K_F with robustness.
 
     Each cell runs :func:`~idprops.studies.scaling.train_and_measure` (training set of
-    ``size`` images, fixed test set, K_F of the training set, each attack on the test
-    set). :meth:`report` averages each dataset's cells over seeds, then gives the
-    Pearson and Spearman correlation (bootstrap 95 % CI) of K_F with robust accuracy
-    and with the loss increase, per attack, with their scatter plots.
+    each size, fixed test set, K_F of the training set, each attack on the test set).
+    :meth:`report` averages each dataset's cells over seeds (and sizes), then gives
+    the Pearson and Spearman correlation (bootstrap 95 % CI) of K_F with robust
+    accuracy and with the loss increase, per attack, with their scatter plots.
 
     Parameters
     ----------
-    datasets : str or sequence of str or mapping
-        See :func:`~idprops.studies.scaling.normalize_datasets`; a correlation needs
-        three or more, e.g. ``[{"name": "digits", "pairs": [[0, 1], [3, 8], [4, 9]]}]``.
-    models : sequence of str or mapping
+    datasets : str, DataSpec, mapping or sequence of them
+        See :func:`~idprops.studies.specs.parse_datasets`; a correlation needs three or
+        more, e.g. ``[{"name": "digits", "pairs": [[0, 1], [3, 8], [4, 9]]}]``.
+    models : str, mapping or sequence of them
         Registered model names, or tables ``{"name": ..., **factory arguments}``.
-    size : int, optional
+    sizes : sequence of int, default=(None,)
         Training images per model; None: the whole training split.
     seeds : sequence of int
     training : mapping, optional
         As :class:`~idprops.studies.scaling.ScalingLawStudy`'s.
-    sharpness : bool or mapping, default=True
-        ``M`` (K_F's sample size, ``"all"`` for the whole training set).
-    attacks : mapping or sequence, optional
-        label -> spec; default
-        :func:`~idprops.studies.scaling.default_attacks` of each dataset's scale, the
-        paper's FGSM (eps 2/255 on the unit scale, 2 with ``clip_max`` 255 on the
-        paper's). An attack's ``clip_min`` and ``clip_max`` must cover the pixel range.
     estimators : mapping or sequence, default=()
         Optional d_data estimators, recorded beside K_F.
+    sharpness : bool, mapping or LabelSharpness, default=True
+        ``M`` (K_F's sample size, ``"all"`` for the whole training set); it cannot be off.
+    attacks : mapping or sequence, optional
+        label -> spec or object; default
+        :func:`~idprops.studies.specs.default_attacks` of each dataset's scale, the
+        paper's FGSM (eps 2/255 on the unit scale, 2 with ``clip_max`` 255 on the
+        paper's). An attack's ``clip_min`` and ``clip_max`` must cover the pixel range.
     device : str, default="auto"
-    store, n_jobs, progress, study_file
-        See :class:`~idprops.studies.study.Study`.
 
     Examples
     --------
@@ -88,114 +77,93 @@ class RobustnessStudy(Study):
     def __init__(
         self,
         datasets: Any = ({"name": "digits", "pairs": [[0, 1], [3, 8], [4, 9]]},),
-        models: Sequence[Any] = ("small_cnn",),
-        size: int | None = None,
+        models: Any = ("small_cnn",),
+        sizes: Sequence[int | None] = (None,),
         seeds: Sequence[int] = (0,),
         training: Mapping[str, Any] | None = None,
-        sharpness: bool | Mapping[str, Any] = True,
-        attacks: Any = None,
         estimators: Any = (),
+        sharpness: Any = True,
+        attacks: Any = None,
         device: str = "auto",
-        *,
-        store: str | os.PathLike | None = None,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-        study_file: str | None = None,
     ) -> None:
         self.datasets = datasets
         self.models = models
-        self.size = size
+        self.sizes = sizes
         self.seeds = seeds
         self.training = training
+        self.estimators = estimators
         self.sharpness = sharpness
         self.attacks = attacks
-        self.estimators = estimators
         self.device = device
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     run_cell = staticmethod(train_and_measure)
 
-    def _sharpness_spec(self) -> dict[str, Any]:
-        spec = normalize_sharpness(self.sharpness)
-        if spec is None:
-            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
-        return spec
-
-    def _attack_specs(self, scale: str = "unit") -> dict[str, dict[str, Any]]:
+    def _attacks(self, scale: str = "unit") -> dict[str, Any]:
         specs = resolve_attacks(self.attacks, scale)
         if not specs:
             raise ValueError("a robustness study needs at least one attack")
-        return specs
+        return configs(specs)
+
+    def fetch_data(self) -> None:
+        """Download the datasets whose entries say ``download = true``
+        (:func:`~idprops.studies.steps.download_data`)."""
+        download_data(parse_datasets(self.datasets))
 
     def cells(self) -> list[dict[str, Any]]:
-        """One configuration per dataset x class selection x model x seed."""
-        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
-            raise ValueError(f"size must be a positive int or None (all training images), got {self.size!r}")
-        seeds = _integers(self.seeds, "seeds")
-        models = [self.models] if isinstance(self.models, (str, Mapping)) else list(self.models)
-        if not models:
-            raise ValueError("no models given")
-        common = {
-            "estimators": normalize_steps(self.estimators, "estimators"),
-            "sharpness": self._sharpness_spec(),
-            "representation": None,
-            "device": self.device,
-        }
-        check_steps(common["estimators"])
+        """One configuration per dataset x class selection x model x size x seed."""
+        sizes = integers(self.sizes, "sizes", allow_none=True)
+        if any(n is not None and n < 1 for n in sizes):
+            raise ValueError(f"sizes must be positive ints or None (all training images), got {self.sizes!r}")
+        seeds = integers(self.seeds, "seeds")
+        sharpness = parse_sharpness(self.sharpness)
+        if sharpness is None:
+            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
+        estimators = configs(parse_estimators(self.estimators))
         out = []
-        for data in map(cell_data, normalize_datasets(self.datasets)):
-            attacks = self._attack_specs(data["scale"])
-            for model in map(normalize_model, models):
-                training = resolve_training(model["name"], self.training)
-                for seed in seeds:
-                    out.append(
-                        _plain(
+        for data in parse_datasets(self.datasets):
+            attacks = self._attacks(data.scale)
+            for model in parse_models(self.models):
+                training = resolve_training(model.name, self.training)
+                for n in sizes:
+                    for seed in seeds:
+                        out.append(
                             self._cell(
-                                data={**data, "n": self.size},
-                                model=model,
+                                data=data.config(n),
+                                model=model.config(),
                                 seed=seed,
                                 training=training,
                                 attacks=attacks,
-                                **common,
+                                estimators=estimators,
+                                sharpness=sharpness,
+                                representation=None,
+                                device=self.device,
                             )
                         )
-                    )
         return out
 
-    def fetch_data(self) -> None:
-        """Download the datasets whose entries say ``download = true`` (see
-        :func:`~idprops.studies.scaling.download_datasets`); :meth:`fit` calls it
-        before the first cell."""
-        download_datasets(self.datasets)
-
-    def report(self, outdir: str | os.PathLike) -> Path:
+    def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
         """Write ``report.md`` (and ``.html``), ``results.csv`` and, per attack,
         ``kf_vs_robust_accuracy_<attack>.png`` and ``kf_vs_loss_increase_<attack>.png``."""
-        from ..plotting import write_report
-
-        check_is_fitted(self, "results_")
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        rows = self.results_
-        many_models = len({r["model.name"] for r in rows}) > 1
+        many_models = len({r["model.name"] for r in results}) > 1
         correlations: dict[str, Any] = {}
         figures: list[Path] = []
-        for attack in self._attack_specs():
-            figures += _robustness_figures(
-                rows,
+        for attack in self._attacks():
+            figures += kf_robustness_figures(
+                results,
                 attack,
                 many_models,
                 correlations,
                 outdir,
                 names=(f"kf_vs_robust_accuracy_{attack}.png", f"kf_vs_loss_increase_{attack}.png"),
             )
-        _write_csv(rows, outdir / "results.csv")
-        path = write_report(
-            outdir / "report.md",
+        return write_study_report(
+            outdir,
+            results,
             title="Robustness study: label sharpness against robustness",
-            table=_table(rows),
+            table=cell_table(results),
             correlations=correlations,
             figures=figures,
+            summary=[run_summary(results, getattr(results, "n_run", None))],
         )
-        append_summary(path, [_run_summary(rows, self.n_cells_run_)])
-        return path

@@ -19,7 +19,6 @@ Safety, chosen because cells are expensive and workers run in parallel:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -32,7 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..jsonable import jsonable
+from .results import Results
 
 __all__ = ["ResultsStore", "cell_config", "config_key"]
 
@@ -49,29 +49,6 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS cells_study ON cells (study);
 """
-
-
-def _jsonable(obj: Any, where: str = "value") -> Any:
-    """``obj`` as plain JSON types: numpy scalars and arrays, tuples and paths converted."""
-    if isinstance(obj, Mapping):
-        out = {}
-        for k, v in obj.items():
-            if not isinstance(k, str):
-                raise TypeError(f"{where}: key {k!r} is not a string; use string keys")
-            out[k] = _jsonable(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is None or isinstance(obj, (str, bool, int, float)):
-        return obj
-    raise TypeError(
-        f"{where}: {type(obj).__name__} is not storable; use str, int, float, bool, None, "
-        "lists, string-keyed mappings, numpy scalars or arrays"
-    )
 
 
 def _canonical_numbers(obj: Any) -> Any:
@@ -116,7 +93,7 @@ def config_key(config: Mapping[str, Any]) -> str:
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    canonical = _canonical_numbers(_jsonable(config, "config"))
+    canonical = _canonical_numbers(jsonable(config, where="config"))
     return hashlib.sha256(_dumps(canonical, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -138,11 +115,17 @@ def cell_config(**parts: Any) -> dict[str, Any]:
     return {"code_version": idprops.__version__, **parts}
 
 
-def _dotted(obj: Mapping[str, Any], prefix: str = ""):
-    """(dotted name, value) of every leaf of nested mappings, in order."""
+def dotted_items(obj: Mapping[str, Any], prefix: str = ""):
+    """(dotted name, value) of every leaf of nested mappings, in order.
+
+    Examples
+    --------
+    >>> list(dotted_items({"data": {"name": "digits", "n": 50}, "seed": 0}))
+    [('data.name', 'digits'), ('data.n', 50), ('seed', 0)]
+    """
     for key, value in obj.items():
         if isinstance(value, Mapping):
-            yield from _dotted(value, f"{prefix}{key}.")
+            yield from dotted_items(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 
@@ -150,7 +133,7 @@ def _dotted(obj: Mapping[str, Any], prefix: str = ""):
 def _flatten(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Nested mappings as one level with dotted names: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
     flat: dict[str, Any] = {}
-    for name, value in _dotted(obj):
+    for name, value in dotted_items(obj):
         if name in flat:
             raise ValueError(f"field {name!r} appears twice once nested names are dotted")
         flat[name] = value
@@ -286,8 +269,8 @@ class ResultsStore:
         """
         if not isinstance(result, Mapping):
             raise TypeError(f"result must be a mapping, got {type(result).__name__}")
-        cfg = _jsonable(config, "config")
-        res = _jsonable(result, "result")
+        cfg = jsonable(config, where="config")
+        res = jsonable(result, where="result")
         cfg_fields, res_fields = _flatten(cfg), _flatten(res)
         clash = (set(cfg_fields) | set(META_FIELDS)) & set(res_fields)
         clash |= set(META_FIELDS) & set(cfg_fields)
@@ -350,38 +333,9 @@ class ResultsStore:
         ]
 
     def to_csv(self, path: str | os.PathLike, study: str | None = None) -> Path:
-        """Write :meth:`records` to a CSV file and return its path.
-
-        Columns are every field in order of first appearance; a record without a field
-        leaves it empty, as does None; lists are written as JSON.
-        """
-        records = self.records(study)
-        columns = list(dict.fromkeys(name for rec in records for name in rec))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for rec in records:
-                writer.writerow([_csv_cell(rec.get(name)) for name in columns])
-        return path
+        """Write :meth:`records` to a CSV file and return its path (see :meth:`Results.to_csv`)."""
+        return Results(self.records(study)).to_csv(path)
 
     def to_dataframe(self, study: str | None = None):
         """:meth:`records` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError(
-                "ResultsStore.to_dataframe needs pandas: pip install pandas (or use records() / to_csv(), which do not)"
-            ) from exc
-        records = self.records(study)
-        columns = list(dict.fromkeys(name for rec in records for name in rec))
-        return pd.DataFrame.from_records(records, columns=columns or list(META_FIELDS))
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return json.dumps(value)
-    return value
+        return Results(self.records(study)).to_frame()

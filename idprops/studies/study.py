@@ -1,7 +1,7 @@
-"""The shared base of study pipelines: a grid of cells run through joblib into a results store.
+"""The shared base of studies: a grid of cells run through joblib into a results store.
 
-A study is a scikit-learn estimator whose ``fit`` runs a grid of *cells* (dataset x
-model x training-set size x seed, say). Every cell is described by a JSON-like
+A study's :meth:`~Study.run` computes a grid of *cells* (dataset x model x
+training-set size x seed, say). Every cell is described by a JSON-like
 configuration (:meth:`Study.cells`) that holds everything that changes its result, and
 computed by :meth:`Study.run_cell`, a pure function of that configuration. Finished
 cells go to a :class:`~idprops.studies.store.ResultsStore` one by one, as they arrive, so a
@@ -13,8 +13,10 @@ runs them in local processes (loky), and a user's
 (whose size then sets the parallelism, whatever ``n_jobs`` says).
 
 A study file is TOML whose top-level keys are the study's constructor parameters,
-plus an optional ``kind`` naming the study; :meth:`Study.from_toml` reads one and
-:func:`find_preset` finds the ones shipped in ``idprops/studies/presets/``.
+plus ``kind`` naming the study (a name of the ``idprops.studies`` entry points) and
+optionally ``store``; :func:`read_study_file` reads one, :meth:`Study.from_toml` too
+when the class is known, and :func:`find_preset` finds the ones shipped in
+``idprops/studies/presets/``.
 """
 
 from __future__ import annotations
@@ -22,21 +24,22 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import inspect
-import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
+from ..jsonable import jsonable
 from ..utils import progress_bar
-from .store import ResultsStore, _dotted, cell_config, config_key
+from .plan import Plan, describe_cell, make_plan
+from .results import Results
+from .store import ResultsStore, cell_config, config_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,14 +53,12 @@ __all__ = [
     "find_preset",
     "load_study_file",
     "parse_overrides",
+    "RUN_OPTIONS",
+    "read_study_file",
 ]
 
-#: Result fields that :meth:`Study.fit` adds to every cell's result.
+#: Result fields that :meth:`Study.run` adds to every cell's result.
 RESERVED_RESULT_FIELDS = ("seconds", "study_file")
-
-# A failed cell's description stops adding fields past this many characters. Grids put
-# what tells their cells apart (data, model, size, seed) before the settings they share.
-_DESCRIBE_CHARS = 300
 
 
 class CellError(RuntimeError):
@@ -71,7 +72,7 @@ class CellError(RuntimeError):
     >>> from idprops.studies import ScalingLawStudy
     >>> study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}],
     ...                         sizes=[10_000], training={"epochs": 1}, device="cpu")
-    >>> study.fit()
+    >>> study.run()
     Traceback (most recent call last):
     ...
     idprops.studies.study.CellError: cell {...} failed: ValueError: n=10000 samples requested but 269 are available ...
@@ -84,87 +85,40 @@ def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     try:
         result = run_cell(config)
     except Exception as exc:
-        raise CellError(f"cell {_describe(config)} failed: {type(exc).__name__}: {exc}") from exc
+        raise CellError(f"cell {describe_cell(config)} failed: {type(exc).__name__}: {exc}") from exc
     clash = sorted(set(RESERVED_RESULT_FIELDS) & set(result))
     if clash:
         raise CellError(
-            f"cell {_describe(config)} returned {clash}, which fit adds to every result; rename them in run_cell."
+            f"cell {describe_cell(config)} returned {clash}, which run adds to every result; rename them in run_cell."
         )
     return config, result, time.perf_counter() - start
 
 
-def _describe(config: Mapping[str, Any]) -> str:
-    """One line naming a cell: its fields with nested names dotted (``data.name=digits``),
-    in the configuration's order, without the code version (the same in every cell)
-    and empty values, cut after about :data:`_DESCRIBE_CHARS` characters.
-
-    Examples
-    --------
-    >>> _describe({"code_version": "0.1", "data": {"name": "digits", "classes": [0, 1],
-    ...            "root": None}, "model": {"name": "small_cnn", "params": {}}, "seed": 0})
-    '{data.name=digits, data.classes=[0, 1], model.name=small_cnn, seed=0}'
-    """
-    parts, length = [], 0
-    for key, value in _dotted(config):
-        if key == "code_version" or value is None or (isinstance(value, list) and not value):
-            continue
-        # default=str: a description must never replace the cell's own error.
-        text = f"{key}={json.dumps(value, default=str) if isinstance(value, list) else value}"
-        if parts and length + len(text) > _DESCRIBE_CHARS:
-            parts.append("...")
-            break
-        parts.append(text)
-        length += len(text) + 2
-    return "{" + ", ".join(parts) + "}"
-
-
 class Study(BaseEstimator):
-    """Base class of study pipelines: ``fit`` runs the missing cells into a results store.
+    """Base class of studies: :meth:`run` computes the missing cells into a results store.
 
     Subclasses set the class attribute :attr:`kind`, list their cells in
     :meth:`cells`, compute one in :meth:`run_cell` (a staticmethod, or a module-level
     function assigned to it, so that joblib's processes and dask can ship it), and
-    write their figures in :meth:`report`. Their ``__init__`` stores parameters only,
-    among them the four below.
+    write their figures in :meth:`report`. Their ``__init__`` stores the study's
+    parameters only: how a run is carried out (the store, the number of jobs, the
+    progress bar) changes no cell, so it is given to :meth:`run`.
 
-    Parameters
-    ----------
-    store : str or path-like, optional
-        SQLite results store. Cells already in it are not run again (resume); None
-        uses a temporary store, deleted after ``fit``.
-    n_jobs : int, default=1
-        Cells run at once, through joblib (``-1``: one per core). Under
-        ``joblib.parallel_config(backend="dask")`` the cluster's size decides.
-    progress : bool, optional
-        Progress bar over cells; None shows it on a terminal.
-    study_file : str, optional
-        The study file the parameters came from, recorded in every row written
-        (set by :meth:`from_toml`).
-
-    Attributes
-    ----------
-    results_ : list of dict
-        One flat record per distinct cell, in :meth:`cells` order: ``key``, ``study``,
-        ``created``, the configuration's fields, then the result's (nested names
-        dotted, as :meth:`~idprops.studies.store.ResultsStore.records` gives them), among
-        them ``seconds`` (the cell's run time) and ``study_file``.
-    n_cells_run_ : int
-        Cells computed by the last ``fit`` (the others came from the store).
-    store_path_ : pathlib.Path or None
-        The store used, None when it was temporary.
+    A study is not an estimator: it reads its own data, named in its parameters, so
+    it has no ``fit(X)``. It derives from scikit-learn's ``BaseEstimator`` for what
+    that gives any parameterised object, ``get_params``/``set_params``, ``clone`` and
+    the repr, which work from the constructor's signature exactly as for an estimator;
+    writing them again here would be a copy of scikit-learn's.
 
     Examples
     --------
-    A study whose cells square numbers; a second ``fit`` with a larger grid and the
-    same store runs only the new cell.
+    A study whose cells square numbers; a second run with a larger grid and the same
+    store computes only the new cell.
 
     >>> class SquareStudy(Study):
     ...     kind = "square"
-    ...     def __init__(self, values=(1, 2, 3), *, store=None, n_jobs=1, progress=None,
-    ...                  study_file=None):
+    ...     def __init__(self, values=(1, 2, 3)):
     ...         self.values = values
-    ...         super().__init__(store=store, n_jobs=n_jobs, progress=progress,
-    ...                          study_file=study_file)
     ...     def cells(self):
     ...         return [self._cell(x=x) for x in self.values]
     ...     @staticmethod
@@ -172,28 +126,19 @@ class Study(BaseEstimator):
     ...         return {"square": config["x"] ** 2}
     >>> import os, tempfile
     >>> store = os.path.join(tempfile.mkdtemp(), "results.sqlite")
-    >>> study = SquareStudy(store=store).fit()
-    >>> [r["square"] for r in study.results_], study.n_cells_run_
+    >>> results = SquareStudy().run(store)
+    >>> [r["square"] for r in results], results.n_run
     ([1, 4, 9], 3)
-    >>> SquareStudy(values=(1, 2, 3, 4), store=store).fit().n_cells_run_
+    >>> SquareStudy(values=(1, 2, 3, 4)).run(store).n_run
     1
     """
 
     #: The study's name in study files, the CLI and the store's ``study`` column.
     kind: ClassVar[str] = ""
 
-    def __init__(
-        self,
-        *,
-        store: str | os.PathLike | None = None,
-        n_jobs: int = 1,
-        progress: bool | None = None,
-        study_file: str | None = None,
-    ) -> None:
-        self.store = store
-        self.n_jobs = n_jobs
-        self.progress = progress
-        self.study_file = study_file
+    #: A rough run time of one cell, in seconds, for :meth:`plan` when the store has
+    #: timed none of this study's cells (None: no estimate until one is timed).
+    rough_cell_seconds: ClassVar[float | None] = None
 
     # ------------------------------------------------------------------ to override
 
@@ -206,83 +151,121 @@ class Study(BaseEstimator):
         """Compute one cell from its configuration alone; return JSON-like results."""
         raise NotImplementedError("a Study subclass must define run_cell(config)")
 
-    def report(self, outdir: str | os.PathLike) -> Path:
-        """Write the study's report into ``outdir``; return the Markdown file's path.
+    def report(self, results: Sequence[Mapping[str, Any]], outdir: str | os.PathLike) -> Path:
+        """Write the report of ``results`` (what :meth:`run` returned) into ``outdir``;
+        return the Markdown file's path.
 
         The base class writes the results table only; subclasses add fits and figures.
         """
-        from ..plotting import write_report
+        from .reporting import run_summary, write_study_report
 
-        check_is_fitted(self, "results_")
-        return write_report(Path(outdir) / "report.md", title=f"{self.kind} study", table=self.results_)
+        return write_study_report(
+            outdir,
+            results,
+            title=f"{self.kind} study",
+            summary=[run_summary(results, getattr(results, "n_run", None))],
+        )
 
     # ------------------------------------------------------------------ helpers for subclasses
 
     def _cell(self, **parts: Any) -> dict[str, Any]:
-        """A cell configuration: ``pipeline`` (the kind), the code's version, ``parts``."""
-        return cell_config(pipeline=self.kind, **parts)
+        """A cell configuration: ``pipeline`` (the kind), the code's version, ``parts``,
+        as plain JSON types."""
+        return jsonable(cell_config(pipeline=self.kind, **parts), where="cell")
 
     # ------------------------------------------------------------------ running
 
     def fetch_data(self) -> None:
-        """Fetch the data the cells will read, where the study allows it; :meth:`fit` calls
-        it once, before the first cell runs. Nothing by default."""
+        """Fetch the data the cells will read, where the study allows it; :meth:`run`
+        calls it once, before the grid is built (a grid may read the data to check it).
+        Nothing by default."""
 
-    def _validate_common(self) -> None:
-        if not isinstance(self.n_jobs, int) or self.n_jobs == 0:
-            raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {self.n_jobs!r}")
-        if self.progress not in (None, True, False):
-            raise ValueError(f"progress must be True, False or None, got {self.progress!r}")
+    def _grid(self) -> list[dict[str, Any]]:
         if not self.kind:
             raise ValueError(f"{type(self).__name__} has no kind: set the class attribute")
-
-    def fit(self, X=None, y=None) -> Study:
-        """Run the cells that the store does not hold yet, then gather every cell's record.
-
-        Parameters
-        ----------
-        X, y : None
-            Ignored: a study reads its own data, named in its parameters.
-
-        Returns
-        -------
-        self
-        """
-        self._validate_common()
         cells = self.cells()
         if not cells:
             raise ValueError(f"{type(self).__name__} has no cells: check its grid parameters")
-        with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
-            path = Path(self.store).expanduser() if self.store is not None else Path(tmp) / "results.sqlite"
-            with ResultsStore(path) as store:
-                self.n_cells_run_ = self._run_missing(store, cells)
-                by_key = {rec["key"]: rec for rec in store.records()}
-                # A cell listed twice (seeds = [0, 0]) is one result, counted once.
-                keys = dict.fromkeys(config_key(cfg) for cfg in cells)
-                self.results_ = [by_key[key] for key in keys]
-        self.store_path_ = None if self.store is None else path
-        return self
+        return cells
 
-    def _run_missing(self, store: ResultsStore, cells: list[dict[str, Any]]) -> int:
+    def run(
+        self,
+        store: str | os.PathLike | None = None,
+        *,
+        n_jobs: int = 1,
+        progress: bool | None = None,
+        study_file: str | None = None,
+    ) -> Results:
+        """Run the cells that ``store`` does not hold yet, then gather every cell's record.
+
+        Parameters
+        ----------
+        store : str or path-like, optional
+            SQLite results store. Cells already in it are not run again (resume); None
+            uses a temporary store, deleted when the run ends.
+        n_jobs : int, default=1
+            Cells run at once, through joblib (``-1``: one per core). Under
+            ``joblib.parallel_config(backend="dask")`` the cluster's size decides.
+        progress : bool, optional
+            Progress bar over cells; None shows it on a terminal.
+        study_file : str, optional
+            The study file the parameters came from, recorded in every row written
+            (:func:`read_study_file` gives it).
+
+        Returns
+        -------
+        Results
+            One flat record per distinct cell, in :meth:`cells` order: ``key``,
+            ``study``, ``created``, the configuration's fields, then the result's
+            (nested names dotted, as :meth:`~idprops.studies.store.ResultsStore.records`
+            gives them), among them ``seconds`` (the cell's run time) and
+            ``study_file``. ``n_run`` says how many cells this run computed and
+            ``store_path`` where they are; ``to_frame()`` makes a DataFrame of them.
+        """
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+            raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
+        if progress not in (None, True, False):
+            raise ValueError(f"progress must be True, False or None, got {progress!r}")
+        self.fetch_data()
+        cells = self._grid()
+        with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
+            path = Path(store).expanduser() if store is not None else Path(tmp) / "results.sqlite"
+            with ResultsStore(path) as opened:
+                n_run = self._run_missing(opened, cells, n_jobs, progress, study_file)
+                by_key = {rec["key"]: rec for rec in opened.records()}
+        # A cell listed twice (seeds = [0, 0]) is one result, counted once.
+        keys = dict.fromkeys(config_key(cfg) for cfg in cells)
+        return Results([by_key[key] for key in keys], n_run=n_run, store_path=None if store is None else path)
+
+    def plan(self, store: str | os.PathLike | None = None, *, n_jobs: int = 1) -> Plan:
+        """What :meth:`run` with ``store`` would do, without running anything.
+
+        Returns a :class:`~idprops.studies.plan.Plan`: every cell, whether the store
+        holds it, and the time the others should take, from the cells of this study
+        already timed in the store, else :attr:`rough_cell_seconds` (labelled as a
+        rough figure). Printing it lists the cells (``idprops study run FILE --dry-run``).
+        """
+        return make_plan(self.kind, self._grid(), store, rough_seconds=self.rough_cell_seconds, n_jobs=n_jobs)
+
+    def _run_missing(self, store: ResultsStore, cells: list, n_jobs: int, progress, study_file) -> int:
         todo = store.missing(cells)
         n_unique = len({config_key(cfg) for cfg in cells})
         bar = progress_bar(
             total=n_unique,
             initial=n_unique - len(todo),
-            progress=self.progress,
+            progress=progress,
             desc=f"{self.kind} cells",
         )
         done = 0
         try:
             if todo:
-                self.fetch_data()
                 run_cell = type(self).run_cell
                 # No more workers than cells (one cell then runs here, with no process to start).
-                n_jobs = min(effective_n_jobs(self.n_jobs), len(todo))
+                n_jobs = min(effective_n_jobs(n_jobs), len(todo))
                 parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
                 for config, result, seconds in parallel(delayed(_run_one)(run_cell, cfg) for cfg in todo):
                     # Written as soon as it arrives: a killed study loses only cells in flight.
-                    result = {**result, "seconds": seconds, "study_file": self.study_file}
+                    result = {**result, "seconds": seconds, "study_file": study_file}
                     store.put(config, result, study=self.kind)
                     done += 1
                     bar.update()
@@ -300,7 +283,9 @@ class Study(BaseEstimator):
         ----------
         path : str or path-like
             The study file: top-level keys are constructor parameters, tables are
-            dict-valued parameters; an optional ``kind`` must match the class's.
+            dict-valued parameters; an optional ``kind`` must match the class's, and
+            an optional ``store`` (the results store of the CLI's runs) is left to
+            :func:`read_study_file`.
         overrides : mapping of str to value, optional
             ``{"training.epochs": 1, "sizes": [50, 100]}``: each dotted key sets
             that entry of the file's nested tables (created when missing). Values
@@ -310,9 +295,13 @@ class Study(BaseEstimator):
         Returns
         -------
         Study
-            With ``study_file`` set to the file's path.
         """
         params = load_study_file(path, overrides)
+        _run_options(params)
+        return cls._from_params(params, path)
+
+    @classmethod
+    def _from_params(cls, params: dict[str, Any], path: str | os.PathLike) -> Study:
         kind = params.pop("kind", cls.kind)
         if kind != cls.kind:
             raise ValueError(f"{os.fspath(path)} is a {kind!r} study file, not a {cls.kind!r} one")
@@ -323,8 +312,61 @@ class Study(BaseEstimator):
                 f"{os.fspath(path)}: unknown parameter(s) {unknown} for {cls.__name__}; "
                 f"valid ones are {sorted(allowed)}"
             )
-        params.setdefault("study_file", str(Path(path).resolve()))
         return cls(**params)
+
+
+#: Study-file keys that set how :meth:`Study.run` runs, not what the study is.
+RUN_OPTIONS = ("store", "n_jobs", "progress")
+
+
+def _run_options(params: dict[str, Any]) -> dict[str, Any]:
+    """Remove :data:`RUN_OPTIONS` from a study file's ``params``; return them."""
+    options = {key: params.pop(key) for key in RUN_OPTIONS if key in params}
+    if options.get("store") is not None:
+        options["store"] = os.fspath(options["store"])
+    return options
+
+
+def read_study_file(
+    path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, *, kind: str | None = None
+) -> tuple[Study, dict[str, Any]]:
+    """The study that a study file describes, found by its ``kind``, and how to run it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The study file (see :meth:`Study.from_toml`); its ``kind`` names a study of
+        :func:`idprops.registry.available_studies`, a plugin's included.
+    overrides : mapping of str to value, optional
+        Dotted-key overrides, as :meth:`Study.from_toml` takes them.
+    kind : str, optional
+        The study expected: the file's ``kind``, if it has one, must be this.
+
+    Returns
+    -------
+    study : Study
+    run_options : dict
+        Keyword arguments of :meth:`Study.run`: the file's ``store``, ``n_jobs`` and
+        ``progress`` where it sets them, and ``study_file``, the file's path.
+
+    Examples
+    --------
+    >>> study, options = read_study_file(find_preset("digits"), {"store": "digits.sqlite"})
+    >>> type(study).__name__, options["store"], options["n_jobs"]
+    ('ScalingLawStudy', 'digits.sqlite', -1)
+    """
+    from ..registry import available_studies, get_study
+
+    params = load_study_file(path, overrides)
+    options = _run_options(params)
+    kind = kind or params.get("kind")
+    if kind is None:
+        raise ValueError(
+            f'{os.fspath(path)} names no study: add a top-level line such as kind = "scaling-law" '
+            f"(one of {', '.join(available_studies())})"
+        )
+    study = get_study(kind)._from_params(params, path)
+    return study, {**options, "study_file": str(Path(path).resolve())}
 
 
 def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
