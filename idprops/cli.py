@@ -338,6 +338,16 @@ def format_measurement(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _SpacesOnly(argparse.HelpFormatter):
+    """Wraps descriptions at spaces only: study and preset names hold hyphens."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        text = " ".join(text.split())
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+
+
 def _add_run_options(p, kind: str | None) -> None:
     """The options that every form of ``idprops study`` takes."""
     p.add_argument(
@@ -390,6 +400,7 @@ def _add_study(sub) -> None:
     p = sub.add_parser(
         "study",
         help="run a study (train, attack, measure) from a study file, resumably",
+        formatter_class=_SpacesOnly,
         description="Run every cell of a study that its results store lacks, then write "
         "the report (Markdown, HTML, CSV, figures). Run it again to resume after an "
         "interruption: finished cells are not run again. 'idprops study run FILE' runs "
