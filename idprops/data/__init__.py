@@ -5,7 +5,7 @@ Every image dataset yields ``(image, label)`` with ``image`` a float32 C x H x W
 tensor, and names the scale its pixels are on in ``pixel_scale``.
 """
 
-from .manifolds import embed, sample_cube, sample_sphere, sample_swiss_roll
+from .manifolds import embed, sample_ball, sample_cube, sample_sphere, sample_swiss_roll
 from .modular import ModularDivision, load_modular_division
 from .randomization import (
     CORRUPTIONS,
@@ -56,6 +56,7 @@ __all__ = [
     "load_mnist5k",
     "load_modular_division",
     "load_svhn",
+    "sample_ball",
     "sample_cube",
     "sample_sphere",
     "sample_swiss_roll",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-__all__ = ["embed", "sample_cube", "sample_sphere", "sample_swiss_roll"]
+__all__ = ["embed", "sample_ball", "sample_cube", "sample_sphere", "sample_swiss_roll"]
 
 
 def embed(X: np.ndarray, ambient_dim: int, random_state=None) -> np.ndarray:
@@ -72,4 +72,21 @@ def sample_swiss_roll(n: int, ambient_dim: int | None = None, random_state=None)
 
     rng = check_random_state(random_state)
     X, _ = make_swiss_roll(n, random_state=rng)
+    return X if ambient_dim is None else embed(X, ambient_dim, rng)
+
+
+def sample_ball(n: int, d: int, ambient_dim: int | None = None, random_state=None) -> np.ndarray:
+    """Uniform sample of the unit ``d``-ball, optionally rotated into ``ambient_dim``.
+
+    A uniform direction (a normalised Gaussian) times a radius ``U^(1/d)``.
+
+    Examples
+    --------
+    >>> X = sample_ball(1000, 3, random_state=0)
+    >>> X.shape, bool(np.linalg.norm(X, axis=1).max() <= 1)
+    ((1000, 3), True)
+    """
+    rng = check_random_state(random_state)
+    X = rng.standard_normal((n, d))
+    X *= (rng.uniform(size=n) ** (1 / d) / np.linalg.norm(X, axis=1))[:, None]
     return X if ambient_dim is None else embed(X, ambient_dim, rng)
