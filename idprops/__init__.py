@@ -2,7 +2,7 @@
 
 __version__ = "0.1.1"
 
-from .estimators import LabelSharpness, MLEDimension, ReprDimension, TwoNNDimension
+from .estimators import CalibratedDimension, LabelSharpness, MLEDimension, ReprDimension, TwoNNDimension
 from .neighbors import kneighbors
 from .registry import (
     available_datasets,
@@ -17,6 +17,7 @@ from .registry import (
 )
 
 __all__ = [
+    "CalibratedDimension",
     "LabelSharpness",
     "MLEDimension",
     "ReprDimension",

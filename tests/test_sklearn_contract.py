@@ -8,12 +8,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from idprops import MLEDimension, TwoNNDimension
+from idprops import CalibratedDimension, MLEDimension, TwoNNDimension
 from idprops.data.manifolds import sample_sphere
 from idprops.neighbors import kneighbors
 
 # scikit-learn's checks fit on as few as 10 samples, so the check instances use k = 5.
-CHECKED = [MLEDimension(k=5), MLEDimension(k=5, aggregation="mean", unbiased=False), TwoNNDimension()]
+CHECKED = [
+    MLEDimension(k=5),
+    MLEDimension(k=5, aggregation="mean", unbiased=False),
+    TwoNNDimension(),
+    CalibratedDimension(),
+]
 
 
 @parametrize_with_checks(CHECKED)
@@ -79,6 +84,14 @@ def test_grid_search_across_estimators():
 
     search = GridSearchCV(Pipeline([("est", MLEDimension())]), grid, cv=3).fit(X)
     assert len(search.cv_results_["mean_test_score"]) == 2
+
+
+def test_grid_search_over_the_calibrated_k():
+    X = sample_sphere(1500, 6, ambient_dim=12, random_state=0)
+    search = GridSearchCV(CalibratedDimension(), {"k": [2, 3, 5]}, cv=3).fit(X)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert clone(search.best_estimator_).get_params() == search.best_estimator_.get_params()
+    assert search.best_estimator_.dimension_ == pytest.approx(6, rel=0.1)
 
 
 def test_cross_val_score():
