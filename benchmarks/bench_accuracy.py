@@ -9,7 +9,7 @@ with the targets of issue 20 evaluated for CalibratedDimension at n = 2,500.
 dadapy runs in its own interpreter (``--dadapy-python``, see README.md: dadapy 0.3.4
 needs numpy < 2). scikit-dimension's DANCo, ESS, FisherS and PH take 30 s to minutes
 per fit at n = 2,500 on 2 cores (hours for the whole grid) and run only with
-``--slow``; its other estimators run at n <= 2,500, and TwoNN and GRIDE (the best) at 10,000 too.
+``--slow``; its other estimators run at n = 2,500, and TwoNN and GRIDE (the best) at every n.
 
 Usage (from the repository root; about 15 minutes on 2 quiet cores)::
 
@@ -44,17 +44,18 @@ IDPROPS = {
     "idprops MLEDimension (defaults)": ("MLEDimension", {}),
     "idprops MLEDimension (unbiased=False)": ("MLEDimension", {"unbiased": False}),
 }
-# scikit-dimension: name -> the largest n it runs at by default.
+# scikit-dimension: name -> the sizes it runs at by default (all of them at 2,500; the
+# two best, TwoNN and GRIDE, at every n).
 SKDIM = {
-    "TwoNN": 10000,
-    "GRIDE": 10000,
-    "MLE": 2500,
-    "MiND_ML": 2500,
-    "TLE": 2500,
-    "MOM": 2500,
-    "CorrInt": 2500,
-    "MADA": 2500,
-    "KNN": 2500,
+    "TwoNN": SIZES,
+    "GRIDE": SIZES,
+    "MLE": (2500,),
+    "MiND_ML": (2500,),
+    "TLE": (2500,),
+    "MOM": (2500,),
+    "CorrInt": (2500,),
+    "MADA": (2500,),
+    "KNN": (2500,),
 }
 SKDIM_SLOW = ("DANCo", "ESS", "FisherS", "PH")
 DADAPY = ("dadapy compute_id_2NN", "dadapy Gride (n1=1)")
@@ -118,10 +119,11 @@ def run(sizes, peers: bool, slow: bool, dadapy_python: str | None) -> list[dict]
         datasets = {(name, seed): item for seed in SEEDS for name, item in manifolds(n, seed).items()}
         print(f"n = {n}: {len(datasets)} data sets", flush=True)
         for (name, seed), (d, X) in datasets.items():
+            print(f"  {name} seed {seed}", flush=True)
             fits = {label: timed(fit_idprops, *spec, X) for label, spec in IDPROPS.items()}
             if peers:
-                for est, max_n in SKDIM.items():
-                    if n <= max_n:
+                for est, sizes in SKDIM.items():
+                    if n in sizes:
                         fits[f"skdim {est}"] = timed(fit_skdim, est, X)
                 for est in SKDIM_SLOW if slow else ():
                     fits[f"skdim {est}"] = timed(fit_skdim, est, X)
@@ -230,6 +232,29 @@ def report(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rst_table(summary: dict) -> str:
+    """The summary as reStructuredText, for docs/guide/accuracy.rst (an include file)."""
+    lines = [
+        ".. Written by benchmarks/bench_accuracy.py from the run in benchmarks/accuracy.json.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - estimator",
+    ]
+    sizes = sorted(summary, key=int)
+    lines += [f"     - median, n = {int(n):,}" for n in sizes]
+    lines += ["     - within 10 %, n = 2,500", "     - bias d >= 15, n = 2,500"]
+    at = summary.get("2500", summary[sizes[-1]])
+    for est in sorted(at, key=lambda e: at[e]["median"]):
+        lines.append(f"   * - {est}")
+        for n in sizes:
+            s = summary[n].get(est)
+            lines.append(f"     - {s['median']:.3f}" if s else "     - not run")
+        lines += [f"     - {at[est]['within_10pct']:.0%}", f"     - {at[est]['median_signed_d_ge_15']:+.3f}"]
+    return "\n".join(lines) + "\n"
+
+
 def per_manifold(rows: list[dict], n: int) -> list[str]:
     shown = (
         "idprops CalibratedDimension (defaults: k=3)",
@@ -275,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dadapy-python", default="/tmp/dadapy-venv/bin/python")
     parser.add_argument("--json", type=Path, default=HERE / "accuracy.json")
     parser.add_argument("--output", type=Path, default=HERE / "ACCURACY.md")
+    parser.add_argument("--rst", type=Path, default=HERE.parent / "docs" / "guide" / "accuracy_table.txt")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     if args.report_only:
@@ -291,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         args.json.write_text(json.dumps(data, indent=1))
     args.output.write_text(report(data))
+    args.rst.write_text(rst_table(data["summary"]))
     print(report(data))
 
 

@@ -187,3 +187,16 @@ def test_duplicates_are_dropped_and_counted():
 def test_small_samples_warn_that_the_table_is_clamped():
     with pytest.warns(UserWarning, match="table holds n from 32"):
         CalibratedDimension().fit(sample_ball(20, 2, random_state=0))
+
+
+def test_interval_is_mapped_through_the_curve():
+    # The curve flattens as d grows, so the same spread of the statistic reaches
+    # farther above the estimate than below it: the interval is not estimate +- c.
+    est = CalibratedDimension().fit(sample_ball(1000, 60, random_state=0))
+    low, high = est.dimension_interval_
+    assert high - est.dimension_ > 1.1 * (est.dimension_ - low)
+    table = load_reference()
+    k, n = est.k, est.n_samples_fit_
+    # Both ends are ball dimensions whose expected statistic is the estimate's +- 1.96 se.
+    se = (table.ratio_at(low, n, k) / low - table.ratio_at(high, n, k) / high) / (2 * 1.959963984540054)
+    assert table.ratio_at(low, n, k) / low == pytest.approx(est.statistic_ + 1.959963984540054 * se, rel=1e-6)

@@ -29,7 +29,6 @@ from scipy.special import betainc, digamma, gammaln
 
 __all__ = [
     "BallReference",
-    "TABLE_PATH",
     "expected_log_distances",
     "expected_ratio",
     "lens_fraction",
