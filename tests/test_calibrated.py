@@ -200,3 +200,20 @@ def test_interval_is_mapped_through_the_curve():
     # Both ends are ball dimensions whose expected statistic is the estimate's +- 1.96 se.
     se = (table.ratio_at(low, n, k) / low - table.ratio_at(high, n, k) / high) / (2 * 1.959963984540054)
     assert table.ratio_at(low, n, k) / low == pytest.approx(est.statistic_ + 1.959963984540054 * se, rel=1e-6)
+
+
+def test_unresolved_only_when_the_interval_is_open():
+    from idprops.base import UnresolvedDimensionWarning
+
+    # Far beyond 2 log2(n) = 21.9, yet resolved: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnresolvedDimensionWarning)
+        assert CalibratedDimension().fit(sample_ball(2000, 40, random_state=0)).dimension_ > 36
+    # 60 samples of a 200-ball: any higher dimension could look the same.
+    with pytest.warns(UnresolvedDimensionWarning, match="no upper bound"):
+        est = CalibratedDimension().fit(sample_ball(60, 200, random_state=0))
+    assert est.dimension_interval_[1] == np.inf
+    # Past the table: reported as its largest dimension, which bounds it below.
+    with pytest.warns(UnresolvedDimensionWarning, match="no upper bound"):
+        est = CalibratedDimension().fit(sample_ball(200, 300, random_state=0))
+    assert est.dimension_ == 200 and est.dimension_interval_ == (200, np.inf)
