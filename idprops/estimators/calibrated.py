@@ -7,8 +7,8 @@ from numbers import Integral
 
 import numpy as np
 from scipy.optimize import brentq
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._sklearn_compat import Interval, StrOptions
 from ..base import BaseDimension, UnresolvedDimensionWarning, log_in_place
 from .ball_reference import expected_ratio, load_reference
 
