@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._sklearn_compat import Interval, StrOptions
 from .inputs import as_matrix
 from .neighbors import BACKENDS, float_dtype, kneighbors
+from .uncertainty import neighbour_variance, normal_interval
 
 __all__ = [
     "BaseDimension",
@@ -264,8 +265,11 @@ def log_in_place(a) -> np.ndarray:
     return np.log(out, out=out)
 
 
-def _nearest_columns(neighbors, n_points: int, k: int, who: str) -> np.ndarray:
-    """The k nearest columns of precomputed ``(distances, indices)``, checked against the data."""
+def _nearest_columns(neighbors, n_points: int, k: int, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """The k + 1 (or k, if that is all) nearest columns of precomputed ``(distances, indices)``.
+
+    The one beyond k gives the interval's shared-neighbour term.
+    """
     try:
         distances, indices = neighbors
     except (TypeError, ValueError):
@@ -284,9 +288,17 @@ def _nearest_columns(neighbors, n_points: int, k: int, who: str) -> np.ndarray:
             f"{n_points} distinct points and {k} neighbours are needed; compute them with "
             f"distinct_neighbors(X, {k}) or a larger k."
         )
-    # A contiguous copy, as a search of exactly k returns: the estimate is then the same
-    # to the last bit (numpy's vector and scalar logs differ there, see log_in_place).
-    return np.ascontiguousarray(distances[:, :k])
+    return distances[:, : k + 1], np.asarray(indices)[:, : k + 1]
+
+
+def _defined_together(cls: type, first: str, second: str) -> bool:
+    """Whether the class that gives ``cls`` its method ``first`` also gives it ``second``.
+
+    A subclass that overrides ``_estimate`` alone must not inherit an influence
+    computed for its parent's statistic.
+    """
+    owners = [next((c for c in cls.__mro__ if name in vars(c)), None) for name in (first, second)]
+    return owners[1] is not None and owners[0] is owners[1]
 
 
 class BaseDimension(BaseEstimator):
@@ -297,6 +309,16 @@ class BaseDimension(BaseEstimator):
     drops exact duplicates, finds the neighbours and scores held-out data the same
     way for every estimator, so that scores are comparable across estimators and
     across their parameters.
+
+    The 95 % interval ``dimension_interval_`` is ``dimension_ +- 1.96
+    dimension_std_`` whenever ``_estimate`` sets ``dimension_std_``. An estimator
+    that also defines ``_influence(distances)`` gets a standard error that counts
+    shared neighbours instead (:func:`idprops.uncertainty.neighbour_variance`):
+    ``distances`` then holds one neighbour more than ``_n_neighbors`` asks for, and
+    ``_influence`` returns each point's influence on the estimate (shape ``(n,)``)
+    and that influence with each of its first k neighbours left out (``(n, k)``).
+    A subclass that overrides ``_estimate`` must override ``_influence`` with it, or
+    it falls back to its own ``dimension_std_``.
 
     Examples
     --------
@@ -372,6 +394,9 @@ class BaseDimension(BaseEstimator):
             ``X`` with any k of at least :meth:`n_neighbors_needed` (the nearest
             columns are used). The estimate is then the one ``fit(X)`` gives, bit for
             bit, without a search of its own: one search serves several estimators.
+            One neighbour more than that gives ``dimension_interval_`` its
+            shared-neighbour term, as ``fit(X)`` does; with exactly that many, the
+            interval is the estimator's independent-points one.
             Only with ``n_queries=None``, which searches all points.
 
         Returns
@@ -408,11 +433,24 @@ class BaseDimension(BaseEstimator):
         # marks the estimator fitted, only once the estimate exists.
         self.n_duplicates_ = n_duplicates
         self.n_samples_fit_ = len(X_unique)
+        self.__dict__.pop("dimension_interval_", None)
+        # One neighbour more than the estimate needs tells what each point's statistic
+        # would be without any one of its neighbours: the interval's shared-neighbour term.
         if neighbors is None:
-            distances, rows = self._query_distances(X_unique, k)
+            distances, indices, rows = self._query_neighbors(X_unique, k + int(len(X_unique) > k + 1))
         else:
-            distances, rows = _nearest_columns(neighbors, len(X_unique), k, type(self).__name__), None
-        self._estimate(distances)
+            distances, indices = _nearest_columns(neighbors, len(X_unique), k, type(self).__name__)
+            rows = None
+        # A contiguous copy, as a search of exactly k returns: the estimate is then the same
+        # to the last bit (numpy's vector and scalar logs differ there, see log_in_place).
+        self._estimate(np.ascontiguousarray(distances[:, :k]))
+        if distances.shape[1] > k and _defined_together(type(self), "_estimate", "_influence"):
+            phi, phi_without = self._influence(distances)
+            variance = neighbour_variance(phi, phi_without, indices[:, :k], rows)
+            if np.isfinite(variance):  # else (an infinite local dimension) the estimator's own
+                self.dimension_std_ = float(np.sqrt(variance))
+        if hasattr(self, "dimension_std_"):
+            self.dimension_interval_ = normal_interval(self.dimension_, self.dimension_std_)
         self._warn_near_duplicates(X_unique if rows is None else X_unique[rows], distances[:, 0])
         self._warn_unresolved()
         self._fit_X = X_unique
@@ -447,17 +485,17 @@ class BaseDimension(BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_fit_X")
 
-    def _query_distances(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Distances to the k nearest other points, for all points (rows None) or n_queries rows."""
+    def _query_neighbors(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The k nearest other points of all points (rows None) or of n_queries rows, and those rows."""
         if self.n_queries is None or self.n_queries >= len(X):
-            return kneighbors(X, k, backend=self.backend)[0], None
+            return (*kneighbors(X, k, backend=self.backend), None)
         rng = check_random_state(self.random_state)
         rows = np.sort(rng.choice(len(X), int(self.n_queries), replace=False))
         distances, indices = kneighbors(X[rows], k + 1, Y=X, backend=self.backend)
         # Each query finds itself among its k + 1 nearest, at distance 0; dropping it
         # by index leaves its k nearest others in order.
         others = np.argsort(indices == rows[:, None], axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(distances, others, axis=1), rows
+        return np.take_along_axis(distances, others, axis=1), np.take_along_axis(indices, others, axis=1), rows
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood of held-out two-nearest-neighbour ratios.

@@ -268,7 +268,9 @@ def _run_measure(args) -> int:
     return 0
 
 
-def _pm(value: float, std: float | None) -> str:
+def _pm(value: float, std: float | None, interval: Sequence[float] | None = None) -> str:
+    if interval is not None:
+        return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
     return f"{value:.3f} ± {std:.3f}" if std is not None and math.isfinite(std) else f"{value:.3f}"
 
 
@@ -285,7 +287,7 @@ def format_measurement(result: dict[str, Any]) -> str:
         rows.append(
             (
                 f"d_data  {row['estimator']} {detail}",
-                _pm(row["dimension"], row["std"]),
+                _pm(row["dimension"], row["std"], row.get("interval")),
                 f"{row['duplicates']}",
                 f"{row['seconds']:.2f}",
             )
@@ -307,24 +309,24 @@ def format_measurement(result: dict[str, Any]) -> str:
             rows.append(
                 (
                     f"d_repr  {rep['model']}.{row['layer']}",
-                    _pm(row["dimension"], row["std"]),
+                    _pm(row["dimension"], row["std"], row.get("interval")),
                     "",
                     seconds,
                 )
             )
     # Dotted layer names can be long: the first column is as wide as its longest entry.
     width = max([26, *(len(row[0]) for row in rows)]) + 2
-    rule = "-" * (width + 44)
+    rule = "-" * (width + 50)
     lines = [
         f"data: {data.get('name', 'given')}  ({data['samples']} samples, {data['features']} features, "
         f"{'unlabelled' if data['classes'] is None else str(data['classes']) + ' classes'}, "
         f"pixels: {data['pixel_scale']})",
         "",
-        f"{'quantity':<{width}}{'value':>22}{'duplicates':>12}{'seconds':>10}",
+        f"{'quantity':<{width}}{'value':>28}{'duplicates':>12}{'seconds':>10}",
         rule,
     ]
     for quantity, value, duplicates, seconds in rows:
-        lines.append(f"{quantity:<{width}}{value:>22}{duplicates:>12}{seconds:>10}".rstrip())
+        lines.append(f"{quantity:<{width}}{value:>28}{duplicates:>12}{seconds:>10}".rstrip())
     lines.append(rule)
     notes = list(result.get("warnings", ()))
     if "sharpness" in result:
@@ -332,7 +334,11 @@ def format_measurement(result: dict[str, Any]) -> str:
     if "representation" in result:
         rep = result["representation"]
         notes.append(f"d_repr by {rep['estimator']}; model weights: {rep['weights']}.")
-    notes.append("± is one standard error (a lower bound: neighbourhoods overlap).")
+    rows_with_errors = [*result["dimensions"], *result.get("representation", {}).get("layers", [])]
+    if any(row.get("interval") is not None for row in rows_with_errors):
+        notes.append("[low, high] is the 95 % interval (points that share neighbours counted).")
+    elif any(row.get("std") is not None and math.isfinite(row["std"]) for row in rows_with_errors):
+        notes.append("± is one standard error.")
     lines.extend(notes)
     lines.append(f"total time: {result['seconds']:.2f} s")
     return "\n".join(lines)

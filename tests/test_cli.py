@@ -22,7 +22,9 @@ def test_measure_digits_table(capsys):
     digits = load_digits(train=None)
     mle = MLEDimension().fit(digits)
     assert "1797 samples" in out and "unit [0, 1]" in out
-    assert f"{mle.dimension_:.3f} ± {mle.dimension_std_:.3f}" in out
+    low, high = mle.dimension_interval_
+    assert f"{mle.dimension_:.3f} [{low:.3f}, {high:.3f}]" in out
+    assert "95 % interval" in out and "lower bound" not in out
     assert f"{TwoNNDimension().fit(digits).dimension_:.3f}" in out
     assert f"{LabelSharpness().fit(digits).sharpness_:.4g}" in out
     assert "total time" in out

@@ -51,7 +51,21 @@ def test_mle_by_hand():
 def test_twonn_mle_by_hand():
     est = TwoNNDimension(method="mle").fit(LINE)
     assert est.dimension_ == pytest.approx(3 / (2 * np.log(2) + np.log(1.5)), rel=1e-12)
-    assert est.dimension_std_ == pytest.approx(est.dimension_ / 2)
+    # Leaving out a neighbour (the third takes its place) changes log mu, by hand:
+    # point 0 -> log 2, log 4; point 1 -> log 3, log 3; point 2 -> 0, log 2;
+    # point 3 -> log(4/3), log 2. Each point's change enters as -d^2 (x - x_without).
+    d = est.dimension_
+    x = np.log([2, 1, 2, 1.5])
+    without = np.log([[2, 4], [3, 3], [1, 2], [4 / 3, 2]])
+    neighbours = [[1, 2], [0, 2], [1, 0], [2, 1]]
+    change = np.zeros(4)
+    for i in range(4):
+        for r in range(2):
+            change[neighbours[i][r]] += -(d**2) * (x[i] - without[i, r])
+    centred = -(d**2) * (x - x.mean())
+    assert est.dimension_std_ == pytest.approx(
+        np.sqrt(max(centred @ centred + 2 * centred @ change, centred @ centred)) / 4
+    )
 
 
 def test_twonn_regression_by_hand():

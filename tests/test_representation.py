@@ -68,6 +68,7 @@ def test_identity_layer_equals_the_inner_estimator_on_flattened_inputs(rng):
     # Equal to rounding (numpy 1.26 varied by 2e-16 between fits under pytest -n 2).
     assert est.dimension_ == pytest.approx(ref.dimension_, rel=1e-14, abs=0)
     assert est.dimension_std_ == pytest.approx(ref.dimension_std_, rel=1e-14, abs=0)
+    assert est.dimension_interval_ == pytest.approx(ref.dimension_interval_, rel=1e-14, abs=0)
     assert est.n_features_in_ == 16
     assert est.layer_names_ == ["0"]
     X_test = rng.uniform(size=(100, 1, 4, 4)).astype(np.float32)
@@ -143,6 +144,7 @@ def test_many_layers_cost_one_forward_pass_and_equal_single_fits(cube5):
         single = ReprDimension(model, name, "twonn", batch_size=256).fit(X)
         assert many.dimension_[name] == single.dimension_
         assert many.dimension_std_[name] == single.dimension_std_
+        assert many.dimension_interval_[name] == single.dimension_interval_
         np.testing.assert_array_equal(many.estimators_[name].log_ratios_, single.estimator_.log_ratios_)
     calls.clear()
     X_test = cube5[700:1000]

@@ -81,6 +81,8 @@ class ReprDimension(BaseEstimator):
         The estimate; with a list of layers, layer name to estimate.
     dimension_std_ : float, or dict of str to float
         The inner estimator's ``dimension_std_`` (NaN if it has none).
+    dimension_interval_ : tuple of float, or dict of str to tuple
+        The inner estimator's 95 % interval (NaNs if it has none).
     estimator_ : estimator
         The fitted inner estimator (single layer only).
     estimators_ : dict of str to estimator
@@ -218,13 +220,17 @@ class ReprDimension(BaseEstimator):
         self.n_features_in_ = _n_input_features(X)
         dims = {name: float(est.dimension_) for name, est in estimators.items()}
         stds = {name: float(getattr(est, "dimension_std_", np.nan)) for name, est in estimators.items()}
+        intervals = {
+            name: tuple(getattr(est, "dimension_interval_", (np.nan, np.nan))) for name, est in estimators.items()
+        }
         if many:
             self.estimators_ = estimators
-            self.dimension_, self.dimension_std_ = dims, stds
+            self.dimension_, self.dimension_std_, self.dimension_interval_ = dims, stds, intervals
         else:
             (name,) = estimators
             self.estimator_ = estimators[name]
             self.dimension_, self.dimension_std_ = dims[name], stds[name]
+            self.dimension_interval_ = intervals[name]
         return self
 
     def score(self, X, y=None) -> float:

@@ -83,7 +83,8 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
             by_backend.setdefault(estimators[label][1].backend, []).append(label)
     neighbors: dict[str, tuple] = {}
     for backend, labels in by_backend.items():
-        k = max(needed[label] for label in labels)
+        # One neighbour more than the estimates need gives their intervals (BaseDimension.fit).
+        k = min(max(needed[label] for label in labels) + 1, n_distinct - 1)
         t0 = time.perf_counter()
         found = distinct_neighbors(X, k, backend=backend)
         searches.append({"k": k, "backend": backend, "estimators": labels, "seconds": time.perf_counter() - t0})
@@ -99,17 +100,24 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
                 est.fit(X)
         except ValueError as exc:
             notes.append(f"d_data {label}: {exc}")
-            row.update(dimension=math.nan, std=math.nan, duplicates=len(X) - n_distinct, error=str(exc))
+            row.update(dimension=math.nan, std=math.nan, interval=None, duplicates=len(X) - n_distinct, error=str(exc))
         else:
             row.update(
                 dimension=float(est.dimension_),
                 std=float(getattr(est, "dimension_std_", math.nan)),
+                interval=_interval(est),
                 duplicates=int(getattr(est, "n_duplicates_", len(X) - n_distinct)),
                 error=None,
             )
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
     return rows, searches
+
+
+def _interval(est: Any) -> list[float] | None:
+    """The estimator's 95 % interval as a list, or None where it has none."""
+    interval = getattr(est, "dimension_interval_", None)
+    return None if interval is None or not np.all(np.isfinite(interval)) else [float(v) for v in interval]
 
 
 def _plain_params(est: Any) -> dict[str, Any]:
@@ -377,11 +385,12 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
                 raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
         except ValueError as exc:
             notes.append(f"d_repr {layer}: {exc}")
-            row.update(dimension=math.nan, std=math.nan, error=str(exc))
+            row.update(dimension=math.nan, std=math.nan, interval=None, error=str(exc))
         else:
             row.update(
                 dimension=float(est.dimension_),
                 std=float(getattr(est, "dimension_std_", math.nan)),
+                interval=_interval(est),
                 error=None,
             )
         if hasattr(est, "n_duplicates_"):
