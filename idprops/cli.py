@@ -531,12 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["measure", "--classes", "0,1", "--estimator", "twonn", "--no-sharpness"])
     data: digits  (360 samples, 64 features, 2 classes, pixels: unit [0, 1])
     <BLANKLINE>
-    quantity                                     value  duplicates   seconds
-    ------------------------------------------------------------------------
-    kNN search  k=2                                                     ...
-    d_data  twonn regression             8.587 ± 0.453           0      ...
-    ------------------------------------------------------------------------
-    ± is one standard error (a lower bound: neighbourhoods overlap).
+    quantity                                           value  duplicates   seconds
+    ------------------------------------------------------------------------------
+    kNN search  k=3                                                           ...
+    d_data  twonn regression            8.587 [7.214, 9.961]           0      ...
+    ------------------------------------------------------------------------------
+    [low, high] is the 95 % interval (points that share neighbours counted).
     total time: ... s
     0
 

@@ -164,3 +164,16 @@ def test_neighbour_variance_of_independent_points_is_the_plain_variance_of_the_m
     phi = np.array([3.0, -1.0, 0.5, 1.5])
     idx = np.array([[1], [2], [3], [0]])
     assert neighbour_variance(phi, phi[:, None], idx) == pytest.approx(np.var(phi) * 4 / 16)
+
+
+def test_shared_neighbours_give_the_interval_of_a_fit_of_its_own():
+    from idprops.base import distinct_neighbors
+
+    X = sample_sphere(800, 3, ambient_dim=6, random_state=0)
+    own = MLEDimension().fit(X)
+    shared = MLEDimension().fit(X, neighbors=distinct_neighbors(X, 30))
+    assert shared.dimension_interval_ == own.dimension_interval_
+    # Exactly the k the estimate needs: no neighbour to leave out, the Fisher interval.
+    bare = MLEDimension().fit(X, neighbors=distinct_neighbors(X, 20))
+    assert bare.dimension_ == own.dimension_
+    assert bare.dimension_std_ == pytest.approx(own.dimension_ / np.sqrt(800 * 19))
