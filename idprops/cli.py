@@ -334,6 +334,12 @@ def format_measurement(result: dict[str, Any]) -> str:
     if "representation" in result:
         rep = result["representation"]
         notes.append(f"d_repr by {rep['estimator']}; model weights: {rep['weights']}.")
+    profile = result.get("scale_profile")
+    if profile:
+        notes.append(
+            f"d_data varies by {100 * profile['variation']:.0f} % across scales (Gride at neighbour ranks "
+            f"{profile['ranks'][0]}-{2 * profile['ranks'][-1]}; flat: trust it, falling with scale: noise)."
+        )
     rows_with_errors = [*result["dimensions"], *result.get("representation", {}).get("layers", [])]
     if any(row.get("interval") is not None for row in rows_with_errors):
         notes.append("[low, high] is the 95 % interval (points that share neighbours counted).")
@@ -533,9 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     <BLANKLINE>
     quantity                                           value  duplicates   seconds
     ------------------------------------------------------------------------------
-    kNN search  k=3                                                           ...
+    kNN search  k=16                                                          ...
     d_data  twonn regression            8.587 [7.214, 9.961]           0      ...
     ------------------------------------------------------------------------------
+    d_data varies by 35 % across scales (Gride at neighbour ranks 1-16; flat: trust it, falling with scale: noise).
     [low, high] is the 95 % interval (points that share neighbours counted).
     total time: ... s
     0

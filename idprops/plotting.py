@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from .analysis import Correlation, LinearFit, correlation
+from .scales import scale_profile
 
 __all__ = [
+    "ScaleProfileDisplay",
     "plot_correlation",
     "plot_id_curves",
     "plot_id_profile",
@@ -510,3 +512,138 @@ def write_report(
         page += ["</body></html>", ""]
         path.with_suffix(".html").write_text("\n".join(page), encoding="utf-8")
     return path
+
+
+class ScaleProfileDisplay:
+    """The intrinsic dimension against neighbourhood scale (see :mod:`idprops.scales`).
+
+    A flat profile means the estimate does not depend on the scale it reads: trust
+    it. A profile that keeps falling as the scale grows means the small scales see
+    something of higher dimension than the manifold: noise (or a very rough
+    surface); the estimate at the largest scales is then closer to the manifold's.
+    Build it with :meth:`from_data` or :meth:`from_estimator`; scikit-learn's
+    displays work the same way.
+
+    Parameters
+    ----------
+    profile : ScaleProfile
+    estimate : float, optional
+        An estimator's dimension, drawn as a horizontal line.
+    interval : tuple of float, optional
+        Its 95 % interval, drawn as a band.
+    name : str, optional
+        Legend entry of the profile.
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+    line_ : matplotlib Line2D
+        The profile.
+
+    Examples
+    --------
+    >>> from idprops.data import sample_sphere
+    >>> X = sample_sphere(2000, 3, ambient_dim=10, random_state=0)
+    >>> display = ScaleProfileDisplay.from_data(X)
+    >>> display.profile.ranks, display.ax_.get_xscale()
+    (array([1, 2, 4, 8]), 'log')
+    """
+
+    def __init__(self, profile, *, estimate: float | None = None, interval=None, name: str | None = None) -> None:
+        self.profile = profile
+        self.estimate = estimate
+        self.interval = interval
+        self.name = name
+
+    def plot(self, ax=None, *, name: str | None = None, **kwargs) -> ScaleProfileDisplay:
+        """Draw the profile (with 95 % Fisher bars) on ``ax``, a new figure when None.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        name : str, optional
+            Legend entry; overrides the one given at construction.
+        **kwargs
+            Passed to ``ax.errorbar`` for the profile.
+
+        Returns
+        -------
+        self
+        """
+        ax = _axes(ax)
+        p = self.profile
+        label = name if name is not None else self.name
+        kwargs = {"marker": "o", "capsize": 3, **kwargs}
+        container = ax.errorbar(p.scales, p.dimensions, yerr=1.96 * p.stds, label=label, **kwargs)
+        self.line_ = container.lines[0]
+        for rank, scale, d in zip(p.ranks, p.scales, p.dimensions):
+            ax.annotate(f"{rank}", (scale, d), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+        if self.estimate is not None:
+            color = self.line_.get_color()
+            ax.axhline(self.estimate, color=color, ls="--", lw=1, label=f"estimate {self.estimate:.3g}")
+            if self.interval is not None:
+                ax.axhspan(*self.interval, color=color, alpha=0.15)
+        ax.set_xscale("log")
+        # Ticks at the scales measured: a log axis spanning less than a decade has none.
+        ax.set_xticks(p.scales, [f"{s:.2g}" for s in p.scales])
+        ax.set_xticks([], minor=True)
+        ax.set_xlabel("scale: median distance to neighbour 2 n1 (n1 marked)")
+        ax.set_ylabel("intrinsic dimension")
+        ax.set_title(f"varies by {100 * p.variation:.0f} % across scales", fontsize=10)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+    @classmethod
+    def from_data(
+        cls, X, *, max_rank: int = 8, backend: str = "auto", name: str | None = None, ax=None, **kwargs
+    ) -> ScaleProfileDisplay:
+        """Compute the profile of ``X`` (:func:`idprops.scales.scale_profile`) and draw it.
+
+        Returns
+        -------
+        ScaleProfileDisplay
+        """
+        profile = scale_profile(X, max_rank=max_rank, backend=backend)
+        return cls(profile, name=name).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def from_estimator(
+        cls, estimator, X, *, max_rank: int = 8, name: str | None = None, ax=None, **kwargs
+    ) -> ScaleProfileDisplay:
+        """The profile of ``X`` with a fitted estimator's dimension and interval drawn across it.
+
+        Parameters
+        ----------
+        estimator : fitted dimension estimator
+            Its ``dimension_`` (and ``dimension_interval_``, if it has one) are drawn;
+            its ``backend`` (if any) finds the neighbours.
+        X : array-like
+            The data, usually those the estimator was fitted on.
+
+        Returns
+        -------
+        ScaleProfileDisplay
+
+        Examples
+        --------
+        >>> from idprops import TwoNNDimension
+        >>> from idprops.data import sample_sphere
+        >>> X = sample_sphere(2000, 3, ambient_dim=10, random_state=0)
+        >>> display = ScaleProfileDisplay.from_estimator(TwoNNDimension().fit(X), X)
+        >>> len(display.ax_.lines) >= 2  # the profile and the estimate
+        True
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(estimator)
+        profile = scale_profile(X, max_rank=max_rank, backend=getattr(estimator, "backend", "auto"))
+        display = cls(
+            profile,
+            estimate=float(estimator.dimension_),
+            interval=getattr(estimator, "dimension_interval_", None),
+            name=name if name is not None else type(estimator).__name__ + " data",
+        )
+        return display.plot(ax=ax, **kwargs)

@@ -239,3 +239,25 @@ def test_write_report(tmp_path):
         write_report(tmp_path / "r.md", title="t", figures=[tmp_path / "missing.png"])
     write_report(tmp_path / "only.md", title="t", html=False)
     assert (tmp_path / "only.md").read_text() == "# t\n" and not (tmp_path / "only.html").exists()
+
+
+def test_scale_profile_display_draws_and_returns_itself():
+    from idprops import TwoNNDimension
+    from idprops.data import sample_sphere
+    from idprops.plotting import ScaleProfileDisplay
+    from idprops.scales import scale_profile
+
+    X = sample_sphere(1000, 2, ambient_dim=5, random_state=0)
+    est = TwoNNDimension().fit(X)
+    display = ScaleProfileDisplay.from_estimator(est, X, max_rank=4)
+    assert isinstance(display, ScaleProfileDisplay)
+    np.testing.assert_allclose(display.line_.get_xdata(), scale_profile(X, max_rank=4).scales)
+    np.testing.assert_allclose(display.line_.get_ydata(), display.profile.dimensions)
+    # The estimate's line at its value, its interval as a band.
+    (estimate,) = [line for line in display.ax_.lines if line.get_label().startswith("estimate")]
+    assert estimate.get_ydata()[0] == est.dimension_
+    assert display.ax_.get_xscale() == "log"
+    fig, ax = plt.subplots()
+    again = ScaleProfileDisplay(display.profile).plot(ax=ax, name="again")
+    assert again.ax_ is ax and again.figure_ is fig
+    assert ax.get_legend_handles_labels()[1] == ["again"]

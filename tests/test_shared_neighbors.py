@@ -116,8 +116,8 @@ def test_measure_searches_once_for_every_dimension_estimator(monkeypatch, digits
     specs = ["mle", "mle:k=10,aggregation=mean", "twonn", "twonn:method=mle", MeanRatioDimension()]
     calls = _count_searches(monkeypatch)
     out = measure((X, y), estimators=specs, sharpness=False)
-    assert calls == [20]  # one search, at the largest k
-    assert out["searches"][0]["k"] == 20 and len(out["searches"][0]["estimators"]) == 5
+    assert calls == [21]  # one search, at the largest k and one more (for the intervals)
+    assert out["searches"][0]["k"] == 21 and len(out["searches"][0]["estimators"]) == 5
     assert out["data"]["duplicates"] == 203 and out["data"]["distinct"] == len(X) - 203
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DuplicatesWarning)
@@ -146,7 +146,8 @@ def test_a_failed_estimate_is_nan_with_a_note_and_the_others_go_on(monkeypatch):
     assert math.isfinite(twonn["dimension"]) and twonn["error"] is None
     assert math.isnan(mle["dimension"]) and "needs at least 21 distinct samples" in mle["error"]
     assert out["warnings"] == [f"d_data mle: {mle['error']}"]
-    assert calls == [2] and math.isfinite(out["sharpness"]["K_F"])
+    # TwoNN's search goes as deep as the 15 points allow, for the scale profile.
+    assert calls == [14] and math.isfinite(out["sharpness"]["K_F"])
 
 
 def test_a_bad_request_raises_before_any_search(monkeypatch):

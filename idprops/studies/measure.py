@@ -27,6 +27,11 @@ from ..base import BaseDimension, DuplicatesWarning, distinct_neighbors, drop_du
 from ..inputs import as_matrix_and_labels
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
+from ..scales import scale_profile
+
+# The scale profile's largest neighbour rank n1 (ratios to 2 n1): 16 neighbours, about
+# what the default MLE's search finds anyway.
+PROFILE_MAX_RANK = 8
 
 __all__ = ["measure", "measurement_fields"]
 
@@ -83,8 +88,9 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
             by_backend.setdefault(estimators[label][1].backend, []).append(label)
     neighbors: dict[str, tuple] = {}
     for backend, labels in by_backend.items():
-        # One neighbour more than the estimates need gives their intervals (BaseDimension.fit).
-        k = min(max(needed[label] for label in labels) + 1, n_distinct - 1)
+        # One neighbour more than the estimates need gives their intervals (BaseDimension.fit),
+        # and 2 PROFILE_MAX_RANK the scale profile.
+        k = min(max(max(needed[label] for label in labels) + 1, 2 * PROFILE_MAX_RANK), n_distinct - 1)
         t0 = time.perf_counter()
         found = distinct_neighbors(X, k, backend=backend)
         searches.append({"k": k, "backend": backend, "estimators": labels, "seconds": time.perf_counter() - t0})
@@ -111,7 +117,27 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
             )
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-    return rows, searches
+    profile = _profile(X, neighbors[searches[0]["estimators"][0]], notes) if searches else None
+    return rows, searches, profile
+
+
+def _profile(X: np.ndarray, neighbors: tuple, notes: list[str]) -> dict[str, Any] | None:
+    """The scale profile (:func:`idprops.scales.scale_profile`) from a shared search, as plain values."""
+    k = neighbors[0].shape[1]
+    if k < 4:  # fewer than two ranks: no profile
+        return None
+    max_rank = min(PROFILE_MAX_RANK, 2 ** int(np.log2(k // 2)))
+    try:
+        profile = scale_profile(X, max_rank=max_rank, neighbors=neighbors)
+    except ValueError as exc:
+        notes.append(f"scale profile: {exc}")
+        return None
+    return {
+        "ranks": profile.ranks.tolist(),
+        "scales": profile.scales.tolist(),
+        "dimensions": profile.dimensions.tolist(),
+        "variation": profile.variation,
+    }
 
 
 def _interval(est: Any) -> list[float] | None:
@@ -184,7 +210,9 @@ def measure(
         ``data`` (samples, distinct samples, duplicates, features, pixel scale,
         classes), ``dimensions`` (a row per estimator: label, estimator, params,
         dimension, std, duplicates, seconds, error), ``searches`` (the shared kNN
-        searches: k, backend, estimators, seconds), ``sharpness`` and
+        searches: k, backend, estimators, seconds), ``scale_profile`` (ranks,
+        scales, dimensions and their relative variation, from the shared search; None
+        without one), ``sharpness`` and
         ``representation`` when asked for, ``warnings`` (estimates that failed, and
         K_F's warnings) and ``seconds``.
 
@@ -229,7 +257,9 @@ def measure(
     with warnings.catch_warnings():
         # The counts are in the result; the warnings would only repeat them.
         warnings.simplefilter("ignore", DuplicatesWarning)
-        result["dimensions"], result["searches"] = _estimate_dimensions(X, estimators, n_distinct, notes)
+        result["dimensions"], result["searches"], result["scale_profile"] = _estimate_dimensions(
+            X, estimators, n_distinct, notes
+        )
         if ks is not None:
             result["sharpness"] = _sharpness(ks, X, y, pixel_scale, notes)
         if model is not None and layers:
