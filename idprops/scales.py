@@ -40,6 +40,15 @@ class ScaleProfile:
     stds : ndarray
         Their standard errors from the Fisher information (points taken as
         independent: a guide to which differences matter, not an interval).
+
+    Examples
+    --------
+    >>> profile = ScaleProfile(
+    ...     ranks=np.array([1, 2]), scales=np.array([0.1, 0.2]),
+    ...     dimensions=np.array([6.0, 4.0]), stds=np.array([0.1, 0.1]),
+    ... )
+    >>> profile.variation  # (6 - 4) / 5
+    0.4
     """
 
     ranks: np.ndarray
