@@ -389,6 +389,13 @@ def _add_run_options(p, kind: str | None) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help="let the study file name Python objects as package.module:object, which "
+        "imports and so RUNS that module's code: only for files you trust (by default "
+        "names resolve through the registry of built-ins and installed plugins only)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="list the cells, how many the store holds already and an estimate of the time left; run nothing",
@@ -470,7 +477,10 @@ def _run_study(args) -> int:
         )
     path = _study_path(args)
     study, options = read_study_file(
-        path, parse_overrides(args.overrides), kind=None if args.kind == "run" else args.kind
+        path,
+        parse_overrides(args.overrides),
+        kind=None if args.kind == "run" else args.kind,
+        allow_imports=args.allow_imports,
     )
     # "--out=~/x" reaches here unexpanded by the shell; a literal ./~ folder is never meant.
     out = Path(args.out or f"{study.kind}-report").expanduser()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..filenames import path_inside
 from .results import Results
 from .specs import DataSpec, selection_label
 
@@ -289,5 +290,5 @@ def kf_robustness_figures(
         plot_correlation(x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax)
         ax.set_xlabel("label sharpness K_F (training set)")
         ax.set_ylabel(field.replace(".", " under "))
-        figures.append(save_figure(fig, outdir / name))
+        figures.append(save_figure(fig, path_inside(outdir, name)))
     return figures

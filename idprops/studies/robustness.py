@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..filenames import safe_filename
 from .reporting import cell_table, kf_robustness_figures, run_summary, write_study_report
 from .scaling import train_and_measure
 from .specs import (
@@ -143,7 +144,8 @@ class RobustnessStudy(Study):
 
     def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
         """Write ``report.md`` (and ``.html``), ``results.csv`` and, per attack,
-        ``kf_vs_robust_accuracy_<attack>.png`` and ``kf_vs_loss_increase_<attack>.png``."""
+        ``kf_vs_robust_accuracy_<attack>.png`` and ``kf_vs_loss_increase_<attack>.png``
+        (the attack's label made a file name by :func:`~idprops.filenames.safe_filename`)."""
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         many_models = len({r["model.name"] for r in results}) > 1
@@ -156,7 +158,10 @@ class RobustnessStudy(Study):
                 many_models,
                 correlations,
                 outdir,
-                names=(f"kf_vs_robust_accuracy_{attack}.png", f"kf_vs_loss_increase_{attack}.png"),
+                names=(
+                    f"kf_vs_robust_accuracy_{safe_filename(attack)}.png",
+                    f"kf_vs_loss_increase_{safe_filename(attack)}.png",
+                ),
             )
         return write_study_report(
             outdir,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..filenames import path_inside, safe_filename
 from .reporting import (
     cell_table,
     finite,
@@ -307,7 +308,9 @@ class ScalingLawStudy(Study):
                 names=("kf_vs_robustness.png", None),
             )
         for i, name in enumerate(layers if bound_label else ()):
-            path = outdir / ("d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{_slug(name)}.png")
+            path = path_inside(
+                outdir, "d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{safe_filename(name)}.png"
+            )
             figures += _bound_check(rows, name, bound_label, correlations, summary, path)
         summary.insert(0, run_summary(rows, getattr(results, "n_run", None)))
         return write_study_report(
@@ -395,10 +398,6 @@ def _loss_vs_dimension_figure(rows, field: str, xlabel: str, line_of, fits: dict
     ax.set_title(f"test loss against {xlabel}")
     ax.legend(fontsize=7)
     return [save_figure(fig, path)]
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
 
 
 def _bound_check(rows, layer: str, label: str, correlations: dict, summary: list, path: Path) -> list[Path]:

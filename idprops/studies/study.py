@@ -25,6 +25,7 @@ import importlib
 import importlib.resources
 import inspect
 import os
+import re
 import sys
 import tempfile
 import time
@@ -276,7 +277,9 @@ class Study(BaseEstimator):
     # ------------------------------------------------------------------ study files
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Study:
+    def from_toml(
+        cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, *, allow_imports: bool = False
+    ) -> Study:
         """Build a study from a TOML study file, with dotted-key overrides.
 
         Parameters
@@ -291,12 +294,17 @@ class Study(BaseEstimator):
             that entry of the file's nested tables (created when missing). Values
             are used as given; :func:`parse_overrides` turns ``"key=value"``
             strings into such a mapping.
+        allow_imports : bool, default=False
+            Let the file name Python objects as ``"package.module:object"`` (e.g. an
+            attack class), which imports that module and so RUNS ITS CODE; by
+            default names resolve only through the registry (built-ins and the
+            entry points of installed plugins). See :func:`load_study_file`.
 
         Returns
         -------
         Study
         """
-        params = load_study_file(path, overrides)
+        params = load_study_file(path, overrides, allow_imports=allow_imports)
         _run_options(params)
         return cls._from_params(params, path)
 
@@ -315,6 +323,9 @@ class Study(BaseEstimator):
         return cls(**params)
 
 
+# "package.module:object" (spaces around the colon too: import_object would not mind).
+_IMPORT_FORM = re.compile(r"^\s*[A-Za-z_][\w.]*\s*:\s*[A-Za-z_][\w.]*\s*$")
+
 #: Study-file keys that set how :meth:`Study.run` runs, not what the study is.
 RUN_OPTIONS = ("store", "n_jobs", "progress")
 
@@ -328,7 +339,11 @@ def _run_options(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_study_file(
-    path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, *, kind: str | None = None
+    path: str | os.PathLike,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+    allow_imports: bool = False,
 ) -> tuple[Study, dict[str, Any]]:
     """The study that a study file describes, found by its ``kind``, and how to run it.
 
@@ -341,6 +356,9 @@ def read_study_file(
         Dotted-key overrides, as :meth:`Study.from_toml` takes them.
     kind : str, optional
         The study expected: the file's ``kind``, if it has one, must be this.
+    allow_imports : bool, default=False
+        Let the file import Python code (``"package.module:object"`` names); see
+        :func:`load_study_file`.
 
     Returns
     -------
@@ -357,7 +375,7 @@ def read_study_file(
     """
     from ..registry import available_studies, get_study
 
-    params = load_study_file(path, overrides)
+    params = load_study_file(path, overrides, allow_imports=allow_imports)
     options = _run_options(params)
     kind = kind or params.get("kind")
     if kind is None:
@@ -396,8 +414,35 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
             node = node[key]
 
 
-def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _import_names(node: Any, where: str = "") -> list[tuple[str, str]]:
+    """(dotted place, text) of every key and string in ``node`` of the form ``module:object``."""
+    found = []
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if _IMPORT_FORM.match(str(key)):
+                found.append((here, str(key)))
+            found.extend(_import_names(value, here))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_import_names(value, f"{where}.{i}"))
+    elif isinstance(node, str) and _IMPORT_FORM.match(node):
+        found.append((where, node))
+    return found
+
+
+def load_study_file(
+    path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, *, allow_imports: bool = False
+) -> dict[str, Any]:
     """The parameters in a TOML study file, with dotted-key overrides applied.
+
+    A study file names what it uses (attacks, estimators, models, datasets, the study)
+    through the registry: idprops' built-ins and the entry points of installed
+    plugins. A name of the form ``"package.module:object"`` would import that module,
+    which runs its code (``"subprocess:call"`` runs any command), so a file (or an
+    override) holding one, anywhere, is refused unless ``allow_imports=True``
+    (``--allow-imports`` on the command line): allow it only for files you trust as
+    you trust your own code.
 
     Examples
     --------
@@ -416,6 +461,16 @@ def load_study_file(path: str | os.PathLike, overrides: Mapping[str, Any] | None
         raise ValueError(f"{os.fspath(path)} is not valid TOML: {exc}") from exc
     for dotted, value in (overrides or {}).items():
         _set_dotted(params, dotted, value)
+    imports = [] if allow_imports else _import_names(params)
+    if imports:
+        places = "; ".join(f"{where} = {text!r}" for where, text in imports)
+        raise ValueError(
+            f"{os.fspath(path)}: {places}: a 'package.module:object' name imports Python code, "
+            "which a study file may not do by default; name a registered attack, estimator, "
+            "model or dataset instead (a plugin registers its own through entry points), or, "
+            "if you trust this file as your own code, pass --allow-imports (allow_imports=True "
+            "in Python)."
+        )
     return params
 
 
