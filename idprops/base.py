@@ -311,7 +311,8 @@ class BaseDimension(BaseEstimator):
     across their parameters.
 
     The 95 % interval ``dimension_interval_`` is ``dimension_ +- 1.96
-    dimension_std_`` whenever ``_estimate`` sets ``dimension_std_``. An estimator
+    dimension_std_`` whenever ``_estimate`` sets ``dimension_std_`` and no interval
+    of its own. An estimator
     that also defines ``_influence(distances)`` gets a standard error that counts
     shared neighbours instead (:func:`idprops.uncertainty.neighbour_variance`):
     ``distances`` then holds one neighbour more than ``_n_neighbors`` asks for, and
@@ -444,13 +445,15 @@ class BaseDimension(BaseEstimator):
         # A contiguous copy, as a search of exactly k returns: the estimate is then the same
         # to the last bit (numpy's vector and scalar logs differ there, see log_in_place).
         self._estimate(np.ascontiguousarray(distances[:, :k]))
-        if distances.shape[1] > k and _defined_together(type(self), "_estimate", "_influence"):
-            phi, phi_without = self._influence(distances)
-            variance = neighbour_variance(phi, phi_without, indices[:, :k], rows)
-            if np.isfinite(variance):  # else (an infinite local dimension) the estimator's own
-                self.dimension_std_ = float(np.sqrt(variance))
-        if hasattr(self, "dimension_std_"):
-            self.dimension_interval_ = normal_interval(self.dimension_, self.dimension_std_)
+        # An estimator that sets its own interval (an asymmetric one) keeps it.
+        if not hasattr(self, "dimension_interval_"):
+            if distances.shape[1] > k and _defined_together(type(self), "_estimate", "_influence"):
+                phi, phi_without = self._influence(distances)
+                variance = neighbour_variance(phi, phi_without, indices[:, :k], rows)
+                if np.isfinite(variance):  # else (an infinite local dimension) the estimator's own
+                    self.dimension_std_ = float(np.sqrt(variance))
+            if hasattr(self, "dimension_std_"):
+                self.dimension_interval_ = normal_interval(self.dimension_, self.dimension_std_)
         self._warn_near_duplicates(X_unique if rows is None else X_unique[rows], distances[:, 0])
         self._warn_unresolved()
         self._fit_X = X_unique

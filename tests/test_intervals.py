@@ -177,3 +177,13 @@ def test_shared_neighbours_give_the_interval_of_a_fit_of_its_own():
     bare = MLEDimension().fit(X, neighbors=distinct_neighbors(X, 20))
     assert bare.dimension_ == own.dimension_
     assert bare.dimension_std_ == pytest.approx(own.dimension_ / np.sqrt(800 * 19))
+
+
+def test_an_estimators_own_interval_is_kept():
+    class OwnInterval(MeanRatioDimension):
+        def _estimate(self, distances):
+            super()._estimate(distances)
+            self.dimension_interval_ = (self.dimension_ - 1.0, self.dimension_ + 3.0)
+
+    est = OwnInterval().fit(np.random.default_rng(0).standard_normal((200, 2)))
+    assert est.dimension_interval_ == (est.dimension_ - 1.0, est.dimension_ + 3.0)
