@@ -72,8 +72,8 @@ fig.tight_layout()
 # two-neighbour ratios, so it lands near TwoNN's estimate, which is fitted to those
 # very ratios (on the 6-sphere both read about 5.5 at :math:`n = 2{,}000`: the
 # finite-sample bias of the previous example, which no choice of :math:`k` removes).
-# On digits the score peaks at :math:`k = 10` and TwoNN scores higher still: the
-# a hint that the digits are not locally uniform at the scale of 20 neighbours.
+# On digits the score peaks at :math:`k = 10` and TwoNN scores higher still: a
+# hint that the digits are not locally uniform at the scale of 20 neighbours.
 #
 # Use the score to choose :math:`k` for one estimator, report the :math:`k` you used,
 # and keep it fixed when you compare datasets (the label-sharpness paper used

@@ -1,6 +1,6 @@
 """Fits of the scaling laws and correlations, with their uncertainty.
 
-The laws under test (Konz & Mazurowski 2024, see SEEDS.md §1), natural logarithms
+The laws under test (Konz & Mazurowski, ICLR 2024), natural logarithms
 throughout:
 
 - test loss against training-set size, ``log L = -(1/d) log N + log K_F + a``

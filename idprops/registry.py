@@ -235,6 +235,24 @@ def refresh() -> None:
 def get_estimator(name: str) -> type:
     """Return the estimator class registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        A built-in name (``"mle"``, ``"twonn"``, ``"sharpness"``, ``"repr"``), a
+        plugin's entry point in the ``idprops.estimators`` group, or a name given to
+        :func:`register_estimator`. See :func:`available_estimators`.
+
+    Returns
+    -------
+    type
+        The class itself, unfitted and without parameters applied; for a name with
+        parameters (``"mle:k=10"``) use :func:`resolve_estimator`.
+
+    Raises
+    ------
+    ValueError
+        If no estimator has that name (the message lists those that do).
+
     Examples
     --------
     >>> get_estimator("mle").__name__
@@ -257,12 +275,47 @@ def available_estimators() -> list[str]:
 def register_estimator(name: str, cls: type, *, replace: bool = False) -> None:
     """Register an estimator class under ``name`` for this session.
 
+    The registration lives in this process only: worker processes of a study
+    (``n_jobs`` > 1) do not see it; declare an entry point (see the plugins guide) or
+    run with ``n_jobs=1``.
+
+    Parameters
+    ----------
+    name : str
+        The name to use in :func:`get_estimator`, :func:`resolve_estimator`, study
+        files and the CLI.
+    cls : type
+        The estimator class (scikit-learn style: parameters in ``__init__``). The
+        name refers to the class, with its own defaults: parameters are given where
+        the name is used, as ``"name:k=10"``.
+    replace : bool, default=False
+        Allow a name that is already registered (a built-in or a plugin's
+        included) to refer to this object instead, in this session.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is False.
+
     Examples
     --------
+    A name for MLE, used with k = 10 (the name alone would give MLE's default, k = 20):
+
     >>> from idprops import MLEDimension
-    >>> register_estimator("mle_k10", MLEDimension, replace=True)
-    >>> get_estimator("mle_k10") is MLEDimension
-    True
+    >>> register_estimator("my_mle", MLEDimension, replace=True)
+    >>> resolve_estimator("my_mle:k=10").k, resolve_estimator("my_mle").k
+    (10, 20)
+
+    A name whose default is k = 10: register a subclass that says so.
+
+    >>> class MLE10(MLEDimension):
+    ...     def __init__(self, k=10, *, aggregation="inverse", unbiased=True,
+    ...                  n_queries=None, backend="auto", random_state=None):
+    ...         super().__init__(k=k, aggregation=aggregation, unbiased=unbiased,
+    ...                          n_queries=n_queries, backend=backend, random_state=random_state)
+    >>> register_estimator("mle_k10", MLE10, replace=True)
+    >>> resolve_estimator("mle_k10").k
+    10
     """
     _ESTIMATORS.register(name, cls, replace=replace)
 
@@ -306,6 +359,24 @@ def resolve_estimator(spec: Any, **params: Any) -> Any:
 def get_model(name: str) -> Any:
     """Return the model factory registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        A built-in model (``"resnet18"``, ``"small_cnn"``, ...), a plugin's entry
+        point in the ``idprops.models`` group, or a name given to
+        :func:`register_model`. See :func:`available_models`.
+
+    Returns
+    -------
+    callable
+        ``factory(*, in_channels, num_classes, input_size, weights=None, **kwargs)``
+        returning a ``torch.nn.Module``.
+
+    Raises
+    ------
+    ValueError
+        If no model has that name (the message lists those that do).
+
     Examples
     --------
     >>> callable(get_model("mlp1x512"))
@@ -328,6 +399,24 @@ def available_models() -> list[str]:
 def register_model(name: str, factory: Any, *, replace: bool = False) -> None:
     """Register a model factory under ``name`` for this session.
 
+    The registration lives in this process only (see :func:`register_estimator`).
+
+    Parameters
+    ----------
+    name : str
+        The name to use in :func:`get_model`, study files and the CLI.
+    factory : callable
+        Called with keyword arguments (``in_channels``, ``num_classes``,
+        ``input_size``, ...) and returning a ``torch.nn.Module``.
+    replace : bool, default=False
+        Allow a name that is already registered (a built-in or a plugin's
+        included) to refer to this object instead, in this session.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is False.
+
     Examples
     --------
     >>> import torch
@@ -340,6 +429,24 @@ def register_model(name: str, factory: Any, *, replace: bool = False) -> None:
 
 def get_dataset(name: str) -> Any:
     """Return the dataset loader registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A built-in dataset (``"digits"``, ``"mnist"``, ``"cifar10"``, ...), a plugin's
+        entry point in the ``idprops.datasets`` group, or a name given to
+        :func:`register_dataset`. See :func:`available_datasets`.
+
+    Returns
+    -------
+    callable
+        ``loader(*, root=None, train=True, download=False, classes=None, n=None,
+        seed=0, scale="unit", ...)`` returning a torch Dataset of ``(image, label)``.
+
+    Raises
+    ------
+    ValueError
+        If no dataset has that name (the message lists those that do).
 
     Examples
     --------
@@ -362,6 +469,24 @@ def available_datasets() -> list[str]:
 
 def register_dataset(name: str, loader: Any, *, replace: bool = False) -> None:
     """Register a dataset loader under ``name`` for this session.
+
+    The registration lives in this process only (see :func:`register_estimator`).
+
+    Parameters
+    ----------
+    name : str
+        The name to use in :func:`get_dataset`, study files and the CLI.
+    loader : callable
+        Called with keyword arguments (``train``, ``classes``, ``n``, ``seed``, ...)
+        and returning the data: a torch Dataset of ``(image, label)``.
+    replace : bool, default=False
+        Allow a name that is already registered (a built-in or a plugin's
+        included) to refer to this object instead, in this session.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is False.
 
     Examples
     --------

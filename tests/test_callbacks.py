@@ -246,3 +246,37 @@ def test_log_dir_writes_tensorboard_scalars(tmp_path):
     assert {"id/0", "id/2", "id/LLID", "id/PID", "id/log_PID_LLID"} <= tags
     llid = [e.value for e in events.Scalars("id/LLID")]
     assert llid == pytest.approx([r["llid"] for r in tracker.records_])
+
+
+def test_own_training_loop_start_measure_finish():
+    from idprops import TwoNNDimension
+    from idprops.activations import collect_activations
+
+    data, model = make_data(), make_model()
+    tracker = ActivationIDTracker(["0", "2"], n_samples=80, random_state=1)
+    with pytest.raises(ValueError, match="call start"):
+        tracker.measure(model, step=0)
+    with pytest.raises(ValueError, match="pass data="):
+        tracker.start(model)
+    assert tracker.start(model, data) is tracker and tracker.records_ == []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    tracker.measure(model, step=0)
+    for step in range(1, 7):
+        x, y = data[(step - 1) * 20 : step * 20]
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if step % 3 == 0:
+            tracker.measure(model, step=step, epoch=step // 6)
+    tracker.finish()
+    assert [(r["step"], r["epoch"]) for r in tracker.records_] == [(0, 0), (3, 0), (6, 1)]
+    assert 0 < tracker.share_ <= 1
+    # The record is the estimator on the layer's activations of the fixed sample.
+    for name in ("0", "2"):
+        activations = collect_activations(model, tracker.sample_, name)[name]
+        assert tracker.records_[-1]["ids"][name] == TwoNNDimension().fit(activations).dimension_
+    assert tracker.records_[-1]["llid"] == tracker.records_[-1]["ids"]["2"]
+    # The same sample as a Trainer-driven tracker draws from the same data.
+    driven = ActivationIDTracker(["0", "2"], n_samples=80, random_state=1)
+    Trainer(make_model(), epochs=1, batch_size=40, callbacks=[driven]).fit(data)
+    np.testing.assert_array_equal(driven.sample_indices_, tracker.sample_indices_)

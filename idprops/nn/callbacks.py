@@ -125,6 +125,10 @@ class ActivationIDTracker(Callback):
     joins the last history entry the same way, since it measures the model as that
     epoch left it.
 
+    From a training loop of one's own (no :class:`Trainer`): ``start(model, data)``
+    once, ``measure(model, step=...)`` whenever the IDs are wanted, ``finish()`` at
+    the end; see :meth:`start`.
+
     Cost: one forward pass over the sample per evaluation, and one kNN search per
     layer (and per subset). With TwoNN on 1,000 points it is a fraction of a second
     per layer on a CPU; raise ``every`` or lower ``n_samples`` if ``share_`` is high.
@@ -260,11 +264,118 @@ class ActivationIDTracker(Callback):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN subsets
             return float(np.nanmean(values)), float(np.nanstd(values))
 
+    def start(self, model: nn.Module, data: Any = None, *, epoch: int = 0) -> ActivationIDTracker:
+        """Get ready to measure ``model`` from a training loop of one's own.
+
+        Checks the layers, draws the fixed sample from ``data`` (default: the
+        ``data`` parameter) and clears the records; it measures nothing. Then call
+        :meth:`measure` whenever the IDs are wanted (before the first step, for the
+        paper's step 0) and :meth:`finish` once training ends. :class:`Trainer` calls
+        the same three through the callback hooks.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+        data : torch Dataset, DataLoader, array or tensor, optional
+            Where the sample is drawn from; required when the ``data`` parameter is None.
+        epoch : int, default=0
+            Epochs completed so far (a resumed run starts past 0).
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> _ = torch.manual_seed(0)
+        >>> data = TensorDataset(torch.randn(200, 5), torch.randint(0, 2, (200,)))
+        >>> model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> tracker = ActivationIDTracker(["0", "1"], n_samples=100).start(model, data)
+        >>> _ = tracker.measure(model, step=0)
+        >>> for step in range(1, 5):
+        ...     x, y = data[(step - 1) * 50 : step * 50]
+        ...     optimizer.zero_grad()
+        ...     torch.nn.functional.cross_entropy(model(x), y).backward()
+        ...     optimizer.step()
+        ...     if step % 2 == 0:
+        ...         _ = tracker.measure(model, step=step)
+        >>> tracker.finish()
+        >>> [r["step"] for r in tracker.records_], list(tracker.records_[-1]["ids"])
+        ([0, 2, 4], ['0', '1'])
+        """
+        data = self.data if data is None else data
+        if data is None:
+            raise ValueError("start needs the data to draw the tracker's sample from: pass data=.")
+        self._validate(model)
+        self.sample_ = self._sample(data)
+        self.records_: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self.seconds_ = 0.0
+        self.share_ = math.nan
+        self._epochs_done = int(epoch)
+        self._started = time.perf_counter()
+        self._writer = None
+        if self.log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn(
+                    "log_dir was given but the tensorboard package is not installed; "
+                    "pip install tensorboard to get the curves there.",
+                    stacklevel=2,
+                )
+            else:
+                self._writer = SummaryWriter(self.log_dir)
+        return self
+
+    def finish(self) -> None:
+        """Close the TensorBoard writer and set ``share_``; call once training ends.
+
+        Examples
+        --------
+        See :meth:`start`.
+        """
+        total = time.perf_counter() - self._started
+        self.share_ = self.seconds_ / total if total > 0 else math.nan
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def evaluate(self, trainer: Trainer) -> dict[str, Any]:
-        """Measure now and record the result (called by the hooks; public for tests)."""
+        """:meth:`measure` the trainer's model at its step (what the hooks call)."""
+        return self.measure(trainer.model, step=trainer.step)
+
+    def measure(self, model: nn.Module, *, step: int, epoch: int | None = None) -> dict[str, Any]:
+        """Measure the IDs of ``model`` now and append the record to ``records_``.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model being trained (measured in eval mode, its mode restored).
+        step : int
+            Optimizer steps done, the record's ``step``.
+        epoch : int, optional
+            Epochs completed, the record's ``epoch``; default: as last given.
+
+        Returns
+        -------
+        dict
+            The record (see ``records_``).
+
+        Examples
+        --------
+        See :meth:`start`.
+        """
+        if not hasattr(self, "sample_"):
+            raise ValueError("call start(model, data) before measure: it draws the sample.")
+        if epoch is not None:
+            self._epochs_done = int(epoch)
         start = time.perf_counter()
         activations = collect_activations(
-            trainer.model, self.sample_, self.layer_names_, batch_size=self.batch_size, progress=False
+            model, self.sample_, self.layer_names_, batch_size=self.batch_size, progress=False
         )
         ids, ids_std = {}, {}
         for name in self.layer_names_:
@@ -276,7 +387,7 @@ class ActivationIDTracker(Callback):
             llid, pid, ratio = summary.llid, summary.pid, summary.log_ratio
         seconds = time.perf_counter() - start
         record = {
-            "step": int(trainer.step),
+            "step": int(step),
             "epoch": int(self._epochs_done),
             "ids": ids,
             "ids_std": ids_std,
@@ -312,26 +423,7 @@ class ActivationIDTracker(Callback):
     # ------------------------------------------------------------------ hooks
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        self._validate(trainer.model)
-        self.sample_ = self._sample(trainer.train_data if self.data is None else self.data)
-        self.records_: list[dict[str, Any]] = []
-        self._pending: list[dict[str, Any]] = []
-        self.seconds_ = 0.0
-        self.share_ = math.nan
-        self._epochs_done = trainer.epoch
-        self._started = time.perf_counter()
-        self._writer = None
-        if self.log_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                warnings.warn(
-                    "log_dir was given but the tensorboard package is not installed; "
-                    "pip install tensorboard to get the curves there.",
-                    stacklevel=2,
-                )
-            else:
-                self._writer = SummaryWriter(self.log_dir)
+        self.start(trainer.model, trainer.train_data if self.data is None else self.data, epoch=trainer.epoch)
         if self.at_start and trainer.step == 0:
             self.evaluate(trainer)
 
@@ -357,11 +449,7 @@ class ActivationIDTracker(Callback):
                     self._to_logs(record, last)
                 last.setdefault("id_records", []).extend(self._pending)
                 self._pending = []
-        total = time.perf_counter() - self._started
-        self.share_ = self.seconds_ / total if total > 0 else math.nan
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self.finish()
 
 
 def layer_position(names: list[str] | None, n_layers: int, layer: str | int | None) -> int:

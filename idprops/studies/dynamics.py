@@ -1,6 +1,6 @@
 """Training dynamics: the intrinsic dimension of activations under a sweep of regularizers.
 
-Brown et al. (2022; SEEDS.md §2) find that regularization (dropout, weight decay, ...)
+Brown et al. (2022, arXiv:2211.13239) find that regularization (dropout, weight decay, ...)
 uniformly LOWERS the last hidden layer's intrinsic dimension (LLID), that validation
 accuracy tracks ``log(PID / LLID)`` (PID: the peak ID over layers), and that too much
 regularization collapses PID and accuracy together. :class:`DynamicsStudy` trains the

@@ -1,6 +1,6 @@
 """Grokking on modular division, with the intrinsic dimension of the residual stream.
 
-Brown et al. (2022; SEEDS.md §2) train a small GPT-2-style transformer on ``a / b mod p``
+Brown et al. (2022, arXiv:2211.13239) train a small GPT-2-style transformer on ``a / b mod p``
 and track, every 500 steps, the intrinsic dimension (ID) of each block's attention and
 MLP outputs (the residual increments, all token positions concatenated). In runs that
 grok, the late jump of validation accuracy coincides with a sharp drop of the last

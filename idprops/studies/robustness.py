@@ -1,6 +1,6 @@
 """Robustness study: label sharpness K_F against adversarial robustness across datasets.
 
-Konz & Mazurowski (ICLR 2024; SEEDS.md §1) find that datasets with sharper labels
+Konz & Mazurowski (ICLR 2024) find that datasets with sharper labels
 (higher K_F, two close images with different labels) give models that are less
 robust: their teaser relates the loss increase under FGSM (eps = 2/255) to K_F across
 datasets (Pearson r ≈ 0.70), and their law reads ``log R >= -log K_F + log b``. This

@@ -1,6 +1,6 @@
 """Scaling-law study: test loss against training-set size and intrinsic dimension.
 
-Reproduces the experiments of Konz & Mazurowski (ICLR 2024; SEEDS.md §1) as a grid of
+Reproduces the experiments of Konz & Mazurowski (ICLR 2024) as a grid of
 cells, datasets (class pairs) x models x training-set sizes x seeds. Each cell trains a
 model on a seeded subset of N training images, then measures on a fixed test set its
 loss, error and robust accuracy under each configured attack, and on the training set
