@@ -179,6 +179,32 @@ def test_dead_layer_is_nan_and_left_out_of_pid():
     assert math.isnan(r["ids"]["1"]) and r["pid"] == r["ids"]["0"] == r["llid"]
 
 
+class Coarse(nn.Module):
+    """Rounds its inputs to multiples of 3: 120 standard normal points land on few nodes."""
+
+    def forward(self, x):
+        return torch.round(x / 3)
+
+
+def test_ids_from_too_few_distinct_points_are_flagged_and_left_out():
+    model = nn.Sequential(nn.Identity(), Coarse(), nn.Linear(4, 2))
+    data = make_data(n=120)
+    coarse = torch.round(data.tensors[0] / 3)
+    n_coarse = len(torch.unique(coarse, dim=0))
+    assert n_coarse < 60  # the threshold below: half of the 120 points
+    tracker = ActivationIDTracker(["0", "1"], estimator=RowsDimension, n_samples=120, last_hidden="0")
+    tracker.on_train_begin(_FakeTrainer(model, data))
+    r = tracker.records_[0]
+    assert r["n_points"] == 120 and r["ids_distinct"] == {"0": 120, "1": n_coarse}
+    # The ID of the coarse layer is kept aside and out of PID; the other one counts.
+    assert r["ids_flagged"] == {"1": 120.0} and math.isnan(r["ids"]["1"])
+    assert r["ids"]["0"] == r["pid"] == r["llid"] == 120.0
+    # With min_distinct=0 nothing is flagged.
+    tracker = ActivationIDTracker(["0", "1"], estimator=RowsDimension, n_samples=120, min_distinct=0)
+    tracker.on_train_begin(_FakeTrainer(model, data))
+    assert tracker.records_[0]["ids_flagged"] == {} and tracker.records_[0]["ids"]["1"] == 120.0
+
+
 class _FakeTrainer:
     def __init__(self, model, data):
         self.model, self.train_data, self.step, self.epoch = model, data, 0, 0
@@ -218,6 +244,7 @@ def test_real_training_twonn_and_store(tmp_path):
         (dict(layers=["0"], every=0), "every must be"),
         (dict(layers=["nope"]), "no layer named"),
         (dict(layers=["0", "0"]), "twice"),
+        (dict(layers=["0"], min_distinct=2), "min_distinct is a share of the sample"),
     ],
 )
 def test_bad_parameters(kwargs, match):

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..activations import collect_activations, resolve_layer
+from ..base import group_identical_rows
 from ..registry import resolve_estimator
 from .training import Callback, Trainer
 
@@ -85,6 +86,14 @@ class ActivationIDTracker(Callback):
         resumes from a checkpoint past step 0).
     random_state : int, default=0
         Seeds the sample and the subsets.
+    min_distinct : float in [0, 1], default=0.5
+        Smallest share of the sample's activation vectors at a layer that must be
+        distinct for its ID to count. Exact duplicates are dropped before estimating
+        (a network that maps many inputs to one vector leaves few points), and an ID
+        from fewer distinct points than ``min_distinct`` times the sample is flagged:
+        it is kept in ``ids_flagged``, and ``ids`` holds NaN for it, so that it stays
+        out of LLID, PID and every fit or correlation made from the records. 0 flags
+        nothing.
     batch_size : int, default=256
         Of the forward passes.
     store : idprops.studies.store.ResultsStore, optional
@@ -102,9 +111,12 @@ class ActivationIDTracker(Callback):
         One record per evaluation: ``step`` (optimizer steps done), ``epoch`` (epochs
         completed: 0 before training, ``e + 1`` at the end of the history's epoch
         ``e``), ``ids`` (layer name to ID, in the order of ``layers``), ``ids_std``,
-        ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` (wall time of the
-        evaluation). A failed estimate (e.g. all activations equal) is NaN. The last
-        record is always of the trained model, whatever ``every`` is.
+        ``ids_distinct`` (layer name to the number of distinct activation vectors of
+        the ``n_points`` sampled), ``ids_flagged`` (layer name to the ID estimated from
+        too few distinct points, see ``min_distinct``; NaN in ``ids``), ``llid``,
+        ``pid``, ``log_pid_llid`` and ``seconds`` (wall time of the evaluation). A
+        failed estimate (e.g. all activations equal) is NaN. The last record is
+        always of the trained model, whatever ``every`` is.
     layer_names_ : list of str
     last_hidden_ : str
     sample_indices_ : ndarray of int
@@ -164,6 +176,7 @@ class ActivationIDTracker(Callback):
         subset_fraction: float = 0.9,
         at_start: bool = True,
         random_state: int = 0,
+        min_distinct: float = 0.5,
         batch_size: int = 256,
         store: Any = None,
         store_config: Mapping[str, Any] | None = None,
@@ -180,6 +193,7 @@ class ActivationIDTracker(Callback):
         self.subset_fraction = subset_fraction
         self.at_start = at_start
         self.random_state = random_state
+        self.min_distinct = min_distinct
         self.batch_size = batch_size
         self.store = store
         self.store_config = store_config
@@ -196,6 +210,8 @@ class ActivationIDTracker(Callback):
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
         if not 0 < self.subset_fraction <= 1:
             raise ValueError(f"subset_fraction must be in (0, 1], got {self.subset_fraction!r}.")
+        if not 0 <= self.min_distinct <= 1:
+            raise ValueError(f"min_distinct is a share of the sample, in [0, 1]; got {self.min_distinct!r}.")
         layers = [self.layers] if isinstance(self.layers, (str, nn.Module)) else list(self.layers)
         if not layers:
             raise ValueError("layers is empty: name at least one layer to track.")
@@ -377,9 +393,14 @@ class ActivationIDTracker(Callback):
         activations = collect_activations(
             model, self.sample_, self.layer_names_, batch_size=self.batch_size, progress=False
         )
-        ids, ids_std = {}, {}
+        ids, ids_std, distinct, flagged = {}, {}, {}, {}
+        n_points = len(self.sample_)
         for name in self.layer_names_:
-            ids[name], ids_std[name] = self._estimate(activations[name])
+            A = activations[name]
+            distinct[name] = len(group_identical_rows(A.reshape(len(A), -1))[0])
+            ids[name], ids_std[name] = self._estimate(A)
+            if distinct[name] < self.min_distinct * n_points:
+                flagged[name], ids[name] = ids[name], math.nan
         if all(math.isnan(v) for v in ids.values()):
             llid = pid = ratio = math.nan
         else:
@@ -391,6 +412,9 @@ class ActivationIDTracker(Callback):
             "epoch": int(self._epochs_done),
             "ids": ids,
             "ids_std": ids_std,
+            "ids_distinct": distinct,
+            "ids_flagged": flagged,
+            "n_points": n_points,
             "llid": llid,
             "pid": pid,
             "log_pid_llid": ratio,

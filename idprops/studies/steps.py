@@ -406,15 +406,19 @@ def merge_by_step(*record_lists: Sequence[Mapping[str, Any]]) -> list[dict[str, 
 
 def id_history(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The tracker's records as stored by the studies: ``step``, ``epoch``, ``ids``
-    (layer -> ID), ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` of each evaluation
+    (layer -> ID), ``ids_distinct`` (layer -> distinct activation vectors of the
+    ``n_points`` sampled), ``ids_flagged`` (IDs from too few distinct points, NaN in
+    ``ids``), ``llid``, ``pid``, ``log_pid_llid`` and ``seconds`` of each evaluation
     (ready for :func:`idprops.plotting.plot_id_curves`).
 
     Examples
     --------
     >>> recs = [{"step": 0, "epoch": 0, "ids": {"a": 4.0, "b": 2.0}, "ids_std": {}, "llid": 2.0,
-    ...          "pid": 4.0, "log_pid_llid": 0.69, "seconds": 0.1}]
-    >>> sorted(id_history(recs)[0])
-    ['epoch', 'ids', 'llid', 'log_pid_llid', 'pid', 'seconds', 'step']
+    ...          "pid": 4.0, "log_pid_llid": 0.69, "seconds": 0.1, "ids_distinct": {"a": 90, "b": 100},
+    ...          "ids_flagged": {}, "n_points": 100}]
+    >>> sorted(id_history(recs)[0])  # doctest: +NORMALIZE_WHITESPACE
+    ['epoch', 'ids', 'ids_distinct', 'ids_flagged', 'llid', 'log_pid_llid', 'n_points', 'pid',
+     'seconds', 'step']
     """
-    keys = ("step", "epoch", "ids", "llid", "pid", "log_pid_llid", "seconds")
+    keys = ("step", "epoch", "ids", "ids_distinct", "ids_flagged", "n_points", "llid", "pid", "log_pid_llid", "seconds")
     return [{k: r[k] for k in keys} for r in records]
