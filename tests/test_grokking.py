@@ -69,7 +69,8 @@ def test_tiny_run_fields_and_invariants(tiny):
         assert c["log_pid_llid"] == pytest.approx(math.log(c["pid"] / c["llid"]))
     assert r["final_val_accuracy"] == curves[-1]["val_accuracy"]
     assert r["llid_final"] == curves[-1]["llid"]
-    assert r["llid_min"] == min(c["llid"] for c in curves)
+    start = r["train_step"] or 0
+    assert r["llid_min"] == min(c["llid"] for c in curves if c["step"] >= start)
     for key in ("train_step", "grok_step", "delay", "grokked", "llid_val_spearman", "id_seconds", "id_share"):
         assert key in r
     assert r["training.optimizer"] == "adamw" and r["training.weight_decay"] == 1.0
@@ -145,3 +146,32 @@ def test_summary_when_validation_reaches_the_threshold_and_training_never_does()
     }
     text = _cell_summary(row, 0.15)
     assert "validation accuracy reached 0.15 at step 5, train accuracy never did; LLID 3 then" in text
+
+
+def test_llid_at_memorisation_and_generalisation_and_the_drop():
+    from idprops.studies.grokking import _llid_marks
+
+    # LLID rises at first (before memorisation), then falls as validation accuracy climbs.
+    steps = [0, 50, 100, 200, 400, 700, 900]
+    llid = [9.0, 12.0, 16.6, 15.0, 12.0, 10.0, 10.4]
+    train = [0.0, 0.5, 0.95, 1.0, 1.0, 1.0, 1.0]
+    val = [0.0, 0.0, 0.05, 0.1, 0.5, 0.92, 0.97]
+    marks = mark_grokking(steps, train, val)
+    assert (marks["train_step"], marks["grok_step"]) == (100, 700)
+    out = _llid_marks(steps, llid, marks)
+    assert out["llid_at_train_step"] == 16.6 and out["llid_at_grok_step"] == 10.0
+    assert out["llid_drop"] == pytest.approx(6.6)
+    # The lowest LLID is looked for from memorisation on: step 0's 9.0 comes before it.
+    assert (out["llid_min"], out["llid_min_step"]) == (10.0, 700)
+    from idprops.studies.grokking import _cell_summary
+
+    row = {"training.weight_decay": 1.0, "seed": 0, "grokked": True, "llid_val_spearman": -0.9, "steps": 1000}
+    row.update(marks, **out, llid_final=10.4, seconds=12.0)
+    text = _cell_summary(row, 0.9)
+    assert "memorisation (train accuracy >= 0.9) at step 100, generalisation (validation accuracy >= 0.9)" in text
+    assert "LLID 16.6 at memorisation and 10 at generalisation: a drop of 6.6 (40%)" in text
+    assert "lowest LLID from memorisation on 10 (step 700)" in text
+    # A flagged or failed LLID (NaN) is said to be unmeasured, not printed as nan.
+    row.update(llid_at_grok_step=math.nan, llid_drop=math.nan)
+    assert "10 at generalisation" not in _cell_summary(row, 0.9)
+    assert "not measured at generalisation: no drop measured" in _cell_summary(row, 0.9)

@@ -9,6 +9,13 @@ layer's ID (LLID). :class:`GrokkingStudy` runs that experiment as a grid of cell
 train and validation accuracy (exact, in eval mode) and the per-layer IDs, LLID and PID
 (:class:`~idprops.nn.callbacks.ActivationIDTracker`), then marks the grokking step.
 
+Two steps summarise a run (:func:`mark_grokking`, with ``threshold`` 0.9 by default):
+the *memorisation step*, the first evaluation at which training accuracy reaches the
+threshold, and the *generalisation step*, the first at which validation accuracy does.
+The report gives LLID at each and the drop between them (memorisation minus
+generalisation: positive when LLID falls as the model generalises), and the lowest LLID
+from memorisation on.
+
 Defaults (the CPU preset ``grokking-cpu``): p = 31, 60 % of the equations for
 training, width 128, 2 layers, full-batch AdamW (lr 1e-3, betas (0.9, 0.98), weight
 decay 1, 10 warm-up steps). The paper used Adam with an L2 penalty of 1e-4, 10,000
@@ -95,6 +102,26 @@ def _llid_val_spearman(steps, llid, val, from_step: int | None) -> float | None:
     return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs])[0])
 
 
+def _llid_marks(steps: Sequence[int], llid: Sequence[float], marks: Mapping[str, Any]) -> dict[str, Any]:
+    """LLID at the memorisation and generalisation steps of ``marks``, the drop between
+    them, and the lowest LLID from memorisation on (with its step)."""
+    llid_at = dict(zip(steps, llid))
+    at_memorisation, at_generalisation = llid_at.get(marks["train_step"]), llid_at.get(marks["grok_step"])
+    # The lowest LLID once the model has memorised: before that, at initialisation,
+    # a low LLID says nothing about generalisation.
+    start = marks["train_step"] or 0
+    after = [(v, s) for s, v in zip(steps, llid) if s >= start and math.isfinite(v)]
+    llid_min, llid_min_step = min(after) if after else (math.nan, None)
+    both = at_memorisation is not None and at_generalisation is not None
+    return {
+        "llid_at_train_step": at_memorisation,
+        "llid_at_grok_step": at_generalisation,
+        "llid_drop": at_memorisation - at_generalisation if both else None,
+        "llid_min": llid_min,
+        "llid_min_step": llid_min_step,
+    }
+
+
 def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     """Train one transformer on modular division; a pure function of ``config``.
 
@@ -109,8 +136,11 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         ``curves`` (one record per evaluation: ``step``, ``train_accuracy``,
         ``train_loss``, ``val_accuracy``, ``val_loss``, and the tracker's ``epoch``,
         ``ids`` per layer, ``llid``, ``pid``, ``log_pid_llid``, ``seconds``), the :func:`mark_grokking` fields, ``final_train_accuracy``,
-        ``final_val_accuracy``, ``llid_at_train_step``, ``llid_at_grok_step``,
-        ``llid_min``, ``llid_final``, ``llid_val_spearman`` (Spearman correlation
+        ``final_val_accuracy``, ``llid_at_train_step`` and ``llid_at_grok_step``
+        (LLID at the memorisation and generalisation steps), ``llid_drop`` (the first
+        minus the second), ``llid_min`` and ``llid_min_step`` (the lowest LLID from the
+        memorisation step on, from step 0 when there is none), ``llid_final``,
+        ``llid_val_spearman`` (Spearman correlation
         of LLID with validation accuracy over the evaluations from ``train_step`` on:
         negative when LLID falls as the model generalizes), ``n_train``, ``n_val``, ``id_seconds``,
         ``id_share`` (the tracker's share of the run's time).
@@ -152,16 +182,12 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
     col = {key: [r.get(key, math.nan) for r in rows] for key in ("step", "train_accuracy", "val_accuracy", "llid")}
     steps = col["step"]
     marks = mark_grokking(steps, col["train_accuracy"], col["val_accuracy"], threshold=config["threshold"])
-    llid_at = dict(zip(steps, col["llid"]))
-    finite_llid = [v for v in col["llid"] if math.isfinite(v)]
     return {
         "curves": rows,
         **marks,
         "final_train_accuracy": col["train_accuracy"][-1],
         "final_val_accuracy": col["val_accuracy"][-1],
-        "llid_at_train_step": llid_at.get(marks["train_step"]),
-        "llid_at_grok_step": llid_at.get(marks["grok_step"]),
-        "llid_min": min(finite_llid) if finite_llid else math.nan,
+        **_llid_marks(steps, col["llid"], marks),
         "llid_final": col["llid"][-1],
         "llid_val_spearman": _llid_val_spearman(steps, col["llid"], col["val_accuracy"], marks["train_step"]),
         "n_train": len(train),
@@ -388,6 +414,7 @@ class GrokkingStudy(Study):
                 "final_val_accuracy": r["final_val_accuracy"],
                 "llid_at_train_step": r["llid_at_train_step"],
                 "llid_at_grok_step": r["llid_at_grok_step"],
+                "llid_drop": r.get("llid_drop"),
                 "llid_final": r["llid_final"],
                 "llid_min": r["llid_min"],
                 "llid_val_spearman": r["llid_val_spearman"],
@@ -406,26 +433,46 @@ class GrokkingStudy(Study):
         )
 
 
+def _llid(value: float | None) -> str:
+    # NaN: the estimate failed, or came from too few distinct activations (flagged).
+    return "not measured" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
+
 def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
+    """One plain-language line per cell: the two steps, LLID at each and the drop."""
     head = f"weight decay {r['training.weight_decay']}, seed {r['seed']}: "
+    memorised = r["train_step"] is not None
     if r["grok_step"] is None:
-        train = "never" if r["train_step"] is None else f"at step {r['train_step']}"
+        train = f"at step {r['train_step']}" if memorised else "never"
         return head + (
-            f"validation accuracy never reached {threshold} in {r['steps']} steps (train accuracy reached it {train})."
+            f"validation accuracy never reached {threshold} in {r['steps']} steps (memorisation, train "
+            f"accuracy >= {threshold}: {train}); LLID {_llid(r['llid_at_train_step'])} at memorisation, "
+            f"{_llid(r['llid_final'])} at the end. {r['seconds']:.0f} s."
         )
     rho = r["llid_val_spearman"]
-    trend = "" if rho is None else (f"; from then on LLID and validation accuracy have Spearman correlation {rho:.2f}")
-    if r["train_step"] is None:  # validation got there first and training never did
+    trend = "" if rho is None else f"; from memorisation on, LLID and validation accuracy have Spearman ρ = {rho:.2f}"
+    lowest = f"lowest LLID from memorisation on {_llid(r['llid_min'])}"
+    if r.get("llid_min_step") is not None:
+        lowest += f" (step {r['llid_min_step']})"
+    if not memorised:  # validation got there first and training never did
         return head + (
             f"validation accuracy reached {threshold} at step {r['grok_step']}, train accuracy never "
-            f"did; LLID {r['llid_at_grok_step']:.3g} then, {r['llid_final']:.3g} at the end (minimum "
-            f"{r['llid_min']:.3g}){trend}. {r['seconds']:.0f} s."
+            f"did; LLID {_llid(r['llid_at_grok_step'])} then, {_llid(r['llid_final'])} at the end"
+            f"{trend}. {r['seconds']:.0f} s."
         )
+    drop = r.get("llid_drop")
+    if drop is None or not math.isfinite(drop):
+        change = "no drop measured"
+    else:
+        share = f" ({drop / r['llid_at_train_step']:.0%})" if r["llid_at_train_step"] else ""
+        change = f"a drop of {drop:.3g}{share}" if drop >= 0 else f"a rise of {-drop:.3g}"
+    kind = "grokked" if r["grokked"] else "not a delayed rise"
     return head + (
-        f"train accuracy reached {threshold} at step {r['train_step']}, validation at {r['grok_step']}"
-        f" ({'grokked' if r['grokked'] else 'not a delayed rise'}); LLID {r['llid_at_train_step']:.3g} at the "
-        f"first step, {r['llid_at_grok_step']:.3g} at the second, {r['llid_final']:.3g} at the end (minimum "
-        f"{r['llid_min']:.3g}){trend}. {r['seconds']:.0f} s."
+        f"memorisation (train accuracy >= {threshold}) at step {r['train_step']}, generalisation "
+        f"(validation accuracy >= {threshold}) at step {r['grok_step']} ({kind}); LLID "
+        f"{_llid(r['llid_at_train_step'])} at memorisation and {_llid(r['llid_at_grok_step'])} at "
+        f"generalisation: {change}; {lowest}, {_llid(r['llid_final'])} at the end{trend}. "
+        f"{r['seconds']:.0f} s."
     )
 
 
