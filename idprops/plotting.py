@@ -427,27 +427,38 @@ def write_report(
     path: str | os.PathLike,
     *,
     title: str,
-    table: Sequence[Mapping[str, Any]] = (),
+    findings: Sequence[str] = (),
     fits: Mapping[str, Any] | Sequence[Any] = (),
     correlations: Mapping[str, Any] | Sequence[Any] = (),
     figures: Sequence[str | os.PathLike] = (),
+    table: Sequence[Mapping[str, Any]] = (),
+    csv: str | os.PathLike | None = None,
     html: bool = True,
 ) -> Path:
-    """Write a Markdown report of a study: its results table, fits, correlations, figures.
+    """Write a Markdown report of a study that leads with what was found.
+
+    In order: the findings (plain-language lines, then each fit and each correlation
+    with its interval), the figures, then the table of records and a link to the CSV
+    holding every field.
 
     Parameters
     ----------
     path : str or path-like
         The Markdown file (its folder is created).
     title : str
+    findings : sequence of str
+        Plain-language lines, e.g. where the data contradict a claim they test.
+    fits, correlations : mapping of name to object, or sequence of objects
+        Written as their ``str`` (:class:`~idprops.analysis.LinearFit` with its 95 %
+        interval, :class:`~idprops.analysis.Correlation` with its interval and p),
+        after their name when given one.
+    figures : sequence of paths
+        Existing image files, linked by their path relative to the report.
     table : sequence of mappings
         One row per record (e.g. ``ResultsStore.records()``); columns in order of first
         appearance, floats to 4 significant digits.
-    fits, correlations : mapping of name to object, or sequence of objects
-        Written as their ``str`` (:class:`~idprops.analysis.LinearFit`,
-        :class:`~idprops.analysis.Correlation`), after their name when given one.
-    figures : sequence of paths
-        Existing image files, linked by their path relative to the report.
+    csv : str or path-like, default=None
+        A CSV file of every record, linked below the table.
     html : bool, default=True
         Also write a standalone HTML page beside it (same name, ``.html``).
 
@@ -460,33 +471,52 @@ def write_report(
     --------
     >>> import tempfile, os
     >>> out = os.path.join(tempfile.mkdtemp(), "report.md")
-    >>> p = write_report(out, title="Scaling", table=[{"N": 500, "loss": 0.25}])
-    >>> print(p.read_text().splitlines()[4])
+    >>> p = write_report(out, title="Scaling", findings=["loss falls with N"], table=[{"N": 500, "loss": 0.25}])
+    >>> print(p.read_text())
+    # Scaling
+    <BLANKLINE>
+    ## Findings
+    <BLANKLINE>
+    - loss falls with N
+    <BLANKLINE>
+    ## Table
+    <BLANKLINE>
+    | N | loss |
+    |---|---|
     | 500 | 0.25 |
+    <BLANKLINE>
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    def relative(file: str | os.PathLike) -> str:
+        return Path(os.path.relpath(Path(file).resolve(), path.parent.resolve())).as_posix()
+
     links = []
     for fig in figures:
         if not Path(fig).is_file():
             raise FileNotFoundError(f"figure {str(fig)!r} does not exist: save it before the report")
-        links.append(Path(os.path.relpath(Path(fig).resolve(), path.parent.resolve())).as_posix())
+        links.append(relative(fig))
     columns = list(dict.fromkeys(name for row in table for name in row))
     rows = [[_cell(row.get(c)) for c in columns] for row in table]
-    sections = [("Fits", _named(fits)), ("Correlations", _named(correlations))]
+    lines, stated = [str(line) for line in findings], _named(fits) + _named(correlations)
+    csv_link = None if csv is None else relative(csv)
 
     md = [f"# {title}", ""]
+    if lines or stated:
+        md += ["## Findings", ""] + [f"- {line}" for line in lines]
+        md += [f"- {f'**{n}**: ' if n else ''}`{text}`" for n, text in stated] + [""]
+    if links:
+        md += ["## Figures", ""] + [f"![{Path(ln).stem}]({ln})" for ln in links] + [""]
+    if columns or csv_link:
+        md += ["## Table", ""]
     if columns:
         md += ["| " + " | ".join(_md(c) for c in columns) + " |"]
         md += ["|" + "---|" * len(columns)]
         md += ["| " + " | ".join(_md(v) for v in r) + " |" for r in rows]
         md += [""]
-    for heading, entries in sections:
-        if entries:
-            md += [f"## {heading}", ""]
-            md += [f"- {f'**{n}**: ' if n else ''}`{text}`" for n, text in entries] + [""]
-    if links:
-        md += ["## Figures", ""] + [f"![{Path(ln).stem}]({ln})" for ln in links] + [""]
+    if csv_link:
+        md += [f"Every record with all its fields: [{Path(csv_link).name}]({csv_link})", ""]
     path.write_text("\n".join(md), encoding="utf-8")
 
     if html:
@@ -496,19 +526,22 @@ def write_report(
             f'<html><head><meta charset="utf-8"><title>{e(title)}</title></head><body>',
             f"<h1>{e(title)}</h1>",
         ]
+        if lines or stated:
+            page += ["<h2>Findings</h2>", "<ul>"] + [f"<li>{e(line)}</li>" for line in lines]
+            page += [f"<li>{f'<b>{e(n)}</b>: ' if n else ''}<code>{e(t)}</code></li>" for n, t in stated]
+            page += ["</ul>"]
+        if links:
+            page += ["<h2>Figures</h2>"]
+            page += [f'<p><img src="{e(ln)}" alt="{e(Path(ln).stem)}"></p>' for ln in links]
+        if columns or csv_link:
+            page += ["<h2>Table</h2>"]
         if columns:
             page += ["<table border='1'>"]
             page += ["<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"]
             page += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows]
             page += ["</table>"]
-        for heading, entries in sections:
-            if entries:
-                page += [f"<h2>{heading}</h2>", "<ul>"]
-                page += [f"<li>{f'<b>{e(n)}</b>: ' if n else ''}<code>{e(t)}</code></li>" for n, t in entries]
-                page += ["</ul>"]
-        if links:
-            page += ["<h2>Figures</h2>"]
-            page += [f'<p><img src="{e(ln)}" alt="{e(Path(ln).stem)}"></p>' for ln in links]
+        if csv_link:
+            page += [f'<p>Every record with all its fields: <a href="{e(csv_link)}">{e(Path(csv_link).name)}</a></p>']
         page += ["</body></html>", ""]
         path.with_suffix(".html").write_text("\n".join(page), encoding="utf-8")
     return path

@@ -149,29 +149,31 @@ def test_summary_when_validation_reaches_the_threshold_and_training_never_does()
 
 
 def test_llid_at_memorisation_and_generalisation_and_the_drop():
-    from idprops.studies.grokking import _llid_marks
+    from idprops.studies.grokking import _cell_summary, _llid_marks
 
-    # LLID rises at first (before memorisation), then falls as validation accuracy climbs.
-    steps = [0, 50, 100, 200, 400, 700, 900]
-    llid = [9.0, 12.0, 16.6, 15.0, 12.0, 10.0, 10.4]
-    train = [0.0, 0.5, 0.95, 1.0, 1.0, 1.0, 1.0]
-    val = [0.0, 0.0, 0.05, 0.1, 0.5, 0.92, 0.97]
+    # The grokking-cpu preset's curve (every 50 steps from step 100): LLID is 11.0 at both
+    # steps, rises to 16.6 while memorised, and settles near 10.8 once generalised.
+    steps = [0, 50, 100, 150, 200, 250, 300, 350, 400, 700, 750, 800, 850]
+    llid = [21.7, 7.2, 11.0, 14.8, 16.6, 16.0, 10.7, 13.3, 13.8, 11.0, 10.2, 10.0, 10.9]
+    train = [0.0, 0.25] + [1.0] * 11
+    val = [0.0, 0.04, 0.12, 0.19, 0.21, 0.26, 0.39, 0.52, 0.58, 0.94, 0.97, 0.98, 0.99]
     marks = mark_grokking(steps, train, val)
     assert (marks["train_step"], marks["grok_step"]) == (100, 700)
     out = _llid_marks(steps, llid, marks)
-    assert out["llid_at_train_step"] == 16.6 and out["llid_at_grok_step"] == 10.0
-    assert out["llid_drop"] == pytest.approx(6.6)
-    # The lowest LLID is looked for from memorisation on: step 0's 9.0 comes before it.
-    assert (out["llid_min"], out["llid_min_step"]) == (10.0, 700)
-    from idprops.studies.grokking import _cell_summary
+    assert out["llid_at_train_step"] == out["llid_at_grok_step"] == 11.0
+    assert out["llid_memorised"] == 13.8  # median of 11.0, 14.8, 16.6, 16.0, 10.7, 13.3, 13.8
+    assert out["llid_generalised"] == pytest.approx(10.55)  # of 11.0, 10.2, 10.0, 10.9
+    assert out["llid_drop"] == pytest.approx(13.8 - 10.55)
+    assert (out["llid_peak"], out["llid_peak_step"]) == (16.6, 200)
+    # The lowest LLID is looked for from memorisation on: step 50's 7.2 comes before it.
+    assert (out["llid_min"], out["llid_min_step"]) == (10.0, 800)
 
-    row = {"training.weight_decay": 1.0, "seed": 0, "grokked": True, "llid_val_spearman": -0.9, "steps": 1000}
-    row.update(marks, **out, llid_final=10.4, seconds=12.0)
+    row = {"training.weight_decay": 1.0, "seed": 0, "grokked": True, "llid_val_spearman": -0.9, "steps": 900}
+    row.update(marks, **out, llid_final=10.9, seconds=12.0)
     text = _cell_summary(row, 0.9)
     assert "memorisation (train accuracy >= 0.9) at step 100, generalisation (validation accuracy >= 0.9)" in text
-    assert "LLID 16.6 at memorisation and 10 at generalisation: a drop of 6.6 (40%)" in text
-    assert "lowest LLID from memorisation on 10 (step 700)" in text
+    assert "LLID while memorised: median 13.8, peak 16.6 at step 200; once generalised: median 10.6" in text
+    assert "a drop of 3.25 (24%)" in text and "lowest from memorisation on 10 (step 800)" in text
     # A flagged or failed LLID (NaN) is said to be unmeasured, not printed as nan.
-    row.update(llid_at_grok_step=math.nan, llid_drop=math.nan)
-    assert "10 at generalisation" not in _cell_summary(row, 0.9)
-    assert "not measured at generalisation: no drop measured" in _cell_summary(row, 0.9)
+    row.update(llid_at_grok_step=math.nan)
+    assert "LLID 11 and not measured at the two steps themselves" in _cell_summary(row, 0.9)

@@ -12,9 +12,11 @@ train and validation accuracy (exact, in eval mode) and the per-layer IDs, LLID 
 Two steps summarise a run (:func:`mark_grokking`, with ``threshold`` 0.9 by default):
 the *memorisation step*, the first evaluation at which training accuracy reaches the
 threshold, and the *generalisation step*, the first at which validation accuracy does.
-The report gives LLID at each and the drop between them (memorisation minus
-generalisation: positive when LLID falls as the model generalises), and the lowest LLID
-from memorisation on.
+One evaluation's LLID is noisy, so the report gives the median LLID of each phase:
+*memorised* (from the memorisation step up to the generalisation step) and
+*generalised* (from the generalisation step on), the drop between them (positive when
+LLID falls as the model generalises), the peak while memorised, the lowest LLID from
+memorisation on, and the LLID at the two steps themselves.
 
 Defaults (the CPU preset ``grokking-cpu``): p = 31, 60 % of the equations for
 training, width 128, 2 layers, full-batch AdamW (lr 1e-3, betas (0.9, 0.98), weight
@@ -30,6 +32,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .reporting import save_figure, write_study_report
 from .specs import Tracking, check_training, integers, parse_model
@@ -103,23 +107,38 @@ def _llid_val_spearman(steps, llid, val, from_step: int | None) -> float | None:
 
 
 def _llid_marks(steps: Sequence[int], llid: Sequence[float], marks: Mapping[str, Any]) -> dict[str, Any]:
-    """LLID at the memorisation and generalisation steps of ``marks``, the drop between
-    them, and the lowest LLID from memorisation on (with its step)."""
+    """LLID around the memorisation step m and the generalisation step g of ``marks``.
+
+    One evaluation's LLID is noisy (in the CPU preset it is 11.0 at both steps while the
+    curve rises to 16.6 between them and settles near 10.8), so the phases are
+    summarised by their median: memorised, the evaluations in [m, g); generalised,
+    those from g on. The drop is the first median minus the second.
+    """
     llid_at = dict(zip(steps, llid))
-    at_memorisation, at_generalisation = llid_at.get(marks["train_step"]), llid_at.get(marks["grok_step"])
-    # The lowest LLID once the model has memorised: before that, at initialisation,
-    # a low LLID says nothing about generalisation.
-    start = marks["train_step"] or 0
-    after = [(v, s) for s, v in zip(steps, llid) if s >= start and math.isfinite(v)]
-    llid_min, llid_min_step = min(after) if after else (math.nan, None)
-    both = at_memorisation is not None and at_generalisation is not None
-    return {
-        "llid_at_train_step": at_memorisation,
-        "llid_at_grok_step": at_generalisation,
-        "llid_drop": at_memorisation - at_generalisation if both else None,
-        "llid_min": llid_min,
-        "llid_min_step": llid_min_step,
+    m, g = marks["train_step"], marks["grok_step"]
+
+    def phase(lo, hi):
+        return [(v, s) for s, v in zip(steps, llid) if lo <= s < hi and math.isfinite(v)]
+
+    memorised = phase(m, g) if m is not None and g is not None and m < g else []
+    generalised = phase(g, math.inf) if g is not None else []
+    # Before memorisation (at initialisation) a low LLID says nothing about generalisation.
+    after = phase(m or 0, math.inf)
+    out: dict[str, Any] = {
+        "llid_at_train_step": llid_at.get(m),
+        "llid_at_grok_step": llid_at.get(g),
+        "llid_memorised": float(np.median([v for v, _ in memorised])) if memorised else None,
+        "llid_generalised": float(np.median([v for v, _ in generalised])) if generalised else None,
+        "llid_peak": None,
+        "llid_peak_step": None,
+        "llid_drop": None,
     }
+    if memorised:
+        out["llid_peak"], out["llid_peak_step"] = max(memorised)
+    if memorised and generalised:
+        out["llid_drop"] = out["llid_memorised"] - out["llid_generalised"]
+    out["llid_min"], out["llid_min_step"] = min(after) if after else (math.nan, None)
+    return out
 
 
 def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,9 +156,12 @@ def grokking_cell(config: Mapping[str, Any]) -> dict[str, Any]:
         ``train_loss``, ``val_accuracy``, ``val_loss``, and the tracker's ``epoch``,
         ``ids`` per layer, ``llid``, ``pid``, ``log_pid_llid``, ``seconds``), the :func:`mark_grokking` fields, ``final_train_accuracy``,
         ``final_val_accuracy``, ``llid_at_train_step`` and ``llid_at_grok_step``
-        (LLID at the memorisation and generalisation steps), ``llid_drop`` (the first
-        minus the second), ``llid_min`` and ``llid_min_step`` (the lowest LLID from the
-        memorisation step on, from step 0 when there is none), ``llid_final``,
+        (LLID at the memorisation and generalisation steps), ``llid_memorised`` and
+        ``llid_generalised`` (the median LLID from the first up to the second, and
+        from the second on), ``llid_drop`` (the first median minus the second),
+        ``llid_peak`` and ``llid_peak_step`` (the highest LLID while memorised),
+        ``llid_min`` and ``llid_min_step`` (the lowest LLID from the memorisation step
+        on, from step 0 when there is none), ``llid_final``,
         ``llid_val_spearman`` (Spearman correlation
         of LLID with validation accuracy over the evaluations from ``train_step`` on:
         negative when LLID falls as the model generalizes), ``n_train``, ``n_val``, ``id_seconds``,
@@ -414,6 +436,8 @@ class GrokkingStudy(Study):
                 "final_val_accuracy": r["final_val_accuracy"],
                 "llid_at_train_step": r["llid_at_train_step"],
                 "llid_at_grok_step": r["llid_at_grok_step"],
+                "llid_memorised": r.get("llid_memorised"),
+                "llid_generalised": r.get("llid_generalised"),
                 "llid_drop": r.get("llid_drop"),
                 "llid_final": r["llid_final"],
                 "llid_min": r["llid_min"],
@@ -439,7 +463,7 @@ def _llid(value: float | None) -> str:
 
 
 def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
-    """One plain-language line per cell: the two steps, LLID at each and the drop."""
+    """One plain-language line per cell: the two steps, LLID in each phase and the drop."""
     head = f"weight decay {r['training.weight_decay']}, seed {r['seed']}: "
     memorised = r["train_step"] is not None
     if r["grok_step"] is None:
@@ -451,28 +475,38 @@ def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
         )
     rho = r["llid_val_spearman"]
     trend = "" if rho is None else f"; from memorisation on, LLID and validation accuracy have Spearman ρ = {rho:.2f}"
-    lowest = f"lowest LLID from memorisation on {_llid(r['llid_min'])}"
-    if r.get("llid_min_step") is not None:
-        lowest += f" (step {r['llid_min_step']})"
     if not memorised:  # validation got there first and training never did
         return head + (
             f"validation accuracy reached {threshold} at step {r['grok_step']}, train accuracy never "
             f"did; LLID {_llid(r['llid_at_grok_step'])} then, {_llid(r['llid_final'])} at the end"
             f"{trend}. {r['seconds']:.0f} s."
         )
-    drop = r.get("llid_drop")
-    if drop is None or not math.isfinite(drop):
-        change = "no drop measured"
-    else:
-        share = f" ({drop / r['llid_at_train_step']:.0%})" if r["llid_at_train_step"] else ""
-        change = f"a drop of {drop:.3g}{share}" if drop >= 0 else f"a rise of {-drop:.3g}"
     kind = "grokked" if r["grokked"] else "not a delayed rise"
-    return head + (
+    text = (
         f"memorisation (train accuracy >= {threshold}) at step {r['train_step']}, generalisation "
-        f"(validation accuracy >= {threshold}) at step {r['grok_step']} ({kind}); LLID "
-        f"{_llid(r['llid_at_train_step'])} at memorisation and {_llid(r['llid_at_grok_step'])} at "
-        f"generalisation: {change}; {lowest}, {_llid(r['llid_final'])} at the end{trend}. "
-        f"{r['seconds']:.0f} s."
+        f"(validation accuracy >= {threshold}) at step {r['grok_step']} ({kind}); "
+    )
+    if r.get("llid_memorised") is not None:
+        text += (
+            f"LLID while memorised: median {_llid(r['llid_memorised'])}, peak {_llid(r['llid_peak'])} "
+            f"at step {r['llid_peak_step']}; "
+        )
+    if r.get("llid_generalised") is not None:
+        text += f"once generalised: median {_llid(r['llid_generalised'])}; "
+    drop = r.get("llid_drop")
+    if drop is not None and math.isfinite(drop):
+        share = f" ({drop / r['llid_memorised']:.0%})" if r["llid_memorised"] else ""
+        text += (f"a drop of {drop:.3g}{share}" if drop >= 0 else f"a rise of {-drop:.3g}") + "; "
+    lowest = f"lowest from memorisation on {_llid(r['llid_min'])}"
+    if r.get("llid_min_step") is not None:
+        lowest += f" (step {r['llid_min_step']})"
+    return (
+        head
+        + text
+        + (
+            f"LLID {_llid(r['llid_at_train_step'])} and {_llid(r['llid_at_grok_step'])} at the two steps "
+            f"themselves; {lowest}, {_llid(r['llid_final'])} at the end{trend}. {r['seconds']:.0f} s."
+        )
     )
 
 
