@@ -47,7 +47,10 @@ def test_report_correlates_kf_with_robustness(study, results, tmp_path):
     kf = [r["K_F"] for r in results]
     for field in ("robust_accuracy.fgsm", "loss_increase.fgsm"):
         expected = correlation(kf, [r[field] for r in results])
-        assert f"**K_F vs {field} (pearson)**: `{expected}`" in md
+        assert f"**K_F (unit [0, 1]) vs {field} (pearson)**: `{expected}`" in md
+        # A sign against the paper's claim is said in plain words among the findings.
+        against = expected.r > 0 if field.startswith("robust") else expected.r < 0
+        assert (f"K_F (unit [0, 1]) vs {field} (pearson): r = {expected.r:.2f}" in md) == against
     assert "Spearman" in md
 
 

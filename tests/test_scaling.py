@@ -193,10 +193,17 @@ def test_report_writes_figures_and_fits(run, tmp_path):
     for n in SIZES:
         assert f"**log test loss vs d_data (mle), N={n}**" in md
         assert f"**log test loss vs d_repr (relu), N={n}**" in md
-    assert "K_F vs robust_accuracy.fgsm (pearson)**: `Pearson r = " in md
+    # Every K_F names its pixel scale, in the correlations and in the table.
+    assert "K_F (unit [0, 1]) vs robust_accuracy.fgsm (pearson)**: `Pearson r = " in md
+    assert "| K_F (unit [0, 1]) |" in md
     held = sum(r["d_repr.relu"] <= r["d_data.twonn"] for r in results)
     assert f"d_repr (relu) <= d_data (twonn) held in {held} of {len(results)} cells" in md
-    assert "Summary" in (tmp_path / "report.html").read_text()
+    # Findings first, then the figures, then the table and the CSV.
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == ["## Findings", "## Figures", "## Table"]
+    assert md.index("alpha = ") < md.index("![scaling_law]") < md.index("| dataset |")
+    assert "[results.csv](results.csv)" in md
+    assert "<h2>Findings</h2>" in (tmp_path / "report.html").read_text()
     assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + len(results)
 
 
@@ -322,3 +329,14 @@ def test_report_keeps_each_image_folders_group(tmp_path):
     # The paper's split: log L against d_data at fixed N, fitted per domain.
     for group in ("natural", "medical"):
         assert f"**log test loss vs d_data (mle), {group}, N=30**" in md
+
+
+def test_findings_say_when_the_data_contradict_the_paper(run, tmp_path):
+    study, results = run
+    # The same cells with d_repr above d_data everywhere, and a d_data whose 1/d_data = 2
+    # lies far outside every fitted alpha's interval.
+    rows = [dict(r, **{"d_repr.relu": 2 * r["d_data.twonn"], "d_data.mle": 0.5}) for r in results]
+    md = study.report(rows, tmp_path).read_text()
+    findings = md[: md.index("## Figures")]
+    assert "d_repr > d_data in most cells: the data contradict the claim that d_repr is bounded by d_data" in findings
+    assert "but 1/d_data (mle) = 2, " in findings and "the data contradict the law L ∝ N^(-1/d_data)" in findings

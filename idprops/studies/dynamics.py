@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .reporting import finite, new_axes, save_figure, write_study_report
+from .reporting import contradictions, finite, new_axes, save_figure, write_study_report
 from .specs import Tracking, check_training, integers, parse_datasets, single_setting
 from .steps import (
     build_network,
@@ -52,6 +52,8 @@ __all__ = ["REGULARIZERS", "DynamicsStudy", "dynamics_cell"]
 REGULARIZERS = {"weight_decay": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "shift": 0}
 
 _DEFAULT_TRAINING = {"optimizer": "adam", "lr": 1e-3, "epochs": 30, "batch_size": 64}
+# Brown et al. (2022): validation accuracy rises with log(PID / LLID).
+_CLAIMS = (("vs log(PID / LLID)", +1, "validation accuracy rises with log(PID / LLID)"),)
 _DEFAULT_TRACKING = {"layers": None, "estimator": "twonn", "n_samples": 1000, "every": 1, "data": "test"}
 
 
@@ -376,7 +378,7 @@ class DynamicsStudy(Study):
             }
             for r in rows
         ]
-        lines = _summary(sweeps, rows)
+        lines = _summary(sweeps, rows) + contradictions(correlations, _CLAIMS)
         n_finite = sum(finite(r, "llid") for r in rows)
         if n_finite < len(rows):
             lines.append(

@@ -496,7 +496,10 @@ def _cell_summary(r: Mapping[str, Any], threshold: float) -> str:
     drop = r.get("llid_drop")
     if drop is not None and math.isfinite(drop):
         share = f" ({drop / r['llid_memorised']:.0%})" if r["llid_memorised"] else ""
-        text += (f"a drop of {drop:.3g}{share}" if drop >= 0 else f"a rise of {-drop:.3g}") + "; "
+        if drop >= 0:
+            text += f"a drop of {drop:.3g}{share}; "
+        else:
+            text += f"a rise of {-drop:.3g}, against the claim that LLID drops as the model generalises; "
     lowest = f"lowest from memorisation on {_llid(r['llid_min'])}"
     if r.get("llid_min_step") is not None:
         lowest += f" (step {r['llid_min_step']})"

@@ -7,7 +7,6 @@ and figures, drawn with the helpers here and :mod:`idprops.plotting`.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections import defaultdict
@@ -22,9 +21,11 @@ from .results import Results
 from .specs import DataSpec, selection_label
 
 __all__ = [
-    "append_summary",
     "cell_table",
+    "contradictions",
     "finite",
+    "KF_CLAIMS",
+    "kf_label",
     "kf_robustness_figures",
     "new_axes",
     "run_summary",
@@ -147,41 +148,67 @@ def cell_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "N": r["data.n"],
             "seed": r["seed"],
         }
-        keep.update({k: v for k, v in r.items() if not (k.startswith(_SETTING_PREFIXES) or k in _META)})
+        for k, v in r.items():
+            if not (k.startswith(_SETTING_PREFIXES) or k in _META):
+                keep[kf_label([r]) if k == "K_F" else k] = v
         table.append(keep)
     return table
 
 
-def append_summary(path: Path, lines: Sequence[str]) -> None:
-    """Add a "Summary" section to a report written by :func:`idprops.plotting.write_report`
-    (Markdown, and its HTML page when there is one).
+def kf_label(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``K_F`` named with its pixel scale, ``"K_F (unit [0, 1])"``: K_F scales as one over
+    the pixel range, so a value means nothing without it (several scales are all named).
 
     Examples
     --------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "report.md"
-    >>> _ = path.write_text("# A study\\n")
-    >>> append_summary(path, ["4 cells"])
-    >>> print(path.read_text())
-    # A study
-    <BLANKLINE>
-    ## Summary
-    <BLANKLINE>
-    - 4 cells
-    <BLANKLINE>
+    >>> kf_label([{"pixel_scale": "unit [0, 1]"}, {"pixel_scale": "unit [0, 1]"}])
+    'K_F (unit [0, 1])'
     """
-    if not lines:
-        return
-    md = path.read_text(encoding="utf-8")
-    path.write_text(
-        md.rstrip("\n") + "\n\n## Summary\n\n" + "".join(f"- {ln}\n" for ln in lines),
-        encoding="utf-8",
-    )
-    page = path.with_suffix(".html")
-    if page.is_file():
-        items = "".join(f"<li>{html.escape(ln)}</li>" for ln in lines)
-        text = page.read_text(encoding="utf-8").replace("</body>", f"<h2>Summary</h2><ul>{items}</ul></body>", 1)
-        page.write_text(text, encoding="utf-8")
+    scales = sorted({str(r.get("pixel_scale", "as given")) for r in rows})
+    return f"K_F ({'; '.join(scales)})" if scales else "K_F"
+
+
+def contradictions(correlations: Mapping[str, Any], claims: Sequence[tuple[str, int, str]]) -> list[str]:
+    """Plain-language lines for the correlations whose sign goes against a claim they test.
+
+    Parameters
+    ----------
+    correlations : mapping of name to :class:`~idprops.analysis.Correlation`
+        Other values (a "not computed" note) are skipped.
+    claims : sequence of (text, sign, claim)
+        Every correlation whose name contains ``text`` is expected to have the sign
+        ``sign`` (+1 or -1); ``claim`` says the claim in words.
+
+    Returns
+    -------
+    list of str
+        "contradict" when the 95 % interval lies on the other side of zero, "do not
+        support" when the estimate has the other sign but the interval reaches zero.
+
+    Examples
+    --------
+    >>> from idprops.analysis import correlation
+    >>> corr = {"accuracy vs log(PID / LLID) (pearson)": correlation([1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1])}
+    >>> contradictions(corr, [("log(PID / LLID)", +1, "validation accuracy rises with log(PID / LLID)")])[0][:60]
+    'accuracy vs log(PID / LLID) (pearson): r = -1.00 [95 % CI -1'
+    """
+    from ..analysis import Correlation
+
+    lines = []
+    for name, corr in correlations.items():
+        for text, sign, claim in claims:
+            if text not in name or not isinstance(corr, Correlation) or not np.isfinite(corr.r):
+                continue
+            if corr.r == 0 or np.sign(corr.r) == sign:
+                continue
+            lo, hi = corr.ci
+            certain = bool(np.isfinite(lo) and (hi < 0 if sign > 0 else lo > 0))
+            interval = f"95 % CI {lo:.2f}, {hi:.2f}" if np.isfinite(lo) else "no CI"
+            verdict = "the data contradict" if certain else "the sign goes against, without significance,"
+            lines.append(
+                f"{name}: r = {corr.r:.2f} [{interval}], p = {corr.p_value:.2g}; {verdict} the claim that {claim}."
+            )
+    return lines
 
 
 def write_study_report(
@@ -197,9 +224,11 @@ def write_study_report(
 ) -> Path:
     """Write ``report.md`` (and its HTML page) and ``results.csv`` into ``outdir``.
 
-    ``results`` are the study's records (written to the CSV as
-    :meth:`Results.to_csv` writes them); ``table`` the report's table (the records by
-    default), ``summary`` lines for its Summary section. Returns the Markdown file's path.
+    The report leads with the findings: ``summary`` (plain-language lines: what held,
+    where the data contradict a claim, the run's size), then each fit and each
+    correlation with its interval; then the figures, then ``table`` (the records by
+    default) and a link to ``results.csv`` (written as :meth:`Results.to_csv` writes
+    them). Returns the Markdown file's path.
 
     Examples
     --------
@@ -208,6 +237,8 @@ def write_study_report(
     >>> path = write_study_report(out, [{"N": 50, "loss": 0.3}], title="Tiny", summary=["one cell"])
     >>> sorted(p.name for p in out.iterdir())
     ['report.html', 'report.md', 'results.csv']
+    >>> path.read_text().splitlines()[:5]
+    ['# Tiny', '', '## Findings', '', '- one cell']
     >>> (out / "results.csv").read_text().splitlines()
     ['N,loss', '50,0.3']
     """
@@ -216,19 +247,25 @@ def write_study_report(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     Results(results).to_csv(outdir / "results.csv")
-    path = write_report(
+    return write_report(
         outdir / "report.md",
         title=title,
-        table=list(results) if table is None else table,
+        findings=summary,
         fits=fits,
         correlations=correlations,
         figures=list(figures),
+        table=list(results) if table is None else table,
+        csv=outdir / "results.csv",
     )
-    append_summary(path, summary)
-    return path
 
 
 # --------------------------------------------------------------------------- K_F and robustness
+
+#: The robustness claims of Konz & Mazurowski (2024) that the correlations test.
+KF_CLAIMS = (
+    ("vs robust_accuracy", -1, "robust accuracy falls as label sharpness K_F rises"),
+    ("vs loss_increase", +1, "the loss increase under attack grows with label sharpness K_F"),
+)
 
 
 def _unit_means(rows, fields: Sequence[str], many_models: bool) -> tuple[list[str], dict[str, list[float]]]:
@@ -267,28 +304,29 @@ def kf_robustness_figures(
     ...         for c, k in ((1, 0.1), (2, 0.2), (3, 0.4))]
     >>> correlations = {}
     >>> paths = kf_robustness_figures(rows, "fgsm", False, correlations, Path(tempfile.mkdtemp()))
-    >>> [p.name for p in paths], round(correlations["K_F vs robust_accuracy.fgsm (pearson)"].r, 3)
+    >>> [p.name for p in paths], round(correlations["K_F (as given) vs robust_accuracy.fgsm (pearson)"].r, 3)
     (['kf_vs_robust_accuracy.png', 'kf_vs_loss_increase.png'], -1.0)
     """
     from ..analysis import correlation
     from ..plotting import plot_correlation
 
     figures = []
+    kf = kf_label(rows)
     for field, name in ((f"robust_accuracy.{attack}", names[0]), (f"loss_increase.{attack}", names[1])):
         labels, means = _unit_means(rows, ("K_F", field), many_models)
         x, y = means["K_F"], means[field]
         if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-            correlations[f"{prefix}K_F vs {field}"] = (
+            correlations[f"{prefix}{kf} vs {field}"] = (
                 f"not computed: {len(x)} dataset(s) with distinct values (needs 3 or more)"
             )
             continue
         for method in ("pearson", "spearman"):
-            correlations[f"{prefix}K_F vs {field} ({method})"] = correlation(x, y, method=method)
+            correlations[f"{prefix}{kf} vs {field} ({method})"] = correlation(x, y, method=method)
         if name is None:
             continue
         fig, ax = new_axes()
-        plot_correlation(x, y, correlations[f"{prefix}K_F vs {field} (pearson)"], labels=labels, ax=ax)
-        ax.set_xlabel("label sharpness K_F (training set)")
+        plot_correlation(x, y, correlations[f"{prefix}{kf} vs {field} (pearson)"], labels=labels, ax=ax)
+        ax.set_xlabel(f"label sharpness {kf}, training set")
         ax.set_ylabel(field.replace(".", " under "))
         figures.append(save_figure(fig, path_inside(outdir, name)))
     return figures

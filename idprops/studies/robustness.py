@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..filenames import safe_filename
-from .reporting import cell_table, kf_robustness_figures, run_summary, write_study_report
+from .reporting import KF_CLAIMS, cell_table, contradictions, kf_robustness_figures, run_summary, write_study_report
 from .scaling import train_and_measure
 from .specs import (
     configs,
@@ -170,5 +170,8 @@ class RobustnessStudy(Study):
             table=cell_table(results),
             correlations=correlations,
             figures=figures,
-            summary=[run_summary(results, getattr(results, "n_run", None))],
+            summary=[
+                *contradictions(correlations, KF_CLAIMS),
+                run_summary(results, getattr(results, "n_run", None)),
+            ],
         )

@@ -25,7 +25,9 @@ import numpy as np
 
 from ..filenames import path_inside, safe_filename
 from .reporting import (
+    KF_CLAIMS,
     cell_table,
+    contradictions,
     finite,
     kf_robustness_figures,
     new_axes,
@@ -271,7 +273,7 @@ class ScalingLawStudy(Study):
         summary: list[str] = []
         figures: list[Path] = []
 
-        figures += _scaling_figure(rows, many_models, fits, outdir)
+        figures += _scaling_figure(rows, many_models, fits, outdir, summary)
         estimators = parse_steps(self.estimators, "estimators")
         dim_label = next(iter(estimators), None)
         rep = Representation.parse(self.representation)
@@ -312,7 +314,8 @@ class ScalingLawStudy(Study):
                 outdir, "d_repr_vs_d_data.png" if i == 0 else f"d_repr_vs_d_data_{safe_filename(name)}.png"
             )
             figures += _bound_check(rows, name, bound_label, correlations, summary, path)
-        summary.insert(0, run_summary(rows, getattr(results, "n_run", None)))
+        summary += contradictions(correlations, KF_CLAIMS)
+        summary.append(run_summary(rows, getattr(results, "n_run", None)))
         return write_study_report(
             outdir,
             rows,
@@ -330,7 +333,35 @@ def _largest_n(rows) -> Any:
     return None if None in sizes else max(sizes)
 
 
-def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[Path]:
+def _alpha_findings(unit: str, fit, d_data: Mapping[str, float]) -> list[str]:
+    """Lines for each d_data estimate whose law, alpha = 1/d_data, the fit's 95 % interval
+    of alpha excludes; how many times apart the two are says how far.
+
+    Examples
+    --------
+    >>> from idprops.analysis import fit_scaling_law
+    >>> N = np.array([50, 100, 200, 400, 800])
+    >>> fit = fit_scaling_law(N, 2.0 * N**-0.5 * np.exp([0.01, -0.02, 0.0, 0.02, -0.01]))
+    >>> print(_alpha_findings("digits 0v1", fit, {"mle": 20.0})[0])
+    digits 0v1: alpha = 0.5 [0.473, 0.527], but 1/d_data (mle) = 0.05, 10.0 times smaller: the 95 % interval excludes it, so the data contradict the law L ∝ N^(-1/d_data) here.
+    >>> _alpha_findings("digits 0v1", fit, {"mle": 2.0})
+    []
+    """
+    lines = []
+    lo, hi = fit.alpha_ci
+    for label, d in d_data.items():
+        if not (np.isfinite(d) and d > 0) or lo <= 1 / d <= hi:
+            continue
+        fold = max(fit.alpha * d, 1 / (fit.alpha * d)) if fit.alpha > 0 else math.inf
+        lines.append(
+            f"{unit}: alpha = {fit.alpha:.3g} [{lo:.3g}, {hi:.3g}], but 1/d_data ({label}) = {1 / d:.3g}, "
+            f"{fold:.1f} times {'smaller' if 1 / d < fit.alpha else 'larger'}: the 95 % interval excludes it, so "
+            "the data contradict the law L ∝ N^(-1/d_data) here."
+        )
+    return lines
+
+
+def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path, summary: list) -> list[Path]:
     from ..analysis import fit_scaling_law
     from ..plotting import plot_scaling_law
 
@@ -349,6 +380,7 @@ def _scaling_figure(rows, many_models: bool, fits: dict, outdir: Path) -> list[P
         dims = {
             k[len("d_data.") :]: np.nanmean([r.get(k, math.nan) for r in rs]) for k in rs[0] if k.startswith("d_data.")
         }
+        summary += _alpha_findings(unit, fit, dims)
         measured = ", ".join(f"{k} {v:.2f}" for k, v in dims.items())
         fits[f"test loss vs N, {unit}"] = (
             f"{fit}; alpha = {fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], "
@@ -415,6 +447,11 @@ def _bound_check(rows, layer: str, label: str, correlations: dict, summary: list
         f"d_repr ({layer}) <= d_data ({label}) held in {held} of {len(usable)} cells "
         f"(d_repr / d_data: median {np.median(ratio):.2f}, "
         f"range {ratio.min():.2f}-{ratio.max():.2f})"
+        + (
+            "; d_repr > d_data in most cells: the data contradict the claim that d_repr is bounded by d_data"
+            if 2 * held < len(usable)
+            else ""
+        )
     )
     x, y = [r[xf] for r in usable], [r[yf] for r in usable]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
