@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import idprops.base
-from idprops import MLEDimension, TwoNNDimension
+from idprops import MLEDimension, TwoNNDimension, available_estimators, get_estimator
 from idprops.base import BaseDimension, DuplicatesWarning, distinct_neighbors
 from idprops.studies.measure import measure
 
@@ -37,6 +37,12 @@ ESTIMATORS = [
     TwoNNDimension(method="mle"),
     TwoNNDimension(discard_fraction=0.3),
     MeanRatioDimension(),
+]
+# Every registered estimator on the base class too (the calibrated one, plugins'), with defaults.
+ESTIMATORS += [
+    cls()
+    for cls in map(get_estimator, available_estimators())
+    if isinstance(cls, type) and issubclass(cls, BaseDimension) and cls not in {type(e) for e in ESTIMATORS}
 ]
 FITTED = ["dimension_", "dimension_std_", "local_dimensions_", "log_ratios_", "n_duplicates_", "n_samples_fit_"]
 
