@@ -99,15 +99,17 @@ def test_interval_narrows_as_one_over_root_n(est):
 
 @pytest.mark.parametrize("est", [MLEDimension(), TwoNNDimension()], ids=repr)
 def test_intervals_cover_the_mean_of_independent_samples(est):
-    # 20 independent 3-spheres: the Fisher interval covers 15 or 16 of them; the
-    # shared-neighbour one 19 or 20 (benchmarks/INTERVALS.md has the 40-sample table).
-    intervals = []
+    # 20 independent 3-spheres: the intervals hold the mean of the estimates in all 20
+    # (measured; 19 for Fisher's). The standard error is at least the estimates'
+    # spread: 1.30 (MLE) and 1.36 (TwoNN) times it, where Fisher's is 0.82 times
+    # (benchmarks/INTERVALS.md has 40-sample tables).
+    fits = []
     for seed in range(20):
         fitted = est.fit(sample_sphere(1000, 3, ambient_dim=6, random_state=seed))
-        intervals.append((fitted.dimension_, *fitted.dimension_interval_))
-    d, low, high = np.array(intervals).T
-    covered = np.mean((low <= d.mean()) & (d.mean() <= high))
-    assert covered >= 0.8
+        fits.append((fitted.dimension_, fitted.dimension_std_, *fitted.dimension_interval_))
+    d, std, low, high = np.array(fits).T
+    assert np.mean((low <= d.mean()) & (d.mean() <= high)) >= 0.8
+    assert np.mean(std) > np.std(d, ddof=1)
 
 
 def test_a_search_of_k_plus_one_leaves_the_estimate_unchanged(rng):
