@@ -233,3 +233,13 @@ def test_arrays_that_need_unpickling_are_refused_with_their_name(tmp_path, capsy
     np.savez(wrong, data=np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"wrong.npz: .* holds the samples under the key X"):
         load_dataset(wrong)
+
+
+def test_a_study_refuses_unlabelled_images_with_a_reason(tmp_path):
+    from idprops.studies.steps import load_data
+
+    write_pngs(tmp_path, 30)
+    config = {"name": str(tmp_path), "test_root": str(tmp_path)}
+    for train in (True, False):
+        with pytest.raises(ValueError, match="has no labels .* a study trains networks on labelled data"):
+            load_data(config, train=train, n=None, seed=0)

@@ -102,7 +102,14 @@ def load_data(data: Mapping[str, Any], *, train: bool, n: int | None, seed: int)
     if root is not None:
         # Expanded here, not in the configuration, so that "~/data" names the same cell anywhere.
         kwargs["root"] = os.path.expanduser(root)
-    return load_dataset(name, **kwargs)
+    dataset = load_dataset(name, **kwargs)
+    if getattr(dataset, "targets", ()) is None:
+        raise ValueError(
+            f"the dataset {name!r} has no labels (a folder of images without class subfolders, "
+            "or arrays saved without y): a study trains networks on labelled data; sort the "
+            "images into one subfolder per class (idprops measure measures unlabelled data)."
+        )
+    return dataset
 
 
 def download_data(datasets: Sequence[Any]) -> list[str]:
