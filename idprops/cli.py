@@ -146,6 +146,13 @@ def _add_measure(sub) -> None:
         metavar="N",
         help="resize the images of an image folder to N x N pixels, so that images of different sizes can be measured together",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="largest image of an image folder read, in pixels (default 4096 x 4096; 0: no limit); "
+        "a larger one is refused from its header, before it is decoded",
+    )
     p.add_argument("--n", type=int, help="seeded subsample of this many images")
     p.add_argument(
         "--seed", type=int, default=0, help="seed for subsampling, K_F's sample and --model's random initialisation"
@@ -221,6 +228,11 @@ def _run_measure(args) -> int:
             )
         if args.image_size < 1:
             raise ValueError(f"--image-size is a number of pixels, 1 or more; got {args.image_size}")
+    if args.max_pixels is not None:
+        if not folder:
+            raise ValueError(f"--max-pixels limits the images of an image folder; --data {args.data} is none")
+        if args.max_pixels < 0:
+            raise ValueError(f"--max-pixels is a number of pixels (0: no limit); got {args.max_pixels}")
     progress = False if (args.no_progress or args.json) else None
     kwargs = {
         "classes": args.classes,
@@ -238,6 +250,8 @@ def _run_measure(args) -> int:
         kwargs["download"] = True
     if args.image_size is not None:
         kwargs["image_size"] = args.image_size
+    if args.max_pixels is not None:
+        kwargs["max_pixels"] = args.max_pixels or None
     dataset = load_dataset(args.data, **kwargs)
     # A folder of images without class folders, or arrays saved without labels.
     unlabelled = getattr(dataset, "targets", ()) is None

@@ -123,6 +123,19 @@ def test_an_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, mon
     # A smaller limit is the caller's; the first image's header is checked on loading.
     with pytest.raises(ValueError, match=r"0.png is 8 x 8 pixels, more than max_pixels=10"):
         load_folder(tmp_path, max_pixels=10)
+    assert load_folder(tmp_path, max_pixels=None).images.max_pixels is None
+
+
+def test_max_pixels_on_the_command_line(tmp_path, capsys):
+    write_pngs(tmp_path / "a", 12)
+    write_pngs(tmp_path / "b", 12, seed=1)
+    argv = ("measure", "--data", str(tmp_path), "--estimator", "twonn", "--no-sharpness")
+    code, _, err = run(capsys, *argv, "--max-pixels", "63")
+    assert code == 2 and "is 8 x 8 pixels, more than max_pixels=63" in err and "--max-pixels N" in err
+    assert run(capsys, *argv, "--max-pixels", "64")[0] == 0
+    assert run(capsys, *argv, "--max-pixels", "0")[0] == 0
+    code, _, err = run(capsys, "measure", "--max-pixels", "64")
+    assert code == 2 and "--max-pixels limits the images of an image folder" in err
 
 
 @pytest.mark.parametrize("suffix, fmt", [(".png", "PNG"), (".jpg", "JPEG")])

@@ -193,8 +193,8 @@ def _open(path: str, max_pixels: int | None):
         raise ValueError(
             f"the image {path} is {width} x {height} pixels, more than max_pixels={max_pixels:,} "
             "(decoding it would take about "
-            f"{width * height * 4 * len(img.getbands()) / 1e6:,.0f} MB); pass a larger "
-            "max_pixels (None: no limit) to load_folder if it is meant."
+            f"{width * height * 4 * len(img.getbands()) / 1e6:,.0f} MB); if it is meant, pass a "
+            "larger max_pixels to load_folder (None: no limit), or --max-pixels N on the command line."
         )
     return img
 
