@@ -189,3 +189,17 @@ def test_a_masked_array_is_refused_unless_nothing_is_masked():
     y = np.ma.masked_array(np.arange(100) % 2, mask=np.arange(100) == 3)
     with pytest.raises(ValueError, match="y is a masked array with 1 masked values"):
         LabelSharpness().fit(X, y)
+
+
+def test_measure_reads_arrays_on_the_scale_of_every_other_container(eight_bit):
+    from idprops.studies.measure import measure
+
+    images, y, root = eight_bit
+    kwargs = {"estimators": (), "sharpness_samples": None}
+    from_arrays = measure((images, y), **kwargs)
+    from_folder = measure(load_folder(root=root), **kwargs)
+    # Before, the uint8 arrays were used as 0..255: a K_F 255 times smaller, "as given".
+    assert from_arrays["sharpness"]["K_F"] == from_folder["sharpness"]["K_F"]
+    assert from_arrays["data"]["pixel_scale"] == from_folder["data"]["pixel_scale"] == "unit [0, 1]"
+    features = measure((np.array([[0.0, 16.0], [3.0, 1.0], [5.0, 2.0]]), np.array([0, 1, 0])), **kwargs)
+    assert features["data"]["pixel_scale"] == "as given [0, 16]"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..base import BaseDimension, DuplicatesWarning, distinct_neighbors, drop_duplicates
-from ..inputs import as_matrix_and_labels
+from ..inputs import as_matrix, as_matrix_and_labels, pixel_scale_name
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
 from ..scales import scale_profile
@@ -234,14 +234,15 @@ def measure(
         inner = next(iter(estimators.values()), ("mle", resolve_estimator("mle")))
     if isinstance(data, tuple):
         inputs, y = np.asarray(data[0]), None if data[1] is None else np.asarray(data[1])
-        # The estimators take one row per sample; the network takes the images as given.
-        X = inputs.reshape(len(inputs), -1)
+        # The estimators take one row per sample, 8-bit pixels in [0, 1] as from any
+        # other container; the network takes the images as given.
+        X = as_matrix(inputs)
     else:
         inputs = data
         X, y = as_matrix_and_labels(data, progress=progress)
     if ks is not None and y is None:
         raise ValueError("K_F needs labels: pass a labelled dataset or sharpness=False.")
-    pixel_scale = getattr(data, "pixel_scale", "as given")
+    pixel_scale = pixel_scale_name(data, X)
     n_distinct = len(drop_duplicates(X)[1])
     notes: list[str] = []
     result: dict[str, Any] = {
