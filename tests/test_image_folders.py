@@ -228,7 +228,7 @@ def test_measure_arrays_saved_to_a_file(capsys, tmp_path, name, labelled):
     assert code == 0, err
     result = json.loads(out)
     assert result["dimensions"][0]["dimension"] == pytest.approx(MLEDimension().fit(X).dimension_)
-    assert result["data"]["pixel_scale"] == "as given"
+    assert result["data"]["pixel_scale"] == f"as given [{X.min():.3g}, {X.max():.3g}]"  # the values' range
     assert ("sharpness" in result) == labelled and ("sharpness_skipped" in result) != labelled
 
 
