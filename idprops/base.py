@@ -11,7 +11,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, metadata_routing
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._sklearn_compat import Interval, StrOptions
@@ -347,6 +347,11 @@ class BaseDimension(BaseEstimator):
     >>> round(est.score(X[1500:]), 2)
     -0.93
     """
+
+    # ``neighbors`` are data the caller computed for this X, not metadata that a
+    # meta-estimator routes: without this, scikit-learn would add a set_fit_request
+    # method to every estimator.
+    __metadata_request__fit = {"neighbors": metadata_routing.UNUSED}
 
     _parameter_constraints: dict = {
         "n_queries": [Interval(Integral, 3, None, closed="left"), None],

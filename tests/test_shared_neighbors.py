@@ -164,3 +164,9 @@ def test_a_bad_request_raises_before_any_search(monkeypatch):
     with pytest.raises(ValueError, match="k=2 is too small"):
         measure((X, np.zeros(50)), estimators=["mle:k=2"], sharpness=False)
     assert calls == []
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=repr)
+def test_neighbors_is_no_routed_metadata(est):
+    # A fit parameter would make scikit-learn add set_fit_request to every estimator.
+    assert not hasattr(est, "set_fit_request")
