@@ -28,7 +28,13 @@ extensions = [
 ]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+# fit's keyword-only neighbors= makes scikit-learn add set_fit_request (metadata
+# routing), whose generated docstring links to scikit-learn's own glossary.
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": False,
+    "exclude-members": "set_fit_request,set_score_request",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
