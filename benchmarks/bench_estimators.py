@@ -40,6 +40,11 @@ K = 20
 FAST_M = (2000, 5000)
 FLOOR_CHUNK_BYTES = 256 * 2**20  # float32 product rows per chunk, as idprops' torch batch
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
+# Wide layers: few points of many features (a conv layer's activations, raw images).
+WIDE_N = (720, 5000)
+WIDE_D = (32768, 150528)
+WIDE_KINDS = ("activation", "gaussian")
+WIDE_TOOLS = ("floor", "sklearn kNN k=20", "sklearn kNN k=2", "idprops mle", "idprops twonn")
 
 
 # --------------------------------------------------------------------------- worker side
@@ -115,6 +120,80 @@ def _dadapy(X):
     return {"dimension": float(d), "std": float(err)}
 
 
+def wide_data(n: int, D: int, kind: str) -> np.ndarray:
+    """float32 data of the wide section: structureless, or like a ReLU layer's output.
+
+    "activation": ReLU(Z W - 0.5) of a random rank-32 map, nonnegative with about 70 %
+    zeros, intrinsic dimension at most 32; "gaussian": N(0, 1) in every feature.
+    """
+    rng = np.random.default_rng(0)
+    if kind == "gaussian":
+        return rng.standard_normal((n, D), dtype=np.float32)
+    Z = rng.standard_normal((n, 32), dtype=np.float32)
+    W = rng.standard_normal((32, D), dtype=np.float32) / np.float32(np.sqrt(32))
+    X = Z @ W
+    X -= np.float32(0.5)
+    return np.maximum(X, 0, out=X)
+
+
+def _measured(fn):
+    """Run fn(); its result and wall, CPU seconds and peak RSS above the RSS before."""
+    clean = _reset_peak()
+    rss0 = _proc_status()["VmRSS"]
+    cpu0 = os.times()
+    t0 = time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - t0
+    cpu1 = os.times()
+    return out, {
+        "seconds": wall,
+        "cpu_seconds": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "peak_bytes": _proc_status()["VmHWM"] - (rss0 if clean else 0),
+        "load": os.getloadavg()[0],
+    }
+
+
+def _run_wide(spec) -> dict:
+    """The wide section's cell: every tool on the same data, interleaved, best of repeats.
+
+    The machine is shared: tools timed in turn within one process see the same load,
+    which separate processes minutes apart do not.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    from idprops import MLEDimension, TwoNNDimension
+
+    X = wide_data(spec["n"], spec["D"], spec["kind"])
+
+    def sklearn_knn(k):
+        return lambda: NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X).kneighbors()[0]
+
+    tools = {
+        "floor": lambda: _floor(X, "cpu", False),
+        "sklearn kNN k=20": sklearn_knn(K),
+        "sklearn kNN k=2": sklearn_knn(2),
+        "idprops mle": lambda: MLEDimension(k=K, unbiased=False, backend=spec["backend"]).fit(X),
+        "idprops twonn": lambda: TwoNNDimension(backend=spec["backend"]).fit(X),
+    }
+    small = wide_data(50, 64, spec["kind"])  # imports and first calls before the clock
+    MLEDimension(k=K, backend=spec["backend"]).fit(small)
+    NearestNeighbors(n_neighbors=2, algorithm="brute").fit(small).kneighbors()
+    fits = {name: [] for name in tools}
+    for _ in range(spec["repeats"]):
+        for name, fn in tools.items():
+            out, record = _measured(fn)
+            if name.startswith("idprops"):
+                record["dimension"] = out.dimension_
+            elif name.startswith("sklearn"):
+                # The same estimator on scikit-learn's neighbours: the same estimate?
+                est = MLEDimension(k=K, unbiased=False) if name.endswith("20") else TwoNNDimension()
+                est._estimate(out)
+                record["dimension"] = est.dimension_
+            del out
+            fits[name].append(record)
+    return {"tools": fits}
+
+
 def _warm_up(spec):
     """Import what the cell needs before the clock starts: fit time, not import time."""
     tool = spec["tool"]
@@ -146,6 +225,8 @@ def _on_gpu(spec) -> bool:
 
 
 def _run_cell(spec) -> dict:
+    if spec["tool"] == "wide":
+        return _run_wide(spec)
     X = np.load(spec["data"])
     _warm_up(spec)
     tool = spec["tool"]
@@ -381,6 +462,18 @@ def plan(args) -> list[dict]:
     return cells
 
 
+def plan_wide(args) -> list[dict]:
+    """The wide section's cells: one process per (n, D, kind), every tool inside it."""
+    if args.device != "cpu":
+        return []
+    return [
+        {"tool": "wide", "n": n, "D": D, "kind": kind, "backend": args.backend[0], "repeats": args.wide_repeats}
+        for n in args.wide_n
+        for D in args.wide_D
+        for kind in WIDE_KINDS
+    ]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="n in {5,000, 20,000} only")
@@ -420,6 +513,14 @@ def main(argv=None) -> None:
         default="/tmp/dadapy-venv/bin/python",
         help="an interpreter with dadapy installed; '' skips dadapy",
     )
+    p.add_argument("--wide-n", type=int, nargs="*", default=list(WIDE_N), help="n of the wide section; none skips it")
+    p.add_argument("--wide-D", type=int, nargs="+", default=list(WIDE_D), help="D of the wide section")
+    p.add_argument("--wide-repeats", type=int, default=2, help="interleaved rounds of the wide section")
+    p.add_argument(
+        "--wide-only",
+        action="store_true",
+        help="run the wide section only and put it into the existing --json (its other cells stay)",
+    )
     p.add_argument("--json", default=str(HERE / "results.json"))
     p.add_argument("--output", default=str(HERE / "RESULTS.md"))
     p.add_argument("--report-only", action="store_true", help="rewrite --output from --json without running anything")
@@ -456,30 +557,43 @@ def main(argv=None) -> None:
         "mem_limit_bytes": mem_limit,
         "cells": [],
     }
-    cells = plan(args)
+    cells = plan(args) + plan_wide(args)
+    if args.wide_only:
+        run = json.loads(Path(args.json).read_text())
+        run["cells"] = [c for c in run["cells"] if c["tool"] != "wide"]
+        run["wide_machine"] = {**machine, "started": time.strftime("%Y-%m-%d %H:%M")}
+        cells = plan_wide(args)
     with tempfile.TemporaryDirectory(prefix="idprops-bench-") as workdir:
         data_paths = {}
         for i, spec in enumerate(cells, 1):
             key = (spec["n"], spec["D"])
-            if key not in data_paths:
+            if key not in data_paths and spec["tool"] != "wide":  # wide cells make their own
                 X = sample_sphere(spec["n"], INTRINSIC_DIM, ambient_dim=spec["D"], random_state=0).astype(np.float32)
                 data_paths[key] = str(Path(workdir) / f"X_{key[0]}_{key[1]}.npy")
                 np.save(data_paths[key], X)
                 del X
-            spec["data"] = data_paths[key]
+            spec["data"] = data_paths.get(key)
             python = args.dadapy_python if spec["tool"] == "dadapy" else sys.executable
             record = run_in_subprocess(spec, python, args.timeout, mem_limit, workdir)
             run["cells"].append(record)
-            fit = _best(record) if record["status"] == "ok" else {}
-            print(
-                f"[{i}/{len(cells)}] {label(record):34s} n={spec['n']:>6} D={spec['D']:>3} "
-                f"{record['status']:7s} {fit.get('seconds', record['elapsed']):8.1f}s "
-                f"d={fit.get('dimension', float('nan')):.6f} "
-                f"load={record['load_before']:.1f}",
-                flush=True,
-            )
+            if spec["tool"] == "wide":
+                summary = " ".join(
+                    f"{name}={min(f['seconds'] for f in fits):.2f}s" for name, fits in record.get("tools", {}).items()
+                )
+                print(
+                    f"[{i}/{len(cells)}] wide {spec['kind']} n={spec['n']} D={spec['D']} {record['status']} {summary}"
+                )
+            else:
+                fit = _best(record) if record["status"] == "ok" else {}
+                print(
+                    f"[{i}/{len(cells)}] {label(record):34s} n={spec['n']:>6} D={spec['D']:>3} "
+                    f"{record['status']:7s} {fit.get('seconds', record['elapsed']):8.1f}s "
+                    f"d={fit.get('dimension', float('nan')):.6f} "
+                    f"load={record['load_before']:.1f}",
+                    flush=True,
+                )
             Path(args.json).write_text(json.dumps(run, indent=1))
-    run["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    run["finished"] = run.get("finished") if args.wide_only else time.strftime("%Y-%m-%d %H:%M")
     Path(args.json).write_text(json.dumps(run, indent=1))
     write_report(run, args.output)
 
@@ -543,7 +657,7 @@ def _ok(cell):
 
 
 def write_report(run, path) -> None:
-    cells = run["cells"]
+    cells = [c for c in run["cells"] if c["tool"] != "wide"]
     idx = _index(cells)
     sizes = sorted({(c["n"], c["D"]) for c in cells}, key=lambda nd: (nd[1], nd[0]))
     backends = run["args"]["backend"]
@@ -660,6 +774,7 @@ def write_report(run, path) -> None:
         lines += gpu_section(cells, m["gpu"]["fp32_tflops"])
     lines += fast_section(cells, idx, default)
     lines += targets_section(cells, idx, sizes, backends, default)
+    lines += wide_section([c for c in run["cells"] if c["tool"] == "wide"], run.get("wide_machine"))
     notes = f"{NOTES_START}\n(no notes yet)\n{NOTES_END}"
     if Path(path).exists():
         old = Path(path).read_text()
@@ -667,6 +782,73 @@ def write_report(run, path) -> None:
             notes = old[old.index(NOTES_START) : old.index(NOTES_END) + len(NOTES_END)]
     lines += ["## What the numbers mean", "", notes, ""]
     Path(path).write_text("\n".join(lines))
+
+
+def wide_section(cells, machine) -> list[str]:
+    """Few points of many features: idprops against scikit-learn's brute-force kNN."""
+    if not cells:
+        return []
+    lines = [
+        "## Wide layers: few points, many features",
+        "",
+        "Data: `wide_data(n, D, kind)` in this script, float32: *activation*, ReLU(Z·W − 0.5) "
+        "of a random rank-32 map (nonnegative, about 70 % zeros); *gaussian*, N(0, 1) in "
+        "every feature. One process per (n, D, data) runs every tool in turn on the same "
+        "array, round after round, and each tool's best round is shown (the machine is "
+        "shared: tools interleaved in one process see the same load). sklearn kNN: "
+        "`NearestNeighbors(n_neighbors=k, algorithm='brute').fit(X).kneighbors()`, the "
+        "neighbours each estimator needs (k = 20 for the MLE, 2 for TwoNN); its estimate "
+        "is idprops' estimator on scikit-learn's distances. floor: the chunked float32 "
+        "X·Xᵀ as above. peak MiB: above the RSS with the data loaded (one float32 copy is "
+        "n·D·4 bytes: 720 × 32,768: 90 MiB, 720 × 150,528: 413 MiB, 5,000 × 32,768: "
+        "625 MiB, 5,000 × 150,528: 2,871 MiB). load: the 1-minute load average after the "
+        "tool's best round.",
+    ]
+    if machine:
+        lines += ["", f"Run at idprops commit {machine['idprops_commit']}, started {machine['started']}."]
+    lines += [
+        "",
+        "| n | D | data | tool | time s | cpu s | load | peak MiB | ÷ floor | ÷ sklearn kNN | estimate | rel. diff |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    targets = []
+    for c in sorted(cells, key=lambda c: (c["D"], c["n"], c["kind"])):
+        head = f"| {c['n']:,} | {c['D']:,} | {c['kind']} |"
+        if c["status"] != "ok":
+            lines.append(f"{head} all | {_fmt_time(c)} | | | {_fmt_mem(c)} | | | | |")
+            continue
+        best = {name: min(fits, key=lambda f: f["seconds"]) for name, fits in c["tools"].items()}
+        floor = best["floor"]["seconds"]
+        for name, fit in best.items():
+            peer = {"idprops mle": "sklearn kNN k=20", "idprops twonn": "sklearn kNN k=2"}.get(name)
+            ratio = f"{fit['seconds'] / best[peer]['seconds']:.2f}" if peer else ""
+            estimate = rel = ""
+            if "dimension" in fit:
+                estimate = f"{fit['dimension']:.6f}"
+            if peer:
+                d, d_peer = fit["dimension"], best[peer]["dimension"]
+                rel = f"{(d - d_peer) / d_peer:+.1e}"
+                limit = min(best[peer]["seconds"], floor)
+                targets.append(
+                    f"| {c['n']:,} | {c['D']:,} | {c['kind']} | {name.split()[1]} | "
+                    f"{fit['seconds'] / best[peer]['seconds']:.2f}× sklearn, {fit['seconds'] / floor:.2f}× floor | "
+                    f"{'pass' if fit['seconds'] <= 1.3 * best[peer]['seconds'] else 'FAIL'} | "
+                    f"{'pass' if fit['seconds'] <= 1.3 * limit else 'FAIL'} | "
+                    f"{'pass' if abs(d - d_peer) <= 1e-6 * abs(d_peer) else 'FAIL'} |"
+                )
+            lines.append(
+                f"{head} {name} | {fit['seconds']:.2f} | {fit['cpu_seconds']:.1f} | {fit['load']:.1f} | "
+                f"{fit['peak_bytes'] / 2**20:.0f} | {fit['seconds'] / floor:.2f} | {ratio} | {estimate} | {rel} |"
+            )
+    lines += [
+        "",
+        "| n | D | data | estimator | exact time | ≤ 1.3 × sklearn kNN | ≤ 1.3 × faster of sklearn kNN and floor "
+        "| same estimate (≤ 1e-6 rel.) |",
+        "|---:|---:|---|---|---|---|---|---|",
+        *targets,
+        "",
+    ]
+    return lines
 
 
 def gpu_section(cells, peak_tflops) -> list[str]:

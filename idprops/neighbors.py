@@ -42,6 +42,15 @@ BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
 # kept small enough to stay in a core's cache, which makes that step twice as fast.
 _BATCH_BYTES = 256 * 2**20
 _RERANK_BYTES = 2 * 2**20
+# A slab of features cast to float64 for the float64 products.
+_SLAB_BYTES = 64 * 2**20
+# From this many features the float32 search's error bound, which grows with them,
+# proves too few rows (of 720-3,000 Gaussian rows: 70-77 % at 2,048, 17-29 % at
+# 4,096, under 1 % at 8,192): products summed over slabs of features take its place.
+_WIDE_FEATURES = 4096
+# Features per slab of those float32 products: the bound grows with it, and summing
+# the slabs' products in float64 costs more the narrower they are.
+_SLAB_FEATURES = 1024
 # Finding the pairs a search of X against itself found from both ends costs about as
 # much as measuring them twice at 64 features, and less from 128: 100,000 rows, k = 20,
 # re-measuring 160 -> 188 ms at 64 features, 329 -> 276 ms at 128, 526 -> 401 at 256.
@@ -297,7 +306,11 @@ def _center(Y) -> np.ndarray:
     median does not move; on clean data its norms are within a few percent of the
     mean's.
     """
-    return np.median(Y[:: max(1, len(Y) // 256)], axis=0)
+    sample = Y[:: max(1, len(Y) // 256)]
+    middle = (len(sample) - 1) // 2
+    # The lower median, by a partition of each feature's values laid out in a row:
+    # np.median along the columns took 3x as long at 32,768 features.
+    return np.partition(np.ascontiguousarray(sample.T), middle, axis=1)[:, middle]
 
 
 def _power_of_two_scale(center, *arrays) -> float:
@@ -324,15 +337,31 @@ def _numpy_distances(X, Y, rows, cols):
     """float64 distances from X[rows[i]] to Y[cols[i]], computed from differences."""
     out = np.empty(len(rows))
     chunk = max(1, _RERANK_BYTES // (8 * X.shape[1]))
+    local = threading.local()
 
     def one_chunk(start):
         stop = start + chunk
-        # One pass that gathers, casts and subtracts: this step is memory bound.
-        diff = np.subtract(Y[cols[start:stop]], X[rows[start:stop]], dtype=np.float64)
-        # A stack of dot products (BLAS): 2.7x faster than einsum's sum of squares.
-        # Squares beyond float64's range are measured again by the caller.
+        m = len(rows[start:stop])
+        # Buffers of each thread's own: arrays of a few MiB allocated and freed in a
+        # worker thread often fault in fresh pages (measured 1.15 against 1.45 s for
+        # 200,000 pairs of 784 features).
+        if not hasattr(local, "diff"):
+            local.y = np.empty((chunk, Y.shape[1]), dtype=Y.dtype)
+            local.x = np.empty((chunk, X.shape[1]), dtype=X.dtype)
+            local.diff = np.empty((chunk, X.shape[1]))
+        # "clip" lets take write into ``out`` directly; every index is in range.
+        y = np.take(Y, cols[start:stop], axis=0, out=local.y[:m], mode="clip")
+        if rows[start] == rows[start + m - 1]:  # one query's pairs (rows ascend): no gather
+            x = X[rows[start]][None]
+        else:
+            x = np.take(X, rows[start:stop], axis=0, out=local.x[:m], mode="clip")
+        diff = np.subtract(y, x, out=local.diff[:m], dtype=np.float64)
+        # einsum, not a stack of BLAS dot products: those run OpenBLAS' own threads
+        # inside these, and on a busy machine 3,000 pairs of 32,768 features took 30-50 s
+        # that way against 0.6 s. Squares beyond float64's range are measured again by
+        # the caller.
         with np.errstate(over="ignore"):
-            out[start:stop] = np.sqrt(np.matmul(diff[:, None, :], diff[:, :, None])[:, 0, 0])
+            out[start:stop] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
     starts = range(0, len(rows), chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
@@ -374,12 +403,13 @@ def _copy_pairs_seen_twice(candidates, out, todo):
     For a search of all of X against itself: row i's candidate j seen again as row j's
     candidate i needs measuring once. Among 5,000 points in 784 dimensions 42 % of the
     pairs were, and measuring them took a quarter of a search. ``out`` holds the
-    distances of the pairs seen from their smaller row (flat, row-major).
+    distances of the pairs seen from their smaller row (flat, row-major); candidates
+    of -1 are not there.
     """
     n, width = candidates.shape
     # int32 halves the memory the gather below moves.
     small = candidates.astype(np.int32)
-    later = np.flatnonzero(small < np.arange(n, dtype=np.int32)[:, None])
+    later = np.flatnonzero((small < np.arange(n, dtype=np.int32)[:, None]) & (small >= 0))
     # The other end's candidates are gathered a chunk at a time: all at once they
     # would take n x width^2 / 2 values (2 GiB for 100,000 rows and k = 100).
     chunk = max(1, _RERANK_BYTES // (4 * width))
@@ -393,11 +423,12 @@ def _copy_pairs_seen_twice(candidates, out, todo):
         todo[seen[pair]] = False
 
 
-def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
+def _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid=None):
     """float64 distances from X[rows[i]] to Y[candidates[i]], computed from differences.
 
     ``measure(rows, cols)``, distances of the pairs (X[rows[i]], Y[cols[i]]), does the
     bulk of the work where given (on the search's GPU); numpy on the CPU otherwise.
+    Candidates where ``valid`` is False are not measured (their distance is left 0).
     """
     n, width = candidates.shape
     flat = candidates.reshape(-1)
@@ -405,13 +436,15 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
     out = np.zeros(n * width)
     # A point's distance to itself is exactly 0.
     others = candidates != rows[:, None] if exclude_self else np.ones((n, width), dtype=bool)
+    if valid is not None:
+        others &= valid
     todo = others.reshape(-1).copy()
     # ``rows`` is always ascending and unique, so this many are all of X.
     if exclude_self and n == len(X) and X.shape[1] >= _MEASURE_ONCE_MIN_FEATURES:
-        first = np.flatnonzero(candidates > rows[:, None])
+        first = np.flatnonzero((candidates > rows[:, None]) & others)
         out[first] = measure(first // width, flat[first])
         todo[first] = False
-        _copy_pairs_seen_twice(candidates, out, todo)
+        _copy_pairs_seen_twice(np.where(others, candidates, -1), out, todo)
     pairs = np.flatnonzero(todo)
     out[pairs] = measure(rows[pairs // width], flat[pairs])
     out = out.reshape(n, width)
@@ -429,11 +462,13 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure):
     return out
 
 
-def _top_k(X, Y, rows, candidates, k, exclude_self, measure):
-    """The k nearest of each row's candidates, by exact (distance, index)."""
-    dist = _exact_distances(X, Y, rows, candidates, exclude_self, measure)
+def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None):
+    """The k nearest of each row's candidates (those ``valid``), by exact (distance, index)."""
+    dist = _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid)
     if exclude_self:
         dist[candidates == rows[:, None]] = np.inf
+    if valid is not None:
+        dist[~valid] = np.inf
     order = np.argsort(dist, axis=1)
     # Ties decide by index; argsort does not, and lexsort costs 5x more, so only rows
     # with a tie among their first k + 1 are sorted again with it.
@@ -464,39 +499,109 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
     return dist, idx, r**2 < approx.max(axis=1) - bound
 
 
-def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure):
-    """Exact neighbours of X[rows] by a float64 scan of all of Y (for a few rows)."""
-    y_chunk = max(1, _BATCH_BYTES // (32 * Y.shape[1]))
-    blocks = [slice(i, i + y_chunk) for i in range(0, len(Y), y_chunk)]
-    # Centred, scaled float64 copies of Y are made a block at a time: memory stays
-    # O(batch x n).
-    y_sq = np.concatenate([_sq_norms(_centred(Y[b], center, scale, np.float64)) for b in blocks])
+def _products(A, B, center, scale, dtype):
+    """((A - c) / s) @ ((B - c) / s).T and both sets of squared norms, summed in float64.
+
+    The features are cast to ``dtype`` a slab at a time, so no float64 copy of all of
+    them is ever made. In float32 a slab is ``_SLAB_FEATURES`` wide and each slab's
+    products are float32: their error bound grows with the slab's width, not with all
+    features. ``B=None`` multiplies A by itself, which BLAS does in half the products.
+    """
+    n_other = 0 if B is None else len(B)
+    slab = max(1, _SLAB_BYTES // (8 * (len(A) + n_other)))
+    if dtype == np.float32:
+        slab = _SLAB_FEATURES
+    gram = np.zeros((len(A), len(A) if B is None else n_other))
+    a_sq, b_sq = np.zeros(len(A)), np.zeros(n_other)
+    for start in range(0, A.shape[1], slab):
+        features = slice(start, start + slab)
+        a = _centred(A[:, features], center[features], scale, dtype)
+        a_sq += _sq_norms(a)
+        if B is None:
+            gram += np.dot(a, a.T)  # numpy multiplies a buffer by its own transpose with syrk
+            continue
+        b = _centred(B[:, features], center[features], scale, dtype)
+        b_sq += _sq_norms(b)
+        gram += a @ b.T
+    return gram, a_sq, a_sq if B is None else b_sq
+
+
+def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype):
+    """Neighbours of X[rows] from the products of :func:`_products` with all of Y.
+
+    The products give every squared distance within a bound; the true k nearest all
+    lie within twice it of the computed k-th (once for them, once for the k-th), and
+    those points, measured exactly, give the answer. In float64 the bound is about
+    D x 1e-16 of the squared norms, so every row is settled. In float32 slabs it is
+    about 1e-4 of them: a row with more than 2k + 2 points that near (ties, points
+    nearer to each other than that to the centre) is left unsettled, for float64.
+    A search of all of X against itself takes half the products, by symmetry.
+
+    Returns the k nearest exact distances and indices of each row, and which rows are
+    settled (the others' are not filled in).
+    """
+    if dtype == np.float32:
+        # One more unit of the bound covers summing the slabs' products in float64.
+        n_features, unit_roundoff = _SLAB_FEATURES + 1, 2.0**-24
+    else:
+        n_features, unit_roundoff = Y.shape[1], 2.0**-53
+    symmetric = exclude_self and len(rows) == len(X) and 8 * len(X) ** 2 <= _BATCH_BYTES
+    if symmetric:
+        gram, y_sq, _ = _products(X, None, center, scale, dtype)
+    # A chunk of rows holds its float64 squared distances, a copy and their int64 order.
+    chunk = max(1, _BATCH_BYTES // (24 * len(Y)))
     distances = np.empty((len(rows), k))
     indices = np.empty((len(rows), k), dtype=np.int64)
-    # A chunk holds its float64 squared distances and the int64 order of them.
-    chunk = max(1, _BATCH_BYTES // (16 * len(Y)))
+    settled = np.ones(len(rows), dtype=bool)
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
-        Xc = _centred(X[block], center, scale, np.float64)
-        x_sq = _sq_norms(Xc)
-        bound = _error_bound(np.sqrt(x_sq), np.sqrt(y_sq.max()), X.shape[1], 2.0**-53)
-        d2 = np.empty((len(block), len(Y)))
-        for b in blocks:
-            d2[:, b] = y_sq[b] + x_sq[:, None] - 2.0 * (Xc @ _centred(Y[b], center, scale, np.float64).T)
+        if symmetric:
+            products, x_sq = gram[start : start + chunk], y_sq[block]
+        else:
+            products, x_sq, y_sq = _products(X[block], Y, center, scale, dtype)
+        d2 = x_sq[:, None] + y_sq - 2.0 * products
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
-        # The true k nearest all lie within twice the bound of the computed k-th (once
-        # for them, once for the k-th). The `width` smallest computed distances hold
-        # every row's window; the farther points they add to some rows lie beyond the
-        # exact k-th and are never chosen.
-        width = int(np.max(np.sum(d2 <= (kth + 2 * bound)[:, None], axis=1)))
-        # Copied so that the full-width order, and then d2, are freed before re-ranking.
-        window = np.argpartition(d2, width - 1, axis=1)[:, :width].copy()
+        bound = _error_bound(np.sqrt(x_sq), np.sqrt(y_sq.max()), n_features, unit_roundoff)
+        limit = (kth + 2 * bound)[:, None]
+        counts = np.sum(d2 <= limit, axis=1)
+        wide = counts > 2 * k + 2
+        everyone = np.arange(len(block))
+        # All rows in one window as wide as the most any has, so that pairs found from
+        # both ends are measured once; only each row's own are measured (the farther
+        # points that a window holds lie beyond the exact k-th anyway). In float64,
+        # rows with many more then get windows of their own, so that they do not widen
+        # every row's.
+        groups = [(everyone, d2, limit, counts[~wide].max() if not wide.all() else counts.max())]
+        if dtype == np.float32:
+            settled[start + np.flatnonzero(wide)] = False
+            groups = groups if not wide.all() else []
+        elif wide.any() and not wide.all():
+            groups.append((np.flatnonzero(wide), d2[wide], limit[wide], counts[wide].max()))
+        for group, group_d2, group_limit, width in groups:
+            # Copied so that the full-width order is freed before re-measuring.
+            window = np.argpartition(group_d2, width - 1, axis=1)[:, :width].copy()
+            valid = np.take_along_axis(group_d2, window, axis=1) <= group_limit
+            distances[start + group], indices[start + group] = _top_k(
+                X, Y, block[group], window, k, exclude_self, measure, valid
+            )
         del d2
-        distances[start : start + chunk], indices[start : start + chunk] = _top_k(
-            X, Y, block, window, k, exclude_self, measure
-        )
+    return distances, indices, settled
+
+
+def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure):
+    """Exact neighbours of X[rows] by float64 products with all of Y (rows left unproven)."""
+    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64)[:2]
+
+
+def _wide_search(X, Y, k, exclude_self, center, scale, measure):
+    """Exact neighbours of all rows of data too wide for the float32 search's bound."""
+    rows = np.arange(len(X))
+    distances, indices, settled = _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float32)
+    rest = rows[~settled]
+    if len(rest):
+        distances[rest], indices[rest] = _float64_search(X, Y, rest, k, exclude_self, center, scale, measure)
     return distances, indices
 
 
@@ -576,6 +681,11 @@ def kneighbors(
     if backend == "faiss-gpu" and n_cands[-1] > _FAISS_GPU_MAX_K:
         backend = "torch"  # on the same GPU
 
+    if batch_size is None:
+        # faiss tiles its own matrix products, so a batch only bounds its output.
+        batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
+    elif batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision. Dividing by a power of two
     # changes no neighbour; without it, squared norms of data near 1e19 overflow
@@ -583,25 +693,22 @@ def kneighbors(
     # below no longer holds.
     center = _center(Y)
     scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
-    Xc = _centred(X, center, scale, np.float32)
-    Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
-    if batch_size is None:
-        # faiss tiles its own matrix products, so a batch only bounds its output.
-        batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
-    elif batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    x_sq = _sq_norms(Xc)
-    x_norm = np.sqrt(x_sq)
-    y_norm_max = np.sqrt((x_sq if exclude_self else _sq_norms(Yc)).max())
-
     measure = None
     if backend == "torch":
         device = _torch_device(device)
-        search = _torch_search(Yc, device)
         if device.type != "cpu":
             # Re-measuring the candidates in float64 is memory bound: on an H200 it
             # took 2.4 s of 3.5 s on 16 CPU cores at 100,000 x 784.
             measure = _torch_distances(X, Y, device)
+    if X.shape[1] >= _WIDE_FEATURES:
+        return _wide_search(X, Y, k, exclude_self, center, scale, measure)
+    Xc = _centred(X, center, scale, np.float32)
+    Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
+    x_sq = _sq_norms(Xc)
+    x_norm = np.sqrt(x_sq)
+    y_norm_max = np.sqrt((x_sq if exclude_self else _sq_norms(Yc)).max())
+    if backend == "torch":
+        search = _torch_search(Yc, device)
     else:
         search = _faiss_search(Yc, backend == "faiss-gpu", device)
 
