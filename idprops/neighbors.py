@@ -313,24 +313,46 @@ def _center(Y) -> np.ndarray:
     return np.partition(np.ascontiguousarray(sample.T), middle, axis=1)[:, middle]
 
 
-def _power_of_two_scale(center, *arrays) -> float:
-    """A power of two at least the largest ``|a - center|`` (1.0 when all are zero).
+def _power_of_two_scale(center, *arrays) -> int:
+    """The exponent e of a power of two 2**e at least the largest ``|a - center|``.
 
-    Dividing by it is exact and brings the data near 1, where neither float32's nor
-    float64's squares overflow or leave the normal numbers.
+    Dividing by 2**e (:func:`_divided`) is exact and brings the data near 1, where
+    neither float32's nor float64's squares overflow or leave the normal numbers.
+    Data spanning float64's whole range (-1.7e308 to 1.7e308) give e = 1025, whose
+    power is not a float64. 0 when all are zero.
     """
     center = center.astype(np.float64)
-    peak = max(float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0)))) for a in arrays)
-    return 2.0 ** int(np.frexp(peak)[1]) if peak > 0 else 1.0
+    with np.errstate(over="ignore"):
+        peak = max(float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0)))) for a in arrays)
+    if np.isinf(peak):  # halves do not overflow
+        half = max(
+            float(np.max(np.maximum(a.max(axis=0) / 2 - center / 2, center / 2 - a.min(axis=0) / 2))) for a in arrays
+        )
+        return int(np.frexp(half)[1]) + 1
+    return int(np.frexp(peak)[1]) if peak > 0 else 0
+
+
+def _divided(A, exponent: int):
+    """A / 2**exponent, exactly (unless it falls below the normal numbers), in place for arrays."""
+    if exponent > 1023:  # 2**exponent is not a float64, but its inverse is
+        A *= 2.0**-exponent
+        return A
+    A /= 2.0**exponent
+    return A
 
 
 def _centred(A, center, scale, dtype) -> np.ndarray:
-    """(A - center) / scale as a C-contiguous array of ``dtype`` (one temporary at most)."""
+    """(A - center) / 2**scale as a C-contiguous array of ``dtype`` (one temporary at most)."""
     # Subtracted in float64 when either is, so that float32 data are not rounded
     # on their way to a float64 scan.
-    A = np.subtract(A, center, dtype=np.result_type(A, center, dtype))
-    A /= scale
-    return np.ascontiguousarray(A, dtype=dtype)
+    work = np.result_type(A, center, dtype)
+    if scale > 1023:
+        # The difference itself may overflow: both are divided by 4 first, exactly but
+        # for values below 1e-307, which are nothing beside data that span 1e308.
+        A = np.subtract(np.multiply(A, 0.25, dtype=work), np.multiply(center, 0.25, dtype=work))
+        return np.ascontiguousarray(_divided(A, scale - 2), dtype=dtype)
+    A = np.subtract(A, center, dtype=work)
+    return np.ascontiguousarray(_divided(A, scale), dtype=dtype)
 
 
 def _numpy_distances(X, Y, rows, cols):
@@ -355,12 +377,12 @@ def _numpy_distances(X, Y, rows, cols):
             x = X[rows[start]][None]
         else:
             x = np.take(X, rows[start:stop], axis=0, out=local.x[:m], mode="clip")
-        diff = np.subtract(y, x, out=local.diff[:m], dtype=np.float64)
         # einsum, not a stack of BLAS dot products: those run OpenBLAS' own threads
         # inside these, and on a busy machine 3,000 pairs of 32,768 features took 30-50 s
-        # that way against 0.6 s. Squares beyond float64's range are measured again by
-        # the caller.
-        with np.errstate(over="ignore"):
+        # that way against 0.6 s. Differences and squares beyond float64's range are
+        # measured again by the caller.
+        with np.errstate(over="ignore", invalid="ignore"):
+            diff = np.subtract(y, x, out=local.diff[:m], dtype=np.float64)
             out[start:stop] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
     starts = range(0, len(rows), chunk)
@@ -452,13 +474,18 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid=None):
     # 1e-154: data at such scales, a pair much nearer than the data's spread (two
     # points 1e-200 apart among points spread over 5), or the rest of the data beside
     # one point at 1e200. Such a pair is measured again in units of its own largest
-    # difference.
+    # difference; a difference beyond float64's range (data spanning -1.7e308 to
+    # 1.7e308) in units of twice that. A distance beyond the range is inf.
     i, j = np.nonzero(~((out >= 2.0**-450) & (out <= 2.0**500)) & others)
     if len(i):
-        diff = np.subtract(Y[candidates[i, j]], X[rows[i]], dtype=np.float64)
-        peak = np.abs(diff).max(axis=1)
-        diff /= np.where(peak > 0, peak, 1.0)[:, None]
-        out[i, j] = peak * np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        y, x = Y[candidates[i, j]].astype(np.float64), X[rows[i]].astype(np.float64)
+        with np.errstate(over="ignore"):
+            diff = y - x
+            halved = ~np.isfinite(diff).all(axis=1)
+            diff[halved] = y[halved] / 2 - x[halved] / 2
+            peak = np.abs(diff).max(axis=1)
+            diff /= np.where(peak > 0, peak, 1.0)[:, None]
+            out[i, j] = np.where(halved, 2.0, 1.0) * peak * np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return out
 
 
@@ -483,7 +510,7 @@ def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None):
 def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self, scale, measure):
     """The k nearest of each row's float32 candidates, and which rows are proven right.
 
-    The float32 search works on the data divided by ``scale``; ``x_norm`` and
+    The float32 search works on the data divided by ``2**scale``; ``x_norm`` and
     ``y_norm_max`` are norms there. A point that is not a candidate has a float32
     squared distance of at least the largest candidate's, so an exact one of at least
     that minus the error bound. A point within the k-th exact distance r of x has a norm of
@@ -494,7 +521,7 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
     dist, idx = _top_k(X, Y, rows, candidates, k, exclude_self, measure)
     if candidates.shape[1] == len(Y):
         return dist, idx, np.ones(len(rows), dtype=bool)
-    r = dist[:, -1] / scale
+    r = _divided(dist[:, -1].copy(), scale)
     bound = _error_bound(x_norm, np.minimum(y_norm_max, x_norm + r), X.shape[1], 2.0**-24)
     return dist, idx, r**2 < approx.max(axis=1) - bound
 
@@ -605,6 +632,17 @@ def _wide_search(X, Y, k, exclude_self, center, scale, measure):
     return distances, indices
 
 
+def _finite(distances, indices):
+    """The search's result, refused if a neighbour lies beyond float64's range."""
+    if np.isinf(distances).any():
+        raise ValueError(
+            f"{int(np.isinf(distances).any(axis=1).sum())} points have neighbours farther than "
+            "float64's largest number (about 1.8e308), so their distances cannot be measured; "
+            "divide the data by a constant (a power of two changes no neighbour)."
+        )
+    return distances, indices
+
+
 def kneighbors(
     X,
     k: int,
@@ -660,9 +698,12 @@ def kneighbors(
     >>> dist[3]
     array([4., 6.])
     """
-    X = check_array(X, dtype=float_dtype(X), input_name="X")
-    exclude_self = Y is None
-    Y = X if exclude_self else check_array(Y, dtype=float_dtype(Y), input_name="Y")
+    # scikit-learn's finiteness check sums the values first, which overflows (and
+    # warns) for finite data near float64's largest number.
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = check_array(X, dtype=float_dtype(X), input_name="X")
+        exclude_self = Y is None
+        Y = X if exclude_self else check_array(Y, dtype=float_dtype(Y), input_name="Y")
     if Y.shape[1] != X.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
@@ -701,7 +742,7 @@ def kneighbors(
             # took 2.4 s of 3.5 s on 16 CPU cores at 100,000 x 784.
             measure = _torch_distances(X, Y, device)
     if X.shape[1] >= _WIDE_FEATURES:
-        return _wide_search(X, Y, k, exclude_self, center, scale, measure)
+        return _finite(*_wide_search(X, Y, k, exclude_self, center, scale, measure))
     Xc = _centred(X, center, scale, np.float32)
     Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
     x_sq = _sq_norms(Xc)
@@ -729,6 +770,6 @@ def kneighbors(
         distances[rows[settled]], indices[rows[settled]] = dist[settled], idx[settled]
         rows = rows[~settled]
         if not len(rows):
-            return distances, indices
+            return _finite(distances, indices)
     distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
-    return distances, indices
+    return _finite(distances, indices)

@@ -639,3 +639,23 @@ def test_wide_search_casts_features_a_slab_at_a_time(monkeypatch, rng):
     assert {dtype for _, dtype, _ in casts} == {np.dtype(np.float32), np.dtype(np.float64)}
     assert max(width for width, dtype, _ in casts if dtype == np.float32) == nb._SLAB_FEATURES
     assert max(size for _, dtype, size in casts if dtype == np.float64) <= nb._SLAB_BYTES
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_data_spanning_float64s_range_are_searched(backend, rng):
+    # Two clusters at -1.7e308 and 1.7e308: their difference overflows float64, but
+    # each point's neighbours lie in its own cluster (this raised OverflowError).
+    base = rng.standard_normal((20, 3))
+    X = np.vstack([base * 1e300 + [1.7e308, 0, 0], base * 1e300 - [1.7e308, 0, 0]])
+    ref_dist, ref_idx = brute_force(base, 4)
+    dist, idx = kneighbors(X, 4, backend=backend)
+    np.testing.assert_array_equal(idx[:20], ref_idx)
+    np.testing.assert_array_equal(idx[20:], ref_idx + 20)
+    np.testing.assert_allclose(dist[:20], ref_dist * 1e300, rtol=1e-6)  # 1.7e308 + 1e300 rounds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_neighbours_beyond_float64s_range_are_refused_clearly(backend, rng):
+    X = rng.uniform(-1, 1, (30, 4)) * 1.7e308
+    with pytest.raises(ValueError, match="farther than float64's largest number.*divide the data"):
+        kneighbors(X, 2, backend=backend)
