@@ -558,9 +558,10 @@ def main(argv=None) -> None:
     cells = plan(args) + plan_wide(args)
     if args.wide_only:
         run = json.loads(Path(args.json).read_text())
-        run["cells"] = [c for c in run["cells"] if c["tool"] != "wide"]
-        run["wide_machine"] = {**machine, "started": time.strftime("%Y-%m-%d %H:%M")}
         cells = plan_wide(args)
+        redone = {(c["n"], c["D"], c["kind"]) for c in cells}
+        run["cells"] = [c for c in run["cells"] if c["tool"] != "wide" or (c["n"], c["D"], c["kind"]) not in redone]
+        run["wide_machine"] = {**machine, "started": time.strftime("%Y-%m-%d %H:%M")}
     with tempfile.TemporaryDirectory(prefix="idprops-bench-") as workdir:
         data_paths = {}
         for i, spec in enumerate(cells, 1):

@@ -328,7 +328,7 @@ def test_float32_data_are_centred_in_float64_for_the_float64_scan():
 
     A, center = np.float32([[0.1, 3000.7]]), np.float32([1234.5678, 0.3])
     np.testing.assert_array_equal(
-        _centred(A, center, 2.0, np.float64), (A.astype(np.float64) - center.astype(np.float64)) / 2
+        _centred(A, center, 1, np.float64), (A.astype(np.float64) - center.astype(np.float64)) / 2
     )
 
 

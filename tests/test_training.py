@@ -29,6 +29,19 @@ def blobs(n_per_class=40, classes=3, dim=2, spread=0.3, seed=0):
     return TensorDataset(x, y)
 
 
+class _Items(torch.utils.data.Dataset):
+    """The same items as a TensorDataset, read one at a time (no fast path applies)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+
 def mlp(seed=0, dropout=0.2, dim=2, classes=3):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, classes))
@@ -396,10 +409,15 @@ def test_pins_memory_only_for_data_on_the_cpu(monkeypatch, data_device, pinned):
     monkeypatch.setattr(training, "DataLoader", RecordingLoader)
     x, y = blobs().tensors
     trainer = Trainer(mlp(), epochs=1, batch_size=16)
-    trainer.train_data = TensorDataset(x.to(data_device), y.to(data_device))
     trainer.device = torch.device("cuda")
+    trainer.train_data = _Items(TensorDataset(x.to(data_device), y.to(data_device)))
     next(trainer._batches(0, 0))
     assert asked == [pinned]
+    # A TensorDataset's batches (one gather each, no DataLoader) are pinned the same way.
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: asked.append("pinned") or t)
+    trainer.train_data = TensorDataset(x.to(data_device), y.to(data_device))
+    next(trainer._batches(0, 0))
+    assert asked[1:] == ["pinned", "pinned"] if pinned else asked[1:] == []
 
 
 def test_seeded_reads_devices_as_the_trainer_does():
@@ -432,3 +450,29 @@ def test_looking_at_the_data_for_pinning_leaves_the_random_stream_alone():
     torch.manual_seed(0)
     assert _on_cpu(Noisy())
     assert torch.equal(torch.rand(2), expected)
+
+
+def test_tensor_datasets_are_batched_by_one_gather_with_the_same_weights(monkeypatch, tmp_path):
+    # A DataLoader reads a TensorDataset item by item and stacks the items in the main
+    # process: at 224 x 224 that starves a GPU. The same batches come from one gather,
+    # and training gives the same weights bit for bit, resumed runs included.
+    import idprops.nn.training as training
+
+    data = blobs()
+    reference = weights(Trainer(mlp(), epochs=2, batch_size=16, seed=5).fit(_Items(data)).model)
+    loaders = []
+
+    class RecordingLoader(DataLoader):
+        def __init__(self, *args, **kwargs):
+            loaders.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(training, "DataLoader", RecordingLoader)
+    assert_same_weights(weights(Trainer(mlp(), epochs=2, batch_size=16, seed=5).fit(data).model), reference)
+    assert not loaders
+    # 120 samples in batches of 16: 5-step epochs end mid-pass, where a resumed run starts.
+    kwargs = dict(batch_size=16, seed=5, checkpoint_dir=tmp_path, steps_per_epoch=5)
+    Trainer(mlp(), epochs=1, **kwargs).fit(data)
+    resumed = Trainer(mlp(), epochs=3, resume=True, **kwargs).fit(data)
+    uninterrupted = Trainer(mlp(), epochs=3, **{**kwargs, "checkpoint_dir": None}).fit(_Items(data))
+    assert_same_weights(weights(resumed.model), weights(uninterrupted.model))

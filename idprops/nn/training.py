@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..activations import resolve_device
 from ..jsonable import jsonable
@@ -491,13 +491,11 @@ class Trainer:
                 batches = iter(data)
                 for _ in range(offset):  # a resumed pass: replay the loader up to the position
                     next(batches)
+            elif isinstance(data, TensorDataset):
+                chunks, _ = self._pass_chunks(data, pass_index)
+                batches = self._tensor_batches(data, chunks[offset:], pin)
             else:
-                # The order of a pass depends only on (seed, pass), so any pass can be rebuilt.
-                state = np.random.SeedSequence([self.seed, pass_index]).generate_state(2)
-                generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-                order = torch.randperm(len(data), generator=generator).tolist()
-                size = self._batch_size(data)
-                chunks = [order[i : i + size] for i in range(0, len(order), size)]
+                chunks, generator = self._pass_chunks(data, pass_index)
                 batches = iter(
                     DataLoader(
                         data,
@@ -511,6 +509,31 @@ class Trainer:
                 offset += 1
                 yield pass_index, offset, batch
             pass_index, offset = pass_index + 1, 0
+
+    def _pass_chunks(self, data: Dataset, pass_index: int) -> tuple[list[list[int]], torch.Generator]:
+        """A pass's batches of indices and its generator, drawn from (seed, pass) only.
+
+        So any pass can be rebuilt, from any position.
+        """
+        state = np.random.SeedSequence([self.seed, pass_index]).generate_state(2)
+        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        order = torch.randperm(len(data), generator=generator).tolist()
+        size = self._batch_size(data)
+        chunks = [order[i : i + size] for i in range(0, len(order), size)]
+        return chunks, generator
+
+    @staticmethod
+    def _tensor_batches(data: TensorDataset, chunks: list[list[int]], pin: bool) -> Iterator[list[torch.Tensor]]:
+        """Batches of a TensorDataset by one gather per tensor: what a DataLoader gives.
+
+        A DataLoader reads a TensorDataset item by item and stacks the items (in the
+        main process without workers): a batch of 32 images of 3 x 224 x 224 is 32
+        copies and a stack before the one copy to the GPU, while the GPU waits.
+        """
+        for chunk in chunks:
+            index = torch.tensor(chunk)
+            batch = [t[index] for t in data.tensors]
+            yield [t.pin_memory() for t in batch] if pin else batch
 
     def _checkpoint_path(self) -> str | None:
         paths = glob.glob(os.path.join(os.fspath(self.checkpoint_dir), "checkpoint_step*.pt"))
