@@ -659,3 +659,27 @@ def test_neighbours_beyond_float64s_range_are_refused_clearly(backend, rng):
     X = rng.uniform(-1, 1, (30, 4)) * 1.7e308
     with pytest.raises(ValueError, match="farther than float64's largest number.*divide the data"):
         kneighbors(X, 2, backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float64_scan_and_wide_search_keep_to_the_batch_budget(dtype, monkeypatch, rng):
+    # The float64 scan held a chunk's distances, a temporary of them, a partitioned
+    # copy and their order at once: about twice its budget.
+    import tracemalloc
+
+    import idprops.neighbors as nb
+
+    budget = 2**22
+    monkeypatch.setattr(nb, "_BATCH_BYTES", budget)
+    X = rng.standard_normal((3000, 12))
+    center, scale = nb._center(X), nb._power_of_two_scale(nb._center(X), X)
+    rows = np.arange(len(X))
+    tracemalloc.start()
+    try:
+        nb._product_search(X, X, rows, 5, True, center, scale, None, dtype)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Beside the budget: the answer (n x k distances and indices), the re-measuring
+    # threads' buffers (3 of _RERANK_BYTES each) and small arrays.
+    assert peak <= budget + 3000 * 5 * 16 + 3 * nb._RERANK_BYTES * nb._n_threads() + 2**20
