@@ -526,34 +526,58 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
     return dist, idx, r**2 < approx.max(axis=1) - bound
 
 
-def _products(A, B, center, scale, dtype):
+def _products(A, B, center, scale, dtype, device=None):
     """((A - c) / s) @ ((B - c) / s).T and both sets of squared norms, summed in float64.
 
     The features are cast to ``dtype`` a slab at a time, so no float64 copy of all of
     them is ever made. In float32 a slab is ``_SLAB_FEATURES`` wide and each slab's
     products are float32: their error bound grows with the slab's width, not with all
     features. ``B=None`` multiplies A by itself, which BLAS does in half the products.
+    A torch ``device`` (a GPU) multiplies the slabs there and sums them there.
     """
     n_other = 0 if B is None else len(B)
     slab = max(1, _SLAB_BYTES // (8 * (len(A) + n_other)))
     if dtype == np.float32:
         slab = _SLAB_FEATURES
-    gram = np.zeros((len(A), len(A) if B is None else n_other))
+    shape = (len(A), len(A) if B is None else n_other)
+    gram = np.zeros(shape) if device is None else _DeviceSum(shape, device)
     a_sq, b_sq = np.zeros(len(A)), np.zeros(n_other)
     for start in range(0, A.shape[1], slab):
         features = slice(start, start + slab)
         a = _centred(A[:, features], center[features], scale, dtype)
         a_sq += _sq_norms(a)
         if B is None:
-            gram += np.dot(a, a.T)  # numpy multiplies a buffer by its own transpose with syrk
+            gram += np.dot(a, a.T) if device is None else (a, a)  # numpy: syrk for a buffer by itself
             continue
         b = _centred(B[:, features], center[features], scale, dtype)
         b_sq += _sq_norms(b)
-        gram += a @ b.T
+        gram += a @ b.T if device is None else (a, b)
+    gram = gram if device is None else gram.result()
     return gram, a_sq, a_sq if B is None else b_sq
 
 
-def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype):
+class _DeviceSum:
+    """A float64 sum of products a @ b.T of slabs, multiplied and summed on a torch device."""
+
+    def __init__(self, shape, device) -> None:
+        import torch
+
+        self._torch = torch
+        self._sum = torch.zeros(shape, dtype=torch.float64, device=device)
+
+    def __iadd__(self, slabs):
+        torch = self._torch
+        with _ieee_float32_matmuls, torch.no_grad():
+            a = torch.from_numpy(slabs[0]).to(self._sum.device)
+            b = a if slabs[1] is slabs[0] else torch.from_numpy(slabs[1]).to(self._sum.device)
+            self._sum += a @ b.T
+        return self
+
+    def result(self) -> np.ndarray:
+        return self._sum.cpu().numpy()
+
+
+def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None):
     """Neighbours of X[rows] from the products of :func:`_products` with all of Y.
 
     The products give every squared distance within a bound; the true k nearest all
@@ -574,7 +598,7 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype):
         n_features, unit_roundoff = Y.shape[1], 2.0**-53
     symmetric = exclude_self and len(rows) == len(X) and 8 * len(X) ** 2 <= _BATCH_BYTES
     if symmetric:
-        gram, y_sq, _ = _products(X, None, center, scale, dtype)
+        gram, y_sq, _ = _products(X, None, center, scale, dtype, device)
     # A chunk of rows holds its float64 squared distances, then a partitioned copy of
     # them, then their int64 order.
     chunk = max(1, _BATCH_BYTES // (24 * len(Y)))
@@ -586,7 +610,7 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype):
         if symmetric:
             products, x_sq = gram[start : start + chunk], y_sq[block]
         else:
-            products, x_sq, y_sq = _products(X[block], Y, center, scale, dtype)
+            products, x_sq, y_sq = _products(X[block], Y, center, scale, dtype, device)
         # In place: each chunk's products are read once, and a temporary of the whole
         # chunk would take a third more than its budget.
         d2 = products
@@ -623,18 +647,20 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype):
     return distances, indices, settled
 
 
-def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure):
+def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None):
     """Exact neighbours of X[rows] by float64 products with all of Y (rows left unproven)."""
-    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64)[:2]
+    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device)[:2]
 
 
-def _wide_search(X, Y, k, exclude_self, center, scale, measure):
+def _wide_search(X, Y, k, exclude_self, center, scale, measure, device=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound."""
     rows = np.arange(len(X))
-    distances, indices, settled = _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float32)
+    distances, indices, settled = _product_search(
+        X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device
+    )
     rest = rows[~settled]
     if len(rest):
-        distances[rest], indices[rest] = _float64_search(X, Y, rest, k, exclude_self, center, scale, measure)
+        distances[rest], indices[rest] = _float64_search(X, Y, rest, k, exclude_self, center, scale, measure, device)
     return distances, indices
 
 
@@ -746,15 +772,16 @@ def kneighbors(
     # below no longer holds.
     center = _center(Y)
     scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
-    measure = None
+    measure = gpu = None
     if backend == "torch":
         device = _torch_device(device)
         if device.type != "cpu":
             # Re-measuring the candidates in float64 is memory bound: on an H200 it
-            # took 2.4 s of 3.5 s on 16 CPU cores at 100,000 x 784.
-            measure = _torch_distances(X, Y, device)
+            # took 2.4 s of 3.5 s on 16 CPU cores at 100,000 x 784. The products of
+            # wide data and of the float64 scan run there too.
+            measure, gpu = _torch_distances(X, Y, device), device
     if X.shape[1] >= _WIDE_FEATURES:
-        return _finite(*_wide_search(X, Y, k, exclude_self, center, scale, measure))
+        return _finite(*_wide_search(X, Y, k, exclude_self, center, scale, measure, gpu))
     Xc = _centred(X, center, scale, np.float32)
     Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
     x_sq = _sq_norms(Xc)
@@ -783,5 +810,5 @@ def kneighbors(
         rows = rows[~settled]
         if not len(rows):
             return _finite(distances, indices)
-    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
+    distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, gpu)
     return _finite(distances, indices)

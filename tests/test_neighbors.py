@@ -596,7 +596,7 @@ def test_wide_data_search_by_products_over_slabs_matches_brute_force(case, monke
     monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
     scans = []
     real = nb._product_search
-    monkeypatch.setattr(nb, "_product_search", lambda *a: scans.append(a[-1]) or real(*a))
+    monkeypatch.setattr(nb, "_product_search", lambda *a: scans.append(a[8]) or real(*a))
     X, Y = rng.standard_normal((300, 40)).astype(np.float32), None
     if case == "activation":
         X = np.maximum(rng.standard_normal((300, 4)) @ rng.standard_normal((4, 40)) - 0.5, 0)
@@ -683,3 +683,39 @@ def test_float64_scan_and_wide_search_keep_to_the_batch_budget(dtype, monkeypatc
     # Beside the budget: the answer (n x k distances and indices), the re-measuring
     # threads' buffers (3 of _RERANK_BYTES each) and small arrays.
     assert peak <= budget + 3000 * 5 * 16 + 3 * nb._RERANK_BYTES * nb._n_threads() + 2**20
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_on_a_torch_device_equal_numpys(dtype, rng):
+    # On a GPU the slabs' products are multiplied and summed there; the same code runs
+    # here on torch's CPU device. Float32 slabs: the same float32 products, summed in
+    # float64 in the same order; float64: equal to rounding.
+    import torch
+
+    import idprops.neighbors as nb
+
+    A, B = rng.standard_normal((50, 3000)).astype(np.float32), rng.standard_normal((40, 3000)).astype(np.float32)
+    center = np.zeros(3000, dtype=np.float32)
+    for other in (None, B):
+        ref = nb._products(A, other, center, 0, dtype)
+        got = nb._products(A, other, center, 0, dtype, torch.device("cpu"))
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3)
+        np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
+def test_wide_search_with_products_on_a_torch_device_matches_brute_force(monkeypatch, rng):
+    import torch
+
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+    monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
+    X = rng.standard_normal((200, 40))
+    X[100:110] = X[99] + 1e-6 * rng.standard_normal((10, 40))  # rows for the float64 products
+    center, scale = nb._center(X), nb._power_of_two_scale(nb._center(X), X)
+    dist, idx = nb._wide_search(X, X, 5, True, center, scale, None, torch.device("cpu"))
+    ref_dist, ref_idx = brute_force(X, 5)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
