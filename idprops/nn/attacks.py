@@ -15,6 +15,7 @@ eps = 2 on the [0, 255] scale.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
@@ -94,6 +95,11 @@ class _Attack:
     def get_params(self) -> dict[str, Any]:
         """The attack's name and parameters, e.g. to hash a result."""
         return {"attack": type(self).__name__, **vars(self)}
+
+    def __sklearn_clone__(self) -> _Attack:
+        # An attack holds its settings only, so a copy is a faithful clone: scikit-learn's
+        # clone of a study (whose attacks are objects) then works as for an estimator.
+        return copy.deepcopy(self)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -21,8 +21,8 @@ _DESCRIBE_CHARS = 300
 
 def describe_cell(config: Mapping[str, Any]) -> str:
     """One line naming a cell: its fields with nested names dotted (``data.name=digits``),
-    in the configuration's order, without the code version (the same in every cell)
-    and empty values, cut after about :data:`_DESCRIBE_CHARS` characters.
+    in the configuration's order, without the code version and the study's kind (the
+    same in every cell) and empty values, cut after about :data:`_DESCRIBE_CHARS` characters.
 
     Examples
     --------
@@ -32,7 +32,7 @@ def describe_cell(config: Mapping[str, Any]) -> str:
     """
     parts, length = [], 0
     for key, value in dotted_items(config):
-        if key == "code_version" or value is None or (isinstance(value, list) and not value):
+        if key in ("code_version", "pipeline") or value is None or (isinstance(value, list) and not value):
             continue
         # default=str: a description must never replace the cell's own error.
         text = f"{key}={json.dumps(value, default=str) if isinstance(value, list) else value}"

@@ -17,25 +17,22 @@ from typing import Any
 
 from ..filenames import safe_filename
 from .reporting import KF_CLAIMS, cell_table, contradictions, kf_robustness_figures, run_summary, write_study_report
-from .scaling import train_and_measure
+from .scaling import ScalingLawStudy
 from .specs import (
     configs,
     integers,
-    parse_datasets,
-    parse_estimators,
-    parse_models,
     parse_sharpness,
     resolve_attacks,
-    resolve_training,
 )
-from .steps import download_data
-from .study import Study
 
 __all__ = ["RobustnessStudy"]
 
 
-class RobustnessStudy(Study):
+class RobustnessStudy(ScalingLawStudy):
     """Train one model per dataset / class selection; correlate K_F with robustness.
+
+    Its grid is a :class:`~idprops.studies.scaling.ScalingLawStudy`'s without d_repr,
+    with K_F and at least one attack required; its report correlates instead of fitting.
 
     Each cell runs :func:`~idprops.studies.scaling.train_and_measure` (training set of
     each size, fixed test set, K_F of the training set, each attack on the test set).
@@ -97,50 +94,26 @@ class RobustnessStudy(Study):
         self.attacks = attacks
         self.device = device
 
-    run_cell = staticmethod(train_and_measure)
+    def _sizes(self) -> list[int | None]:
+        sizes = integers(self.sizes, "sizes", allow_none=True)
+        if any(n is not None and n < 1 for n in sizes):
+            raise ValueError(f"sizes must be positive ints or None (all training images), got {self.sizes!r}")
+        return sizes
 
-    def _attacks(self, scale: str = "unit") -> dict[str, Any]:
+    def _sharpness(self) -> dict[str, Any]:
+        sharpness = parse_sharpness(self.sharpness)
+        if sharpness is None:
+            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
+        return sharpness
+
+    def _attacks(self, scale: str) -> dict[str, Any]:
         specs = resolve_attacks(self.attacks, scale)
         if not specs:
             raise ValueError("a robustness study needs at least one attack")
         return configs(specs)
 
-    def fetch_data(self) -> None:
-        """Download the datasets whose entries say ``download = true``
-        (:func:`~idprops.studies.steps.download_data`)."""
-        download_data(parse_datasets(self.datasets))
-
-    def cells(self) -> list[dict[str, Any]]:
-        """One configuration per dataset x class selection x model x size x seed."""
-        sizes = integers(self.sizes, "sizes", allow_none=True)
-        if any(n is not None and n < 1 for n in sizes):
-            raise ValueError(f"sizes must be positive ints or None (all training images), got {self.sizes!r}")
-        seeds = integers(self.seeds, "seeds")
-        sharpness = parse_sharpness(self.sharpness)
-        if sharpness is None:
-            raise ValueError("a robustness study correlates K_F with robustness: sharpness cannot be off")
-        estimators = configs(parse_estimators(self.estimators))
-        out = []
-        for data in parse_datasets(self.datasets):
-            attacks = self._attacks(data.scale)
-            for model in parse_models(self.models):
-                training = resolve_training(model.name, self.training)
-                for n in sizes:
-                    for seed in seeds:
-                        out.append(
-                            self._cell(
-                                data=data.config(n),
-                                model=model.config(),
-                                seed=seed,
-                                training=training,
-                                attacks=attacks,
-                                estimators=estimators,
-                                sharpness=sharpness,
-                                representation=None,
-                                device=self.device,
-                            )
-                        )
-        return out
+    def _representation(self, model_name: str) -> None:
+        return None
 
     def report(self, results: Sequence[Mapping[str, Any]], outdir) -> Path:
         """Write ``report.md`` (and ``.html``), ``results.csv`` and, per attack,
@@ -151,7 +124,7 @@ class RobustnessStudy(Study):
         many_models = len({r["model.name"] for r in results}) > 1
         correlations: dict[str, Any] = {}
         figures: list[Path] = []
-        for attack in self._attacks():
+        for attack in self._attacks("unit"):
             figures += kf_robustness_figures(
                 results,
                 attack,

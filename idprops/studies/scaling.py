@@ -219,18 +219,33 @@ class ScalingLawStudy(Study):
         (:func:`~idprops.studies.steps.download_data`)."""
         download_data(parse_datasets(self.datasets))
 
+    # The grid's parts that a study built on this one (RobustnessStudy) sets otherwise.
+
+    def _sizes(self) -> list[int | None]:
+        return integers(self.sizes, "sizes", allow_none=True)
+
+    def _sharpness(self) -> dict[str, Any] | None:
+        return parse_sharpness(self.sharpness)
+
+    def _attacks(self, scale: str) -> dict[str, Any]:
+        return configs(resolve_attacks(self.attacks, scale))
+
+    def _representation(self, model_name: str) -> dict[str, Any] | None:
+        rep = Representation.parse(self.representation, model_name)
+        return None if rep is None else rep.config()
+
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x size x seed."""
         estimators = configs(parse_estimators(self.estimators))
-        sharpness = parse_sharpness(self.sharpness)
-        sizes = integers(self.sizes, "sizes", allow_none=True)
+        sharpness = self._sharpness()
+        sizes = self._sizes()
         seeds = integers(self.seeds, "seeds")
         out = []
         for data in parse_datasets(self.datasets):
-            attacks = configs(resolve_attacks(self.attacks, data.scale))
+            attacks = self._attacks(data.scale)
             for model in parse_models(self.models):
                 training = resolve_training(model.name, self.training)
-                rep = Representation.parse(self.representation, model.name)
+                representation = self._representation(model.name)
                 for n in sizes:
                     for seed in seeds:
                         out.append(
@@ -239,7 +254,7 @@ class ScalingLawStudy(Study):
                                 model=model.config(),
                                 seed=seed,
                                 training=training,
-                                representation=None if rep is None else rep.config(),
+                                representation=representation,
                                 attacks=attacks,
                                 estimators=estimators,
                                 sharpness=sharpness,
@@ -298,7 +313,7 @@ class ScalingLawStudy(Study):
             figures += _loss_vs_dimension_figure(
                 rows, f"d_repr.{layer}", f"d_repr ({layer})", line_of, fits, outdir / "loss_vs_d_repr.png"
             )
-        attack = next(iter(resolve_attacks(self.attacks, "unit")), None)
+        attack = next(iter(self._attacks("unit")), None)
         if attack and parse_sharpness(self.sharpness) is not None:
             figures += kf_robustness_figures(
                 [r for r in rows if r["data.n"] == _largest_n(rows)],

@@ -47,6 +47,7 @@ __all__ = [
     "configs",
     "default_attacks",
     "integers",
+    "object_step",
     "parse_datasets",
     "parse_estimator",
     "parse_estimators",
@@ -307,11 +308,79 @@ class StepSpec:
         return {"name": self.name, "params": dict(self.params)}
 
 
-def parse_steps(specs: Any, what: str) -> dict[str, StepSpec]:
-    """``label -> StepSpec`` from a mapping or a sequence of names.
+def object_step(obj: Any, kind: str, what: str) -> StepSpec:
+    """The :class:`StepSpec` of an object: a registered ``kind`` (``"estimator"``,
+    ``"attack"``, ``"model"``) given as a class, a factory or an instance.
+
+    Its name is the one it is registered under (:func:`idprops.registry.name_of`), its
+    parameters the fewest that rebuild the instance: each argument, in the signature's
+    order, is kept when leaving it out would build an object whose attribute of that
+    name differs (so a step size that PGD derives from ``eps`` and ``steps`` is left
+    out, as a study file would leave it out). So
+    ``MLEDimension(k=10)`` and a study file's ``[estimators.mle] k = 10`` are the same
+    step, and the same cells.
+
+    Examples
+    --------
+    >>> from idprops import MLEDimension
+    >>> from idprops.nn import PGD
+    >>> object_step(MLEDimension(k=10), "estimator", "estimators.mle")
+    StepSpec(name='mle', params={'k': 10})
+    >>> object_step(PGD(eps=0.5, norm="l2"), "attack", "attacks.pgd")
+    StepSpec(name='pgd', params={'eps': 0.5, 'norm': 'l2'})
+    """
+    from ..jsonable import jsonable
+    from ..registry import name_of
+
+    name = name_of(obj, kind)
+    if name is None:
+        shown = obj.__name__ if isinstance(obj, type) or inspect.isroutine(obj) else type(obj).__name__
+        raise ValueError(
+            f"{what}: {shown} is not a registered {kind}; register it with "
+            f"idprops.registry.register_{kind}(name, ...) (this process only), or declare it under the "
+            f"'idprops.{kind}s' entry points of an installed package so that worker processes find it too"
+        )
+    if isinstance(obj, type) or inspect.isroutine(obj):
+        return StepSpec(name, {})
+    signature = [
+        p for p in inspect.signature(type(obj)).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    missing = [p.name for p in signature if not hasattr(obj, p.name)]
+    if missing:
+        raise ValueError(
+            f"{what}: {type(obj).__name__} keeps no attribute for its argument(s) {missing}, so its "
+            "parameters cannot be read back; give the step as a table instead"
+        )
+    params = {p.name: getattr(obj, p.name) for p in signature if p.default is p.empty}
+    for param in signature:
+        if param.default is not param.empty:
+            value = getattr(obj, param.name)
+            if not _same(value, getattr(type(obj)(**params), param.name)):
+                params[param.name] = value
+    try:
+        return StepSpec(name, jsonable(params, where=what))
+    except TypeError as exc:
+        raise ValueError(f"{exc}; a study records its steps' parameters as plain values") from None
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except (TypeError, ValueError):  # arrays and the like compare elementwise
+        return False
+
+
+def _is_object(spec: Any) -> bool:
+    return not isinstance(spec, (str, Mapping, bool)) and spec is not None
+
+
+def parse_steps(specs: Any, what: str, kind: str | None = None) -> dict[str, StepSpec]:
+    """``label -> StepSpec`` from a mapping or a sequence.
 
     A name in a sequence may carry parameters, ``"mle:k=10"`` (read by
-    :func:`idprops.parsing.parse_spec`); the text is then the label.
+    :func:`idprops.parsing.parse_spec`); the text is then the label. Where ``kind``
+    is given, an entry may also be an object (:func:`object_step`), labelled in a
+    sequence by its registered name.
 
     Examples
     --------
@@ -319,22 +388,40 @@ def parse_steps(specs: Any, what: str) -> dict[str, StepSpec]:
     {'mle10': StepSpec(name='mle', params={'k': 10}), 'twonn': StepSpec(name='twonn', params={})}
     >>> parse_steps(["mle:k=10"], "estimators")
     {'mle:k=10': StepSpec(name='mle', params={'k': 10})}
+    >>> from idprops import TwoNNDimension
+    >>> parse_steps([TwoNNDimension(method="mle")], "estimators", "estimator")
+    {'twonn': StepSpec(name='twonn', params={'method': 'mle'})}
     """
     from ..parsing import parse_spec
 
     if specs is None:
         return {}
-    if isinstance(specs, str):
+    if isinstance(specs, str) or (kind is not None and _is_object(specs) and not isinstance(specs, (list, tuple))):
         specs = [specs]
     if not isinstance(specs, Mapping):
-        texts, specs = specs, {}
-        for text in texts:
-            name, params = parse_spec(text)
-            specs[text] = {"name": name, **params}
+        entries, specs = specs, {}
+        for entry in entries:
+            if isinstance(entry, str):
+                name, params = parse_spec(entry)
+                label, entry = entry, {"name": name, **params}
+            elif kind is not None and _is_object(entry):
+                entry = object_step(entry, kind, what)
+                label = entry.name
+            else:
+                raise ValueError(f"{what}: {entry!r} is neither a name nor a {kind or 'step'} object")
+            if label in specs:
+                raise ValueError(f"{what}: two entries are labelled {label!r}; give a mapping label -> entry")
+            specs[label] = entry
     out = {}
     for label, spec in specs.items():
         if spec is None or spec is True:
             spec = {}
+        if isinstance(spec, StepSpec):
+            out[str(label)] = spec
+            continue
+        if kind is not None and _is_object(spec):
+            out[str(label)] = object_step(spec, kind, f"{what}.{label}")
+            continue
         if not isinstance(spec, Mapping):
             raise ValueError(f"{what}.{label}: expected a table of parameters, got {spec!r}")
         params = dict(spec)
@@ -372,22 +459,23 @@ def check_step(what: str, step: StepSpec, build: Callable[..., Any] = _build_est
 
 
 def parse_estimators(specs: Any, what: str = "estimators") -> dict[str, StepSpec]:
-    """:func:`parse_steps` of dimension estimators, each built once to check it.
+    """:func:`parse_steps` of dimension estimators (names, tables or estimator objects),
+    each built once to check it.
 
     Examples
     --------
     >>> parse_estimators(["twonn", "mle:k=10"])
     {'twonn': StepSpec(name='twonn', params={}), 'mle:k=10': StepSpec(name='mle', params={'k': 10})}
     """
-    steps = parse_steps(specs, what)
+    steps = parse_steps(specs, what, "estimator")
     for label, step in steps.items():
         check_step(f"{what}.{label}", step)
     return steps
 
 
 def parse_estimator(spec: Any, what: str, default: str = "twonn") -> StepSpec:
-    """One estimator (a name, ``"twonn:method=mle"``, or a table with an optional
-    ``name``), built once to check it.
+    """One estimator (a name, ``"twonn:method=mle"``, a table with an optional
+    ``name``, or an estimator object), built once to check it.
 
     Examples
     --------
@@ -401,6 +489,10 @@ def parse_estimator(spec: Any, what: str, default: str = "twonn") -> StepSpec:
     if isinstance(spec, str):
         name, params = parse_spec(spec)
         spec = {"name": name, **params}
+    elif _is_object(spec):
+        step = object_step(spec, "estimator", what)
+        check_step(what, step)
+        return step
     else:
         spec = dict(spec)
     step = StepSpec(spec.pop("name", default), spec)
@@ -409,15 +501,29 @@ def parse_estimator(spec: Any, what: str, default: str = "twonn") -> StepSpec:
 
 
 def parse_sharpness(spec: Any) -> dict[str, Any] | None:
-    """``{"M": ...}`` from ``true``, ``false`` or a table with ``M`` (``"all"`` or 0: all).
+    """``{"M": ...}`` from ``true``, ``false``, a table with ``M`` (``"all"`` or 0: all)
+    or a :class:`~idprops.LabelSharpness` (its ``M``; a cell seeds its sample itself).
 
     Examples
     --------
     >>> parse_sharpness(True), parse_sharpness({"M": "all"}), parse_sharpness(False)
     ({'M': 1000}, {'M': None}, None)
+    >>> from idprops import LabelSharpness
+    >>> parse_sharpness(LabelSharpness(M=500))
+    {'M': 500}
     """
+    from ..estimators.sharpness import LabelSharpness
+
     if spec is None or spec is False:
         return None
+    if isinstance(spec, LabelSharpness):
+        set_elsewhere = {k: v for k, v in object_step(spec, "estimator", "sharpness").params.items() if k != "M"}
+        if set_elsewhere:
+            raise ValueError(
+                f"sharpness: a study sets only LabelSharpness's M (the cell's seed draws the "
+                f"sample, and the backend is the study's device); leave out {sorted(set_elsewhere)}"
+            )
+        spec = {"M": spec.M}
     spec = {} if spec is True else spec
     if not isinstance(spec, Mapping):
         raise ValueError(f"sharpness: expected true, false or a table such as {{M = 1000}}, got {spec!r}")
@@ -529,7 +635,8 @@ class Tracking:
 
 
 def parse_model(spec: Any) -> StepSpec:
-    """``StepSpec(name, params)`` of a registered model name or a mapping with ``name``.
+    """``StepSpec(name, params)`` of a registered model name or factory, or a mapping
+    with ``name`` (a name or a factory) and the factory's arguments.
 
     An unknown name or a parameter its factory does not take fails here, when the grid
     is built, rather than in every cell as it starts to train.
@@ -538,11 +645,16 @@ def parse_model(spec: Any) -> StepSpec:
     --------
     >>> parse_model({"name": "small_cnn", "dropout": 0.5})
     StepSpec(name='small_cnn', params={'dropout': 0.5})
+    >>> from idprops.nn import mlp1x512
+    >>> parse_model(mlp1x512)
+    StepSpec(name='mlp1x512', params={})
     """
     from ..registry import get_model
 
-    if isinstance(spec, str):
+    if isinstance(spec, str) or callable(spec):
         spec = {"name": spec}
+    if isinstance(spec, Mapping) and callable(spec.get("name")):
+        spec = {**spec, "name": object_step(spec["name"], "model", "models").name}
     if not (isinstance(spec, Mapping) and "name" in spec):
         raise ValueError(f"model spec {spec!r}: give a registered name or a table with 'name'")
     params = dict(spec)
@@ -562,7 +674,7 @@ def parse_models(specs: Any) -> list[StepSpec]:
     >>> [m.name for m in parse_models(["small_cnn", {"name": "mlp1x512"}])]
     ['small_cnn', 'mlp1x512']
     """
-    models = [specs] if isinstance(specs, (str, Mapping)) else list(specs)
+    models = [specs] if isinstance(specs, (str, Mapping)) or callable(specs) else list(specs)
     if not models:
         raise ValueError("no models given")
     return [parse_model(m) for m in models]
@@ -695,7 +807,7 @@ def resolve_attacks(attacks: Any, scale: str) -> dict[str, StepSpec]:
     """
     from .steps import build_attack
 
-    specs = parse_steps(default_attacks(scale) if attacks is None else attacks, "attacks")
+    specs = parse_steps(default_attacks(scale) if attacks is None else attacks, "attacks", "attack")
     peak = _pixel_max(scale)
     for label, step in specs.items():
         attack = check_step(f"attacks.{label}", step, build_attack)
