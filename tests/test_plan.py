@@ -51,7 +51,7 @@ def test_other_cells_of_the_study_then_a_labelled_rough_figure(tmp_path):
     _store_timed(tmp_path / "other.sqlite", Squares(values=(7, 8)).cells(), [1.0, 3.0], study="cubes")
     rough = Squares().plan(tmp_path / "other.sqlite")
     assert rough.estimate_seconds == pytest.approx(4 * 30.0)
-    assert "rough figure: no cell of this study is timed in the store; 30 s per cell assumed" in str(rough)
+    assert "rough figure: no cell of this study is timed in the store; 30 s per cell assumed, as for" in str(rough)
     assert "time left: unknown" in str(make_plan("squares", Squares().cells(), None))
     assert "time left: none" in str(Squares(values=(7,)).plan(tmp_path / "s.sqlite"))
 

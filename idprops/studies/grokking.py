@@ -311,6 +311,7 @@ class GrokkingStudy(Study):
     """
 
     kind = "grokking"
+    rough_cell_seconds = 120.0  # grokking-cpu: 1,500 full-batch steps, IDs every 50
 
     def __init__(
         self,

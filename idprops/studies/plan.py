@@ -134,7 +134,7 @@ def make_plan(
       [todo] {x=1}
       [todo] {x=2}
     0 of 2 cell(s) already in the store, 2 to run.
-    time left: 60 s of cell time (rough figure: no cell of this study is timed in the store; 30 s per cell assumed)
+    time left: 60 s of cell time (rough figure: no cell of this study is timed in the store; 30 s per cell assumed, as for a cell of its digits preset on one CPU core (larger data or models and more epochs take longer: run one cell to calibrate))
     """
     unique = list({config_key(c): dict(c) for c in cells}.items())
     timed: dict[str, float] = {}
@@ -160,7 +160,9 @@ def make_plan(
     elif rough_seconds is not None:
         per_cell = rough_seconds
         basis = (
-            f"rough figure: no cell of this study is timed in the store; {_duration(rough_seconds)} per cell assumed"
+            f"rough figure: no cell of this study is timed in the store; {_duration(rough_seconds)} per cell "
+            "assumed, as for a cell of its digits preset on one CPU core (larger data or models and more "
+            "epochs take longer: run one cell to calibrate)"
         )
     else:
         per_cell, basis = None, "no cell of this study is timed in the store; run one to calibrate"

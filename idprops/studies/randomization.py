@@ -219,6 +219,7 @@ class RandomizationStudy(Study):
     """
 
     kind = "randomization"
+    rough_cell_seconds = 30.0  # randomization-digits: 40 epochs of an MLP, IDs every 5
 
     def __init__(
         self,

@@ -71,6 +71,7 @@ class RobustnessStudy(ScalingLawStudy):
     """
 
     kind = "robustness"
+    rough_cell_seconds = 3.0  # digits-robustness: ~270 training images a cell, 15 epochs
 
     def __init__(
         self,

@@ -187,6 +187,7 @@ class ScalingLawStudy(Study):
     """
 
     kind = "scaling-law"
+    rough_cell_seconds = 2.0  # the digits preset: up to 250 images a cell, 15 epochs
 
     def __init__(
         self,

@@ -138,7 +138,8 @@ class Study(BaseEstimator):
     kind: ClassVar[str] = ""
 
     #: A rough run time of one cell, in seconds, for :meth:`plan` when the store has
-    #: timed none of this study's cells (None: no estimate until one is timed).
+    #: timed none of this study's cells: that of a cell of the study's digits preset on
+    #: one CPU core (None: no estimate until one is timed).
     rough_cell_seconds: ClassVar[float | None] = None
 
     # ------------------------------------------------------------------ to override
