@@ -12,8 +12,8 @@ from scipy.spatial.distance import cdist
 from idprops.data import load_dataset
 from idprops.estimators.mle import MLEDimension
 from idprops.studies.scaling import ScalingLawStudy, train_and_measure
-from idprops.studies.specs import DataSpec, parse_datasets, resolve_training
-from idprops.studies.steps import build_attack, load_data
+from idprops.studies.specs import DataSpec, build_attack, parse_datasets, resolve_training
+from idprops.studies.steps import load_data
 
 PAIRS = [[0, 1], [3, 8], [4, 9]]
 SIZES = [30, 45, 60]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .store import config_key
+from .study import import_object
 
 __all__ = [
     "DEFAULT_LAYERS",
@@ -42,6 +43,7 @@ __all__ = [
     "Representation",
     "StepSpec",
     "Tracking",
+    "build_attack",
     "check_step",
     "check_training",
     "configs",
@@ -791,6 +793,21 @@ def default_attacks(scale: str) -> dict[str, dict[str, Any]]:
     return {"fgsm": params}
 
 
+def build_attack(name: str, params: Mapping[str, Any]):
+    """An attack object from its name (of :func:`idprops.registry.available_attacks`,
+    a plugin's included, or ``"package.module:Class"``).
+
+    Examples
+    --------
+    >>> build_attack("fgsm", {"eps": 0.1})
+    FGSM(eps=0.1, clip_min=0.0, clip_max=1.0)
+    """
+    from ..registry import get_attack
+
+    cls = import_object(name) if ":" in name else get_attack(name)
+    return cls(**params)
+
+
 def resolve_attacks(attacks: Any, scale: str) -> dict[str, StepSpec]:
     """label -> :class:`StepSpec` of the attacks on data of pixel ``scale``.
 
@@ -805,8 +822,6 @@ def resolve_attacks(attacks: Any, scale: str) -> dict[str, StepSpec]:
     ...
     ValueError: attacks.fgsm clips to [0, 1] but pixels on the 'paper' scale lie in [0, 255]; set clip_min = 0 and clip_max = 255, with eps on that scale (2 is two grey levels).
     """
-    from .steps import build_attack
-
     specs = parse_steps(default_attacks(scale) if attacks is None else attacks, "attacks", "attack")
     peak = _pixel_max(scale)
     for label, step in specs.items():

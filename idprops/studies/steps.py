@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .study import import_object
+from .specs import build_attack
 
 __all__ = [
     "attack_model",
-    "build_attack",
     "build_network",
     "cell_session",
     "check_layers",
@@ -324,21 +323,6 @@ def measure_dataset(
 
 
 # --------------------------------------------------------------------------- attacks
-
-
-def build_attack(name: str, params: Mapping[str, Any]):
-    """An attack object from its name (of :func:`idprops.registry.available_attacks`,
-    a plugin's included, or ``"package.module:Class"``).
-
-    Examples
-    --------
-    >>> build_attack("fgsm", {"eps": 0.1})
-    FGSM(eps=0.1, clip_min=0.0, clip_max=1.0)
-    """
-    from ..registry import get_attack
-
-    cls = import_object(name) if ":" in name else get_attack(name)
-    return cls(**params)
 
 
 def attack_model(model, test, attacks: Mapping[str, Mapping[str, Any]], *, device: str) -> dict[str, Any]:
