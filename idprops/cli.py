@@ -588,8 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if debug:
             raise
-        terminated = isinstance(exc, _Terminated)
-        print(f"idprops: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        # A study's interrupt wraps the signal's and says what is saved where.
+        terminated = isinstance(exc, _Terminated) or isinstance(exc.__cause__, _Terminated)
+        detail = f": {exc}" if str(exc) else ""
+        print(f"idprops: {'terminated' if terminated else 'interrupted'}{detail}", file=sys.stderr)
         return 143 if terminated else 130
     except Exception as exc:  # one clear line instead of a traceback
         if debug:

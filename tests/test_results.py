@@ -202,3 +202,170 @@ def test_tilde_is_the_home_folder(tmp_path, monkeypatch):
         store.put({"N": 1}, {"loss": 0.5})
     assert store.path == tmp_path / "home" / "runs" / "results.sqlite"
     assert store.path.is_file() and not (tmp_path / "~").exists()
+
+
+# -- one file, checksums, damaged rows ---------------------------------------------------
+
+
+def test_the_sqlite_file_alone_holds_every_finished_cell(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path)
+    for i in range(5):
+        store.put({"i": i}, {"square": i * i})
+        # a copy of the .sqlite alone, as a crash (or a careless backup) leaves it
+        copy = tmp_path / f"copy{i}.sqlite"
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            rows = conn.execute("SELECT config, result FROM cells").fetchall()
+        assert sorted(json.loads(c)["i"] for c, _ in rows) == list(range(i + 1))
+    assert not Path(f"{path}-wal").exists()
+
+
+def _tamper(path, sql, *params):
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql, params)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("UPDATE cells SET result = '{}' WHERE key = ?", "checksum does not match"),
+        ("UPDATE cells SET result = json_set(result, '$.test_loss', 123) WHERE key = ?", "checksum does not match"),
+        ("UPDATE cells SET result = '{\"test_loss\": 0.2' WHERE key = ?", "result is not valid JSON"),
+        ("UPDATE cells SET result = CAST(x'7b2261223a2022ff227d' AS TEXT) WHERE key = ?", "not valid UTF-8"),
+        ("UPDATE cells SET config = json_set(config, '$.N', 750) WHERE key = ?", "no longer gives its key"),
+    ],
+)
+def test_a_damaged_row_is_named_and_computed_again(tmp_path, sql, reason):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path)
+    good = {"model": {"name": "mlp"}, "N": 100}
+    bad = {"model": {"name": "small_cnn"}, "N": 500}
+    store.put(good, {"test_loss": 0.1}, study="s")
+    key = store.put(bad, {"test_loss": 0.2}, study="s")
+    store.close()
+    _tamper(path, sql, key)
+    store = ResultsStore(path)
+    with pytest.warns(idprops.studies.store.StoreWarning) as record:
+        recs = store.records()
+    assert [r["N"] for r in recs] == [100]  # never reported as a result
+    (message,) = [str(w.message) for w in record]
+    assert str(path) in message and key[:12] in message and reason in message
+    assert "computed again" in message
+    if "gives its key" not in reason:  # the cell is named by its fields while they read
+        assert "model.name=small_cnn" in message
+    assert store.missing([good, bad]) == [bad] and not store.has(bad)
+    assert [d["key"] for d in store.damaged()] == [key] and reason in store.damaged()[0]["reason"]
+    store.put(bad, {"test_loss": 0.2}, study="s")  # computed again: whole once more
+    assert store.damaged() == [] and store.get(bad) == {"test_loss": 0.2}
+
+
+def test_a_store_without_checksums_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    cfg = {"N": 500}
+    with sqlite3.connect(path) as conn:  # the schema and a row as version 0.1 wrote them
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE cells (key TEXT PRIMARY KEY, study TEXT, config TEXT NOT NULL, "
+            "result TEXT NOT NULL, created TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO cells VALUES (?, 's', ?, ?, '2026-01-01T00:00:00.000+00:00')",
+            (config_key(cfg), json.dumps(cfg), json.dumps({"test_loss": 0.5})),
+        )
+    conn.close()
+    store = ResultsStore(path)
+    assert store.get(cfg) == {"test_loss": 0.5} and store.records()[0]["study"] == "s"
+    store.close()
+    _tamper(path, "UPDATE cells SET result = '{\"test_loss\": 123}'")
+    with pytest.warns(idprops.studies.store.StoreWarning, match="checksum"):
+        assert ResultsStore(path).get(cfg) is None
+
+
+def test_a_corrupted_file_names_the_store_and_what_to_do(tmp_path):
+    path = tmp_path / "results.sqlite"
+    store = ResultsStore(path)
+    for i in range(300):
+        store.put({"i": i}, {"payload": "x" * 500})
+    store.close()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle : middle + 4 * 4096] = b"\xa5" * (4 * 4096)  # garbage over four pages of rows
+    path.write_bytes(bytes(data))
+    with pytest.raises(idprops.studies.store.StoreError) as info:
+        ResultsStore(path).records()
+    message = str(info.value)
+    assert str(path) in message and "malformed" in message
+    assert "move it aside" in message and ".recover" in message
+
+
+def test_failures_are_kept_apart_and_stay_missing(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    cfg = {"lr": 10.0}
+    store.put_failure(cfg, "training diverged: loss nan at step 3", study="s")
+    assert store.missing([cfg]) == [cfg] and store.records() == []
+    (failure,) = store.failures()
+    assert failure["reason"] == "training diverged: loss nan at step 3" and failure["lr"] == 10
+    store.put(cfg, {"test_loss": 0.3}, study="s")
+    assert store.failures() == [] and store.get(cfg) == {"test_loss": 0.3}
+
+
+# -- leases ------------------------------------------------------------------------------
+
+
+def test_a_lease_of_a_dead_process_ends_at_once(tmp_path):
+    path = tmp_path / "r.sqlite"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from idprops.studies.store import ResultsStore
+        store = ResultsStore({str(path)!r})
+        print(store.claim({{"i": 1}}), flush=True)
+        time.sleep(600)
+        """
+    )
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "True"
+        store = ResultsStore(path)
+        assert not store.claim({"i": 1})  # held by a live process
+        assert store.claimed_elsewhere([{"i": 1}, {"i": 2}]) == [{"i": 1}]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert store.claimed_elsewhere([{"i": 1}]) == []
+        assert store.claim({"i": 1})
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+def test_a_lease_from_another_machine_holds_until_it_expires(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path)
+    assert len(store) == 0  # creates the file
+    store.close()
+    now = time.time()
+    for key, expires in ((config_key({"i": 1}), now + 300), (config_key({"i": 2}), now - 1)):
+        _tamper(path, "INSERT INTO leases VALUES (?, 'elsewhere:7:ab', 'elsewhere', 7, ?)", key, expires)
+    assert not store.claim({"i": 1})  # pid 7 of another host is not looked up here
+    assert store.claim({"i": 2})  # expired
+    store.close()
+    with sqlite3.connect(path) as conn:  # close() ends this process's claims
+        assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 1
+    conn.close()
+
+
+def test_claims_are_renewed_while_the_store_is_open(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultsStore(path, lease_seconds=0.6)
+    assert store.claim({"i": 1})
+    time.sleep(1.5)  # past two expiries: renewed every 0.2 s
+    assert not ResultsStore(path).claim({"i": 1})

@@ -458,7 +458,7 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         (ScalingLawStudy(models=[{"name": "small_cnn", "widht": 8}]), "unexpected keyword argument 'widht'"),
         (ScalingLawStudy(models=["nope"]), "unknown model 'nope'"),
         (ScalingLawStudy(training={"optimizer": "adamm"}), "optimizer must be one of"),
-        (RobustnessStudy(training={"lr": -1}), "lr must be positive"),
+        (RobustnessStudy(training={"lr": -1}), "lr must be a positive finite number"),
         (DynamicsStudy(training={"schedule": "cosine"}), "schedule must be one of"),
         (RandomizationStudy(training={"batch_size": 0}), "batch_size must be a positive int"),
         (GrokkingStudy(training={"max_steps": None}), "give epochs or max_steps"),

@@ -24,7 +24,7 @@ from .models import (
     vgg16,
     vgg19,
 )
-from .training import TRAINING_PRESETS, Callback, Trainer, evaluate, seeded, training_preset
+from .training import TRAINING_PRESETS, Callback, Trainer, TrainingDiverged, evaluate, seeded, training_preset
 
 __all__ = [
     "FGSM",
@@ -47,6 +47,7 @@ __all__ = [
     "small_cnn",
     "small_inception",
     "training_preset",
+    "TrainingDiverged",
     "transformer_classifier",
     "vgg13",
     "vgg16",

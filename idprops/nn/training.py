@@ -33,9 +33,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ..activations import resolve_device
 from ..jsonable import jsonable
 from ..torchfiles import load_torch_file
-from ..utils import progress_bar
+from ..utils import progress_bar, report_progress
 
-__all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "evaluate", "seeded", "training_preset"]
+__all__ = ["Callback", "TRAINING_PRESETS", "Trainer", "TrainingDiverged", "evaluate", "seeded", "training_preset"]
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULES = ("constant", "multistep", "exponential", "warmup")
@@ -110,6 +110,24 @@ def training_preset(name: str, **overrides: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training stopped because the loss stopped being a finite number.
+
+    The model's weights are then meaningless: a study records its cell as failed with
+    this message, never as a result.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> data = TensorDataset(torch.ones(8, 2), torch.tensor([0, 1] * 4))
+    >>> Trainer(torch.nn.Linear(2, 2), epochs=2, lr=1e38, optimizer="sgd", batch_size=4).fit(data)
+    Traceback (most recent call last):
+    ...
+    idprops.nn.training.TrainingDiverged: training diverged: the loss is inf at step ... lower the learning rate ...
+    """
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -443,8 +461,8 @@ class Trainer:
             raise ValueError("schedule='warmup' needs warmup_steps >= 1.")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
-        if not (self.lr > 0):
-            raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
@@ -680,6 +698,11 @@ class Trainer:
                 self.optimizer.step()
             self.step += 1
             batch_loss = loss.item()
+            if not math.isfinite(batch_loss):
+                raise TrainingDiverged(
+                    f"training diverged: the loss is {batch_loss} at step {self.step} (epoch {self.epoch + 1}) "
+                    f"with lr {lr:g}; lower the learning rate (or add a warmup)."
+                )
             batch_correct = (logits.argmax(1) == labels).sum().item()
             total_loss += batch_loss * len(labels)
             correct += batch_correct
@@ -694,6 +717,12 @@ class Trainer:
             }
             for callback in self.callbacks:
                 callback.on_step_end(self, self.step, logs)
+            report_progress(
+                epoch=f"{self.epoch + 1}" + (f"/{self.epochs}" if self.epochs else ""),
+                step=self.step,
+                loss=batch_loss,
+                accuracy=logs["accuracy"],
+            )
         logs = {
             "epoch": self.epoch,
             "step": self.step,

@@ -28,18 +28,16 @@ import os
 import re
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 
 from ..jsonable import jsonable
-from ..utils import progress_bar
-from .plan import Plan, describe_cell, make_plan
+from .plan import Plan, make_plan
 from .results import Results
+from .runner import CellError, StudyInterrupted, run_cells
 from .store import ResultsStore, cell_config, config_key
 
 if sys.version_info >= (3, 11):
@@ -49,6 +47,7 @@ else:  # setup.cfg requires tomli there
 
 __all__ = [
     "CellError",
+    "StudyInterrupted",
     "Study",
     "available_presets",
     "find_preset",
@@ -57,42 +56,6 @@ __all__ = [
     "RUN_OPTIONS",
     "read_study_file",
 ]
-
-#: Result fields that :meth:`Study.run` adds to every cell's result.
-RESERVED_RESULT_FIELDS = ("seconds", "study_file")
-
-
-class CellError(RuntimeError):
-    """A cell of a study failed; the message names the cell and the original error.
-
-    The cells finished before it are in the store, so fixing the cause and running
-    the study again resumes it. The original exception is the ``__cause__``.
-
-    Examples
-    --------
-    >>> from idprops.studies import ScalingLawStudy
-    >>> study = ScalingLawStudy(datasets=[{"name": "digits", "classes": [0, 1]}],
-    ...                         sizes=[10_000], training={"epochs": 1}, device="cpu")
-    >>> study.run()
-    Traceback (most recent call last):
-    ...
-    idprops.studies.study.CellError: cell {...} failed: ValueError: n=10000 samples requested but 269 are available ...
-    """
-
-
-def _run_one(run_cell, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """Run one cell where joblib sends it; return its config with the result and the time."""
-    start = time.perf_counter()
-    try:
-        result = run_cell(config)
-    except Exception as exc:
-        raise CellError(f"cell {describe_cell(config)} failed: {type(exc).__name__}: {exc}") from exc
-    clash = sorted(set(RESERVED_RESULT_FIELDS) & set(result))
-    if clash:
-        raise CellError(
-            f"cell {describe_cell(config)} returned {clash}, which run adds to every result; rename them in run_cell."
-        )
-    return config, result, time.perf_counter() - start
 
 
 class Study(BaseEstimator):
@@ -209,7 +172,8 @@ class Study(BaseEstimator):
             Cells run at once, through joblib (``-1``: one per core). Under
             ``joblib.parallel_config(backend="dask")`` the cluster's size decides.
         progress : bool, optional
-            Progress bar over cells; None shows it on a terminal.
+            None: a bar over the cells on a terminal, else one line per finished cell
+            (and a line every minute from a long cell) on standard error; False: nothing.
         study_file : str, optional
             The study file the parameters came from, recorded in every row written
             (:func:`read_study_file` gives it).
@@ -233,7 +197,16 @@ class Study(BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
             path = Path(store).expanduser() if store is not None else Path(tmp) / "results.sqlite"
             with ResultsStore(path) as opened:
-                n_run = self._run_missing(opened, cells, n_jobs, progress, study_file)
+                n_run = run_cells(
+                    opened,
+                    cells,
+                    type(self).run_cell,
+                    kind=self.kind,
+                    n_jobs=n_jobs,
+                    progress=progress,
+                    study_file=study_file,
+                    temporary=store is None,
+                )
                 by_key = {rec["key"]: rec for rec in opened.records()}
         # A cell listed twice (seeds = [0, 0]) is one result, counted once.
         keys = dict.fromkeys(config_key(cfg) for cfg in cells)
@@ -248,32 +221,6 @@ class Study(BaseEstimator):
         rough figure). Printing it lists the cells (``idprops study run FILE --dry-run``).
         """
         return make_plan(self.kind, self._grid(), store, rough_seconds=self.rough_cell_seconds, n_jobs=n_jobs)
-
-    def _run_missing(self, store: ResultsStore, cells: list, n_jobs: int, progress, study_file) -> int:
-        todo = store.missing(cells)
-        n_unique = len({config_key(cfg) for cfg in cells})
-        bar = progress_bar(
-            total=n_unique,
-            initial=n_unique - len(todo),
-            progress=progress,
-            desc=f"{self.kind} cells",
-        )
-        done = 0
-        try:
-            if todo:
-                run_cell = type(self).run_cell
-                # No more workers than cells (one cell then runs here, with no process to start).
-                n_jobs = min(effective_n_jobs(n_jobs), len(todo))
-                parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-                for config, result, seconds in parallel(delayed(_run_one)(run_cell, cfg) for cfg in todo):
-                    # Written as soon as it arrives: a killed study loses only cells in flight.
-                    result = {**result, "seconds": seconds, "study_file": study_file}
-                    store.put(config, result, study=self.kind)
-                    done += 1
-                    bar.update()
-        finally:
-            bar.close()
-        return done
 
     # ------------------------------------------------------------------ study files
 
