@@ -477,6 +477,20 @@ def _study_path(args):
     return path
 
 
+def _check_writable_folder(folder, flag: str) -> None:
+    """Fail before any cell runs when the report could not be written into ``folder``."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(
+            f"cannot write the report into {folder}: {exc.strerror or exc}; pass {flag} a folder you can write"
+        ) from exc
+
+
 def _run_study(args) -> int:
     from dataclasses import replace
     from pathlib import Path
@@ -513,6 +527,7 @@ def _run_study(args) -> int:
     if args.dry_run:
         print(study.plan(options["store"], n_jobs=options.get("n_jobs", 1)))
         return 0
+    _check_writable_folder(out, "--out")
     with contextlib.ExitStack() as stack:
         if args.dask:
             try:

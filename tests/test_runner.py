@@ -25,10 +25,9 @@ class _Cells(Study):
 
     kind = "cells"
 
-    def __init__(self, values=(1, 2, 3), action=None, *, store=None, n_jobs=1, progress=None, study_file=None):
+    def __init__(self, values=(1, 2, 3), action=None):
         self.values = values
         self.action = action
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     def cells(self):
         return [self._cell(x=x, action=self.action) for x in self.values]
@@ -50,7 +49,7 @@ class _Cells(Study):
 def test_a_copy_of_the_store_file_mid_run_holds_every_finished_cell(tmp_path):
     store, copy = tmp_path / "r.sqlite", tmp_path / "copy.sqlite"
     action = {"copy_store_at": 4, "store": str(store), "copy_to": str(copy)}
-    _Cells(values=(1, 2, 3, 4, 5), action=action, store=store, progress=False).fit()
+    _Cells(values=(1, 2, 3, 4, 5), action=action).run(store, progress=False)
     with sqlite3.connect(copy) as conn:  # no -wal file beside it
         xs = sorted(json.loads(c)["x"] for (c,) in conn.execute("SELECT config FROM cells"))
     conn.close()
@@ -61,9 +60,8 @@ def test_a_copy_of_the_store_file_mid_run_holds_every_finished_cell(tmp_path):
 def test_a_diverged_cell_is_recorded_as_failed_and_tried_again(tmp_path):
     store = tmp_path / "r.sqlite"
     action = {"diverge": ["2", "3"], "fixed": str(tmp_path / "fixed")}
-    study = _Cells(values=(1, 2, 3, 4), action=action, store=store, progress=False)
     with pytest.raises(CellError) as info:
-        study.fit()
+        _Cells(values=(1, 2, 3, 4), action=action).run(store, progress=False)
     message = str(info.value)
     assert "2 of 4 cells failed and are not results" in message
     assert "x=2" in message and "loss is nan at step 3" in message and str(store) in message
@@ -75,25 +73,25 @@ def test_a_diverged_cell_is_recorded_as_failed_and_tried_again(tmp_path):
     kept.close()
     # The next run tries them again (and now they converge: GPU nondeterminism, say).
     (tmp_path / "fixed").touch()
-    again = _Cells(values=(1, 2, 3, 4), action=action, store=store, progress=False).fit()
-    assert again.n_cells_run_ == 2 and [r["square"] for r in again.results_] == [1, 4, 9, 16]
+    again = _Cells(values=(1, 2, 3, 4), action=action).run(store, progress=False)
+    assert again.n_run == 2 and [r["square"] for r in again] == [1, 4, 9, 16]
     assert ResultsStore(store).failures() == []
 
 
 def test_an_edited_row_is_computed_again(tmp_path):
     store = tmp_path / "r.sqlite"
-    _Cells(values=(1, 2, 3), store=store, progress=False).fit()
+    _Cells(values=(1, 2, 3)).run(store, progress=False)
     with sqlite3.connect(store) as conn:
         conn.execute("UPDATE cells SET result = json_set(result, '$.square', 123) WHERE config LIKE '%\"x\":2%'")
     conn.close()
     with pytest.warns(UserWarning, match=r"r.sqlite: cell .*x=2.* checksum does not match"):
-        study = _Cells(values=(1, 2, 3), store=store, progress=False).fit()
-    assert study.n_cells_run_ == 1 and [r["square"] for r in study.results_] == [1, 4, 9]
+        study = _Cells(values=(1, 2, 3)).run(store, progress=False)
+    assert study.n_run == 1 and [r["square"] for r in study] == [1, 4, 9]
 
 
 def test_without_a_terminal_each_finished_cell_is_a_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runner, "PROGRESS_EVERY", 0.0)
-    _Cells(values=(1, 2, 4), action={"report": True}, store=tmp_path / "r.sqlite").fit()
+    _Cells(values=(1, 2, 4), action={"report": True}).run(tmp_path / "r.sqlite")
     err = capsys.readouterr().err.splitlines()  # captured: not a terminal
     assert err[0] == "cells: 3 of 3 cells to run (0 in the store)"
     done = [line for line in err if " ... " not in line][1:]
@@ -105,33 +103,33 @@ def test_without_a_terminal_each_finished_cell_is_a_line(tmp_path, capsys, monke
     # a long cell says where it stands: here every report is due
     assert "cells cell 3/3 ... step 40 loss 0.25" in err
     # the second run has nothing to do and says nothing
-    _Cells(values=(1, 2, 4), action={"report": True}, store=tmp_path / "r.sqlite").fit()
+    _Cells(values=(1, 2, 4), action={"report": True}).run(tmp_path / "r.sqlite")
     assert capsys.readouterr().err == ""
 
 
 def test_progress_false_prints_nothing(tmp_path, capsys):
-    _Cells(values=(1, 2), store=tmp_path / "r.sqlite", progress=False).fit()
+    _Cells(values=(1, 2)).run(tmp_path / "r.sqlite", progress=False)
     assert capsys.readouterr().err == ""
 
 
 def test_an_interrupt_says_how_many_cells_are_saved_where(tmp_path):
     store = tmp_path / "r.sqlite"
     with pytest.raises(StudyInterrupted) as info:
-        _Cells(values=(1, 2, 3, 4), action={"interrupt": "3"}, store=store, progress=False).fit()
+        _Cells(values=(1, 2, 3, 4), action={"interrupt": "3"}).run(store, progress=False)
     assert str(info.value) == f"2 of 4 cells saved in {store}; run the same command to resume"
     assert isinstance(info.value, KeyboardInterrupt)
     with pytest.raises(StudyInterrupted, match="temporary store now deleted"):
-        _Cells(values=(1, 2, 3), action={"interrupt": "3"}, progress=False).fit()
+        _Cells(values=(1, 2, 3), action={"interrupt": "3"}).run(None, progress=False)
 
 
 def test_a_read_only_store_is_refused_before_any_cell(tmp_path, monkeypatch):
     store = tmp_path / "r.sqlite"
-    _Cells(values=(1, 2), store=store, progress=False).fit()
+    _Cells(values=(1, 2)).run(store, progress=False)
     monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
     # finished: reported from the read-only store
-    assert [r["square"] for r in _Cells(values=(1, 2), store=store).fit().results_] == [1, 4]
+    assert [r["square"] for r in _Cells(values=(1, 2)).run(store)] == [1, 4]
     with pytest.raises(StoreError, match=rf"{store} is read-only .* 1 of 3 cells are missing"):
-        _Cells(values=(1, 2, 3), store=store, progress=False).fit()
+        _Cells(values=(1, 2, 3)).run(store, progress=False)
 
 
 # -- several processes -------------------------------------------------------------------
@@ -145,9 +143,8 @@ from idprops.studies.study import Study
 class Slow(Study):
     kind = "slow"
 
-    def __init__(self, values=(), log=None, *, store=None, n_jobs=1, progress=None, study_file=None):
+    def __init__(self, values=(), log=None):
         self.values, self.log = values, log
-        super().__init__(store=store, n_jobs=n_jobs, progress=progress, study_file=study_file)
 
     def cells(self):
         return [self._cell(x=x, log=self.log) for x in self.values]
@@ -163,9 +160,8 @@ class Slow(Study):
 
 
 if __name__ == "__main__":
-    study = Slow(values=list(range(int(sys.argv[2]))), log=sys.argv[3], store=sys.argv[1],
-                 n_jobs=int(sys.argv[4]), progress=False)
-    print(study.fit().n_cells_run_, flush=True)
+    study = Slow(values=list(range(int(sys.argv[2]))), log=sys.argv[3])
+    print(study.run(sys.argv[1], n_jobs=int(sys.argv[4]), progress=False).n_run, flush=True)
 """
 
 
@@ -185,7 +181,12 @@ def _events(log):
 
 def test_two_processes_split_a_study_and_compute_each_cell_once(tmp_path):
     store, log = tmp_path / "r.sqlite", tmp_path / "log"
-    procs = [_start(tmp_path, store, 10, log) for _ in range(2)]
+    procs = [_start(tmp_path, store, 10, log, seconds=1.0)]
+    deadline = time.monotonic() + 60
+    while not _events(log):  # the second starts once the first is at work
+        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].stderr.read()
+        time.sleep(0.02)
+    procs.append(_start(tmp_path, store, 10, log, seconds=1.0))
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
     ends = [x for event, x, _ in _events(log) if event == "end"]
@@ -268,13 +269,13 @@ def test_a_read_only_folder_holding_a_finished_store_can_be_reported(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes anywhere; test_a_read_only_store_is_refused_before_any_cell covers the logic")
     store = tmp_path / "ro" / "r.sqlite"
-    _Cells(values=(1, 2), store=store, progress=False).fit()
+    _Cells(values=(1, 2)).run(store, progress=False)
     store.parent.chmod(0o555)
     try:
-        study = _Cells(values=(1, 2), store=store, progress=False).fit()
-        assert [r["square"] for r in study.results_] == [1, 4]
+        study = _Cells(values=(1, 2)).run(store, progress=False)
+        assert [r["square"] for r in study] == [1, 4]
         with pytest.raises(StoreError, match="read-only"):
-            _Cells(values=(1, 2, 3), store=store, progress=False).fit()
+            _Cells(values=(1, 2, 3)).run(store, progress=False)
     finally:
         store.parent.chmod(0o755)
 
@@ -283,3 +284,18 @@ def test_signal_watch_of_a_worker_that_is_not_a_child_does_nothing():
     # dask workers run elsewhere: their parent is not the study
     runner._watch_parent(os.getppid() + 10**6)
     assert not runner._watching_parent
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_any_cell(tmp_path, capsys):
+    from idprops.cli import main
+
+    study_file = tmp_path / "s.toml"
+    study_file.write_text('kind = "scaling-law"\nsizes = [20]\n[training]\nepochs = 1\n')
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    store = tmp_path / "r.sqlite"
+    code = main(["study", "run", str(study_file), "--out", str(blocker / "report"), "--store", str(store)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the report into {blocker / 'report'}" in err and "pass --out" in err
+    assert not store.exists()  # nothing ran
