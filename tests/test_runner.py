@@ -153,6 +153,13 @@ class Slow(Study):
     def run_cell(config):
         with open(config["log"], "a") as fh:
             fh.write(f"start {config['x']} {os.getpid()}\\n")
+        deadline = time.monotonic() + 60
+        while os.environ.get("WAIT_FOR_OTHER") and time.monotonic() < deadline:
+            # hold the first cell until another process is at work too
+            pids = {line.split()[2] for line in open(config["log"]) if line.startswith("start")}
+            if len(pids) > 1:
+                break
+            time.sleep(0.05)
         time.sleep(float(os.environ.get("SLOW_SECONDS", "0.4")))
         with open(config["log"], "a") as fh:
             fh.write(f"end {config['x']} {os.getpid()}\\n")
@@ -165,11 +172,13 @@ if __name__ == "__main__":
 """
 
 
-def _start(tmp_path, store, n_cells, log, n_jobs=1, seconds=0.4):
+def _start(tmp_path, store, n_cells, log, n_jobs=1, seconds=0.4, wait_for_other=False):
     module = tmp_path / "slowstudy.py"
     module.write_text(_STUDY_MODULE)
     pythonpath = os.pathsep.join(filter(None, [str(tmp_path), str(REPO), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath, "SLOW_SECONDS": str(seconds)}
+    if wait_for_other:
+        env["WAIT_FOR_OTHER"] = "1"
     command = [sys.executable, str(module), str(store), str(n_cells), str(log), str(n_jobs)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -181,12 +190,8 @@ def _events(log):
 
 def test_two_processes_split_a_study_and_compute_each_cell_once(tmp_path):
     store, log = tmp_path / "r.sqlite", tmp_path / "log"
-    procs = [_start(tmp_path, store, 10, log, seconds=1.0)]
-    deadline = time.monotonic() + 60
-    while not _events(log):  # the second starts once the first is at work
-        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].stderr.read()
-        time.sleep(0.02)
-    procs.append(_start(tmp_path, store, 10, log, seconds=1.0))
+    # each process's cells wait until both are at work: the split does not hang on timing
+    procs = [_start(tmp_path, store, 10, log, wait_for_other=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
     ends = [x for event, x, _ in _events(log) if event == "end"]
