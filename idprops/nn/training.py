@@ -178,6 +178,10 @@ def _on_cpu(data: Dataset) -> bool:
     return all(f.device.type == "cpu" for f in fields if isinstance(f, torch.Tensor))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def _is_int(value) -> bool:
     """An integer, Python's or numpy's (numpy integers come from np.arange grids), not a bool."""
     return isinstance(value, Integral) and not isinstance(value, bool)
@@ -457,13 +461,26 @@ class Trainer:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}.")
         if self.schedule == "multistep" and not self.milestones:
             raise ValueError("schedule='multistep' needs milestones (epochs), e.g. milestones=(60, 120, 160).")
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}.")
         if self.schedule == "warmup" and self.warmup_steps < 1:
             raise ValueError("schedule='warmup' needs warmup_steps >= 1.")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+        if not _is_number(self.lr) or not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
-        if not 0.0 <= self.label_smoothing < 1.0:
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if self.gamma is not None and (not _is_number(self.gamma) or not 0 < self.gamma < math.inf):
+            raise ValueError(f"gamma must be a positive finite number or None, got {self.gamma!r}.")
+        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
+        if len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}.")
+        if not all(_is_int(m) for m in self.milestones):
+            raise ValueError(f"milestones must be epochs (ints), got {self.milestones!r}.")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+        if not _is_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
             raise ValueError(

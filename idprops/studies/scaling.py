@@ -49,7 +49,16 @@ from .specs import (
     resolve_attacks,
     resolve_training,
 )
-from .steps import attack_model, cell_session, download_data, load_data, measure_dataset, train_model
+from .steps import (
+    attack_model,
+    cell_session,
+    check_datasets,
+    check_layers,
+    download_data,
+    load_data,
+    measure_dataset,
+    train_model,
+)
 from .study import Study
 
 __all__ = ["ScalingLawStudy", "train_and_measure"]
@@ -234,6 +243,19 @@ class ScalingLawStudy(Study):
     def _representation(self, model_name: str) -> dict[str, Any] | None:
         rep = Representation.parse(self.representation, model_name)
         return None if rep is None else rep.config()
+
+    def check_data(self) -> None:
+        """Read every dataset's test split and build every model on it, as the cells will,
+        so that missing files (all of them, each with its folder) and misspelt
+        representation layers are errors before the first cell rather than in it
+        (:meth:`run` calls it when cells are missing)."""
+        datasets = parse_datasets(self.datasets)
+        check_datasets(datasets)
+        for data in datasets:
+            for model in parse_models(self.models):
+                rep = Representation.parse(self.representation, model.name)
+                if rep is not None:
+                    check_layers(data.config(), model.config(), rep.layers, what="representation.layers")
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x size x seed."""

@@ -110,6 +110,9 @@ def integers(values: Any, what: str, allow_none: bool = False) -> list:
     for v in values:
         if not ((v is None and allow_none) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))):
             raise ValueError(f"{what}: {v!r} is not an integer")
+        if v is not None and not -(2**63) <= v < 2**63:
+            # torch's and numpy's seeds, and any count, fit in 64 bits
+            raise ValueError(f"{what}: {v} is out of range; use an integer of at most 63 bits (below 2**63)")
     return [None if v is None else int(v) for v in values]
 
 
@@ -719,7 +722,10 @@ def check_training(training: Mapping[str, Any], forbidden: Sequence[str] = (), h
     clash = sorted(set(training) & set(forbidden))
     if clash:
         raise ValueError(f"training: {clash} are set by the study" + (f"; {hint}" if hint else ""))
-    Trainer(None, **{k: v for k, v in training.items() if k != "threads"})._validate()
+    try:
+        Trainer(None, **{k: v for k, v in training.items() if k != "threads"})._validate()
+    except ValueError as exc:
+        raise ValueError(f"training: {exc}") from None
 
 
 def _check_training_keys(training: Mapping[str, Any]) -> None:

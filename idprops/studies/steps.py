@@ -21,6 +21,7 @@ __all__ = [
     "attack_model",
     "build_network",
     "cell_session",
+    "check_datasets",
     "check_layers",
     "download_data",
     "epoch_history",
@@ -181,8 +182,41 @@ def build_network(model: Mapping[str, Any], dropout: float | None = None, **shap
         return build_model(model["name"], **shape, **model["params"])
 
 
+def check_datasets(datasets: Sequence[Any]) -> None:
+    """Read the test split of every :class:`~idprops.studies.specs.DataSpec` once, before
+    any cell, and report every one that cannot be read in one error.
+
+    A study of four datasets without their files used to name the first one only, once
+    its first cell had started.
+
+    Examples
+    --------
+    >>> from idprops.studies.specs import DataSpec
+    >>> check_datasets([DataSpec("digits"), DataSpec("mnist", root="/nowhere/a"),
+    ...                 DataSpec("cifar10", root="/nowhere/b")])
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: 2 of 3 datasets cannot be read: mnist: ... in /nowhere/a/MNIST/raw: ...; cifar10: ... in /nowhere/b/cifar-10-batches-py: ...
+    """
+    problems, seen = [], set()
+    for entry in datasets:
+        if (entry.name, entry.root, entry.test_root) in seen:
+            continue
+        seen.add((entry.name, entry.root, entry.test_root))
+        try:
+            load_data(entry.config(), train=False, n=None, seed=0)
+        except (OSError, ValueError, RuntimeError) as exc:
+            problems.append(f"{entry.name}: {str(exc).rstrip('.')}")
+    if problems:
+        raise FileNotFoundError(f"{len(problems)} of {len(seen)} datasets cannot be read: " + "; ".join(problems))
+
+
 def check_layers(
-    data: Mapping[str, Any], model: Mapping[str, Any], layers: Sequence[str], dropout: float | None = None
+    data: Mapping[str, Any],
+    model: Mapping[str, Any],
+    layers: Sequence[str],
+    dropout: float | None = None,
+    what: str = "tracking.layers",
 ) -> list[str]:
     """The dotted names of ``layers`` in the model the cells will build.
 
@@ -216,12 +250,12 @@ def check_layers(
     names = []
     for layer in layers:
         if not isinstance(layer, str):
-            raise ValueError(f"tracking.layers: {layer!r} is not a layer name; give dotted names such as 'layer4'")
+            raise ValueError(f"{what}: {layer!r} is not a layer name; give dotted names such as 'layer4'")
         try:
             names.append(resolve_layer(net, layer)[0])
         except ValueError as exc:
             top = [name for name, _ in net.named_children()]
-            raise ValueError(f"tracking.layers: {exc}; the top-level layers of {model['name']!r} are {top}") from None
+            raise ValueError(f"{what}: {exc}; the top-level layers of {model['name']!r} are {top}") from None
     return names
 
 

@@ -407,6 +407,12 @@ def load_study_file(
         params = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{os.fspath(path)} is not valid TOML: {exc}") from exc
+    if not params:
+        # An empty file (or one of comments only) would run the defaults, a study nobody wrote.
+        raise ValueError(
+            f"study file {os.fspath(path)} is empty: give at least its kind and grid, e.g. "
+            f'kind = "scaling-law" and sizes = [50, 100], or start from a shipped preset ({available_presets()})'
+        )
     for dotted, value in (overrides or {}).items():
         _set_dotted(params, dotted, value)
     imports = [] if allow_imports else _import_names(params)
