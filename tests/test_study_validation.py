@@ -6,6 +6,7 @@ import math
 import pytest
 
 from idprops.studies import ScalingLawStudy
+from idprops.studies.store import ResultsStore
 from idprops.studies.study import load_study_file
 
 DIGITS = [{"name": "digits", "classes": [0, 1]}]
@@ -31,7 +32,7 @@ def test_bad_settings_fail_before_any_cell(tmp_path, params, message):
     store = tmp_path / "r.sqlite"
     with pytest.raises(ValueError, match=message):
         ScalingLawStudy(datasets=DIGITS, sizes=[20], **params).run(store, progress=False)
-    assert not store.exists()  # no cell ran, nothing was written
+    assert not store.exists() or len(ResultsStore(store)) == 0  # no cell ran
 
 
 def test_every_missing_dataset_is_reported_at_once(tmp_path):
@@ -46,7 +47,7 @@ def test_every_missing_dataset_is_reported_at_once(tmp_path):
     message = str(info.value)
     assert message.startswith("2 of 3 datasets cannot be read: mnist: ")
     assert str(tmp_path / "mnist-files") in message and str(tmp_path / "cifar-files") in message
-    assert not store.exists()
+    assert len(ResultsStore(store)) == 0
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n\n"])

@@ -253,9 +253,9 @@ class ScalingLawStudy(Study):
         check_datasets(datasets)
         for data in datasets:
             for model in parse_models(self.models):
-                rep = Representation.parse(self.representation, model.name)
+                rep = self._representation(model.name)
                 if rep is not None:
-                    check_layers(data.config(), model.config(), rep.layers, what="representation.layers")
+                    check_layers(data.config(), model.config(), rep["layers"], what="representation.layers")
 
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per dataset x class selection x model x size x seed."""

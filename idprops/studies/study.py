@@ -145,6 +145,11 @@ class Study(BaseEstimator):
         calls it once, before the grid is built (a grid may read the data to check it).
         Nothing by default."""
 
+    def check_data(self) -> None:
+        """Check what the cells will read (their data, the layers they measure), once,
+        before the first cell runs: :meth:`run` calls it when some cells are missing,
+        so that a study fails at once rather than in a cell. Nothing by default."""
+
     def _grid(self) -> list[dict[str, Any]]:
         if not self.kind:
             raise ValueError(f"{type(self).__name__} has no kind: set the class attribute")
@@ -197,6 +202,8 @@ class Study(BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="idprops-study-") as tmp:
             path = Path(store).expanduser() if store is not None else Path(tmp) / "results.sqlite"
             with ResultsStore(path) as opened:
+                if opened.missing(cells):
+                    self.check_data()
                 n_run = run_cells(
                     opened,
                     cells,
