@@ -209,6 +209,8 @@ def report(data: dict) -> str:
         f"Versions: {data['versions']}",
         "",
     ]
+    if data.get("notes"):
+        lines += [data["notes"], ""]
     checks = targets(summary)
     if checks:
         lines += ["## Targets (issue 20), CalibratedDimension with its defaults", ""]
@@ -223,6 +225,8 @@ def report(data: dict) -> str:
         ]
         for est, s in sorted(summary[n].items(), key=lambda item: item[1]["median"]):
             failed = f" ({s['failed']} failed)" if s["failed"] else ""
+            if s["fits"] < 72:
+                failed += f" (only {s['fits']} of 72 fits: not comparable)"
             lines.append(
                 f"| {est}{failed} | {s['median']:.3f} | {s['mean']:.3f} | {s['within_10pct']:.0%} | "
                 f"{s['median_d_le_5']:.3f} | {s['median_signed_d_ge_15']:+.3f} | {s['seconds_per_fit']:.2f} |"
@@ -250,7 +254,8 @@ def rst_table(summary: dict) -> str:
         lines.append(f"   * - {est}")
         for n in sizes:
             s = summary[n].get(est)
-            lines.append(f"     - {s['median']:.3f}" if s else "     - not run")
+            partial = f" ({s['fits']} of 72 fits)" if s and s["fits"] < 72 else ""
+            lines.append(f"     - {s['median']:.3f}{partial}" if s else "     - not run")
         lines += [f"     - {at[est]['within_10pct']:.0%}", f"     - {at[est]['median_signed_d_ge_15']:+.3f}"]
     return "\n".join(lines) + "\n"
 

@@ -41,8 +41,9 @@ class CalibratedDimension(BaseDimension):
     (:mod:`idprops.estimators.ball_reference`), for any n up to 10^7. The table
     shipped with idprops holds it for d from 0.5 to 200, n from 32 to 10^7 and k from
     2 to 20 (``benchmarks/build_calibration.py`` rebuilds it); fit interpolates it and
-    simulates nothing. On scikit-dimension's 24 benchmark manifolds the median
-    relative error falls from 0.08 (TwoNN) to 0.03 (docs: the accuracy page).
+    simulates nothing. On scikit-dimension's 24 benchmark manifolds at n = 2,500 the
+    median relative error falls from 0.084 (TwoNN) to 0.034, and the share of fits
+    within 10 % of the truth rises from 56 % to 88 % (docs: the accuracy page).
 
     The ball is a choice: curved manifolds without boundary and Gaussians need less
     correction than a ball, cubes more (the example below reads 5 % low); the
