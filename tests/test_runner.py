@@ -96,7 +96,7 @@ def test_without_a_terminal_each_finished_cell_is_a_line(tmp_path, capsys, monke
     assert err[0] == "cells: 3 of 3 cells to run (0 in the store)"
     done = [line for line in err if " ... " not in line][1:]
     assert len(done) == 3
-    assert done[2].startswith("cells cell 3/3 ") and " s {x=4, action.report=True}: square=16 half=2" in done[2]
+    assert done[2].startswith("cells cell 3/3 ") and " s: square=16 half=2 {x=4, action.report=True}" in done[2]
     # a long cell says where it stands: here every report is due
     assert "cells cell 3/3 ... step 40 loss 0.25" in err
     # the second run has nothing to do and says nothing

@@ -47,6 +47,9 @@ PROGRESS_EVERY = 60.0
 #: Result fields that :func:`run_cells` adds to every cell's result.
 RESERVED_RESULT_FIELDS = ("seconds", "study_file")
 
+# Characters of a cell's description in its progress line.
+_LINE_CELL_CHARS = 100
+
 # Seconds between two looks at cells that another run holds.
 _POLL = 2.0
 
@@ -197,7 +200,10 @@ class _Progress:
         self.bar.update(isinstance(outcome, Mapping))
         if self.lines_on:
             what = _key_numbers(outcome) if isinstance(outcome, Mapping) else f"FAILED: {outcome}"
-            self.line(f"{self.kind} cell {self.done}/{self.total} {seconds:.1f} s {describe_cell(config)}: {what}")
+            # The numbers first: a cell's full description runs to a few hundred characters.
+            cell = describe_cell(config)
+            cell = cell if len(cell) <= _LINE_CELL_CHARS else cell[: _LINE_CELL_CHARS - 4] + "...}"
+            self.line(f"{self.kind} cell {self.done}/{self.total} {seconds:.1f} s: {what} {cell}")
 
     def waiting(self, n: int) -> None:
         if self.lines_on:
