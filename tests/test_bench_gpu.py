@@ -23,13 +23,17 @@ def test_search_sections_run_and_give_the_estimators_answers(bench, tmp_path):
     from idprops import MLEDimension
     from idprops.data.manifolds import sample_sphere
 
-    assert bench.main(["--smoke", "--device", "cpu", "--sections", "exact", "fast", "--out", str(tmp_path)]) == 0
+    assert (
+        bench.main(["--smoke", "--device", "cpu", "--sections", "exact", "fast", "million", "--out", str(tmp_path)])
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["errors"] == {}
     n, D = bench.SMOKE["exact"][0]
     X = sample_sphere(n, 10, ambient_dim=D, random_state=0).astype(np.float32)
     assert results["exact"][0]["mle"]["dimension"] == MLEDimension(k=20, unbiased=False).fit(X).dimension_
     assert results["fast"]["n_queries"] == bench.SMOKE["fast"][2]
+    assert 0 < results["million"]["search_share_outside_products"] < 1
     assert "| 600 | 16 |" in (tmp_path / "RESULTS.md").read_text()
 
 
