@@ -391,3 +391,14 @@ def test_K_F_beyond_the_largest_float_is_refused_not_infinite(rng):
     est = LabelSharpness().fit(X * 1e-300, y)
     assert est.n_identical_conflicts_ == 0
     assert est.sharpness_ == pytest.approx(LabelSharpness().fit(X, y).sharpness_ * 1e300, rel=1e-9)
+
+
+def test_repr_names_the_pixel_scale_once_fitted():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 16), dtype=np.uint8)
+    labels = np.arange(40) % 2
+    est = LabelSharpness()
+    assert repr(est) == "LabelSharpness()"
+    est.fit(images, labels)
+    assert repr(est) == "LabelSharpness() [K_F on pixel scale unit [0, 1]]"
+    assert "pixel scale as given [0, 255]" in repr(LabelSharpness().fit(images.astype(float), labels))

@@ -207,6 +207,8 @@ class LabelSharpness(BaseEstimator):
     >>> est = LabelSharpness().fit(X, [0, 0, 1, 1])
     >>> est.argmax_pair_, est.min_distance_, est.sharpness_
     ((1, 3), 2.0, 0.5)
+    >>> est
+    LabelSharpness() [K_F on pixel scale as given [0, 4]]
 
     A held-out point of class 0 at distance 1 from a fitted point of class 1:
 
@@ -233,6 +235,13 @@ class LabelSharpness(BaseEstimator):
         self.random_state = random_state
         self.backend = backend
         self.batch_size = batch_size
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        # K_F is only meaningful with its pixel scale, so a fitted estimator names it
+        # wherever it is printed (notebooks, logs, GridSearchCV's best_estimator_).
+        text = super().__repr__(N_CHAR_MAX)
+        scale = getattr(self, "pixel_scale_", None)
+        return text if scale is None else f"{text} [K_F on pixel scale {scale}]"
 
     def _read(self, X, y, rows=None):
         """Matrix and labels of ``X`` (only ``rows`` of a torch Dataset), validated."""
