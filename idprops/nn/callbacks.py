@@ -35,12 +35,6 @@ _UNITS = ("epoch", "step")
 LOG_KEYS = ("ids", "llid", "pid", "log_pid_llid", "id_seconds")
 
 
-def _estimator_name(spec: Any) -> str:
-    if isinstance(spec, str):
-        return spec
-    return spec.__name__ if isinstance(spec, type) else type(spec).__name__
-
-
 class ActivationIDTracker(Callback):
     """Track the intrinsic dimension of layer activations during training.
 
