@@ -13,28 +13,13 @@ ever touch the same heap and no lock is needed.
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from ._threads import thread_pool
+from ._threads import single_threaded_native, thread_pool
 
 __all__ = ["symmetric_candidates"]
-
-# threadpoolctl's limits are process-wide and restored on exit: two searches in
-# different threads must not interleave their limit and restore.
-_LIMITS_LOCK = threading.Lock()
-
-
-@functools.cache
-def _controller() -> ThreadpoolController:
-    # Finding the loaded BLAS and OpenMP libraries takes 4 ms once scikit-learn,
-    # scipy and faiss are imported: a tenth of a search of 5,000 x 64. The libraries
-    # this search calls (numpy's BLAS, faiss') are loaded before the first one.
-    return ThreadpoolController()
-
 
 # Rows per block: a 1024 x 1024 float32 product (4 MiB) stays in a core's share of the
 # cache for the two passes that read it; measured best at n = 20k-50k, D = 64 and 784.
@@ -135,7 +120,7 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     # Diagonal blocks first: every heap then holds candidates and a useful worst value
     # before the column filters start reading it.
     rounds = [[(b, b) for b in range(len(starts))], *_round_robin(len(starts))]
-    with _LIMITS_LOCK, _controller().limit(limits=1):
+    with single_threaded_native():
         for pairs in rounds:
             list(thread_pool(n_threads).map(pair, pairs))
     return dist, idx

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.utils import check_array
 
 from ._symmetric import symmetric_candidates
-from ._threads import thread_pool
+from ._threads import single_threaded_native, thread_pool
 
 __all__ = ["available_backends", "kneighbors"]
 
@@ -51,6 +51,10 @@ _WIDE_FEATURES = 4096
 # Features per slab of those float32 products: the bound grows with it, and summing
 # the slabs' products in float64 costs more the narrower they are.
 _SLAB_FEATURES = 1024
+# float64 products give a distance where their error bound is below this share of its
+# square, which leaves it right to 1.2e-10 (measuring it from the vectors: to D x 1e-16).
+_PRODUCT_TOLERANCE = 2.0**-32
+_ROWS_PER_NEIGHBOUR = 150
 # Finding the pairs a search of X against itself found from both ends costs about as
 # much as measuring them twice at 64 features, and less from 128: 100,000 rows, k = 20,
 # re-measuring 160 -> 188 ms at 64 features, 329 -> 276 ms at 128, 526 -> 401 at 256.
@@ -297,16 +301,17 @@ def _error_bound(x_norm, y_norm, n_features, unit_roundoff):
 
 
 def _center(Y) -> np.ndarray:
-    """The point the search measures norms from: the median of at most 256 spread rows.
+    """The point the search measures norms from: the median of at most 64 spread rows.
 
     Any centre gives the same neighbours, but the float32 error bound grows with the
     norms around it. One corrupted sample s away moves the mean by s / n towards it:
     among 3,000 rows of N(0, 1) in 20 dimensions, a single row at 1e6 left every row
     unproven and sent all of them to the float64 scan (0.9 s instead of 0.01 s). A
     median does not move; on clean data its norms are within a few percent of the
-    mean's.
+    mean's (N(0, 1) data: 2.5 % more than around the mean, from 64 rows). Few rows
+    keep it cheap on wide data, where each feature's median is a sort of its own.
     """
-    sample = Y[:: max(1, len(Y) // 256)]
+    sample = Y[:: -(-len(Y) // 64)]
     middle = (len(sample) - 1) // 2
     # The lower median, by a partition of each feature's values laid out in a row:
     # np.median along the columns took 3x as long at 32,768 features.
@@ -357,6 +362,8 @@ def _centred(A, center, scale, dtype) -> np.ndarray:
 
 def _numpy_distances(X, Y, rows, cols):
     """float64 distances from X[rows[i]] to Y[cols[i]], computed from differences."""
+    if X.shape[1] >= _WIDE_FEATURES:
+        return _wide_distances(X, Y, rows, cols)
     out = np.empty(len(rows))
     chunk = max(1, _RERANK_BYTES // (8 * X.shape[1]))
     local = threading.local()
@@ -389,6 +396,38 @@ def _numpy_distances(X, Y, rows, cols):
     # numpy releases the GIL in these loops, so threads use the other cores.
     list(thread_pool(_n_threads()).map(one_chunk, starts))
     return out
+
+
+def _wide_distances(X, Y, rows, cols):
+    """:func:`_numpy_distances` for wide rows: one pair at a time, in float64 buffers of one row.
+
+    A row's buffers stay in a core's own cache, where casting, subtracting and a
+    BLAS dot product each pass over them once; the numpy loops for many pairs at
+    once cast within the subtraction and sum squares in einsum, both several times
+    slower per value. ``rows`` ascend, so each query is cast once.
+    """
+    out = np.empty(len(rows))
+    n_threads = max(1, min(_n_threads(), len(rows)))
+    parts = np.linspace(0, len(rows), n_threads + 1).astype(int)
+
+    def part(i):
+        x, diff = np.empty(X.shape[1]), np.empty(Y.shape[1])
+        last = -1
+        # Differences beyond float64's range are measured again by the caller.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for p, (row, col) in enumerate(
+                zip(rows[parts[i] : parts[i + 1]].tolist(), cols[parts[i] : parts[i + 1]].tolist())
+            ):
+                if row != last:
+                    np.copyto(x, X[row])
+                    last = row
+                np.copyto(diff, Y[col])
+                diff -= x
+                out[parts[i] + p] = np.dot(diff, diff)
+
+    with single_threaded_native():
+        list(thread_pool(n_threads).map(part, range(n_threads)))
+    return np.sqrt(out)
 
 
 def _torch_distances(X, Y, device):
@@ -489,13 +528,23 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid=None):
     return out
 
 
-def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None):
-    """The k nearest of each row's candidates (those ``valid``), by exact (distance, index)."""
-    dist = _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid)
+def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None, known=None):
+    """The k nearest of each row's candidates (those ``valid``), by exact (distance, index).
+
+    ``known`` holds distances that float64 products give exactly enough
+    (:func:`_product_distances`), NaN where the candidate must be measured. Those
+    too near another of their row's to order are measured too.
+    """
+    todo = valid
+    if known is not None:
+        todo = np.isnan(known) if valid is None else valid & np.isnan(known)
+    dist = _exact_distances(X, Y, rows, candidates, exclude_self, measure, todo)
     if exclude_self:
         dist[candidates == rows[:, None]] = np.inf
     if valid is not None:
         dist[~valid] = np.inf
+    if known is not None:
+        dist = _measure_close_calls(X, Y, rows, candidates, dist, known, exclude_self, measure)
     order = np.argsort(dist, axis=1)
     # Ties decide by index; argsort does not, and lexsort costs 5x more, so only rows
     # with a tie among their first k + 1 are sorted again with it.
@@ -505,6 +554,34 @@ def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None):
         order[tied] = np.lexsort((candidates[tied], dist[tied]), axis=-1)
     order = order[:, :k]
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
+
+
+def _measure_close_calls(X, Y, rows, candidates, dist, known, exclude_self, measure):
+    """``dist`` with ``known`` filled in, and measured where products cannot order a row.
+
+    A distance from products lies within ``_PRODUCT_TOLERANCE / 2`` of the true one
+    (relatively), so two that close in one row may be in the wrong order: a tie
+    between duplicate points, or on a grid, which must be decided by index. Such
+    candidates are measured from the vectors, until no product distance in a row
+    lies that close to another distance.
+    """
+    unsure = ~np.isnan(known) & np.isfinite(dist)  # known is inf beyond float64's range
+    dist = np.where(unsure, known, dist)
+    while True:
+        order = np.argsort(dist, axis=1)
+        ranked = np.take_along_axis(dist, order, axis=1)
+        in_order = np.take_along_axis(unsure, order, axis=1)
+        with np.errstate(invalid="ignore"):  # inf - inf beyond a row's window
+            close = ranked[:, 1:] - ranked[:, :-1] <= 2 * _PRODUCT_TOLERANCE * ranked[:, 1:]
+        close &= in_order[:, 1:] | in_order[:, :-1]
+        if not close.any():
+            return dist
+        redo = np.zeros_like(in_order)
+        redo[:, 1:] |= close
+        redo[:, :-1] |= close
+        np.put_along_axis(redo, order, redo & in_order, axis=1)
+        dist[redo] = _exact_distances(X, Y, rows, candidates, exclude_self, measure, redo)[redo]
+        unsure &= ~redo
 
 
 def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self, scale, measure):
@@ -526,6 +603,40 @@ def _certify(X, Y, rows, candidates, approx, x_norm, y_norm_max, k, exclude_self
     return dist, idx, r**2 < approx.max(axis=1) - bound
 
 
+def _slab_features(n_rows: int, dtype) -> int:
+    """Features per slab of :func:`_products` for ``n_rows`` rows of A and B together."""
+    return _SLAB_FEATURES if dtype == np.float32 else max(1, _SLAB_BYTES // (8 * n_rows))
+
+
+def _product_terms(n_rows: int, n_features: int, dtype) -> int:
+    """The length that bounds the error of :func:`_products`' sums, in ``dtype``'s units.
+
+    Each slab's product errs as a dot product of its width; summing the slabs in
+    float64 adds one more term a slab, which in float32's units is under one in all.
+    """
+    slab = min(n_features, _slab_features(n_rows, dtype))
+    return slab + (1 if dtype == np.float32 else -(-n_features // slab))
+
+
+def _product_distances(d2, x_norm, y_norm, n_terms: int, scale: int) -> np.ndarray:
+    """Distances from float64 products where they are as good as measured, NaN elsewhere.
+
+    ``d2`` are squared distances from the products, ``x_norm`` and ``y_norm`` (broadcast
+    against it) the norms of their ends, in the products' units (the data divided by
+    ``2**scale``). Where the products' error bound is below ``_PRODUCT_TOLERANCE`` of
+    the squared distance, the distance is right to half that; nearer pairs (beside
+    their distance to the centre) lose digits to cancellation and are left to be
+    measured from the vectors.
+    """
+    bound = _error_bound(x_norm, y_norm, n_terms, 2.0**-53)
+    # The bound counts rounding only: products that underflow (points 1e-200 apart
+    # beside one at 1e200) err by up to 2**-1074 each, which only this floor makes
+    # negligible beside the tolerance.
+    proven = (bound <= _PRODUCT_TOLERANCE * d2) & (d2 >= 2.0**-960)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(proven, np.ldexp(np.sqrt(d2), scale), np.nan)
+
+
 def _products(A, B, center, scale, dtype, device=None):
     """((A - c) / s) @ ((B - c) / s).T and both sets of squared norms, summed in float64.
 
@@ -536,23 +647,25 @@ def _products(A, B, center, scale, dtype, device=None):
     A torch ``device`` (a GPU) multiplies the slabs there and sums them there.
     """
     n_other = 0 if B is None else len(B)
-    slab = max(1, _SLAB_BYTES // (8 * (len(A) + n_other)))
-    if dtype == np.float32:
-        slab = _SLAB_FEATURES
+    slab = _slab_features(len(A) + n_other, dtype)
     shape = (len(A), len(A) if B is None else n_other)
     gram = np.zeros(shape) if device is None else _DeviceSum(shape, device)
     a_sq, b_sq = np.zeros(len(A)), np.zeros(n_other)
     for start in range(0, A.shape[1], slab):
         features = slice(start, start + slab)
         a = _centred(A[:, features], center[features], scale, dtype)
-        a_sq += _sq_norms(a)
         if B is None:
             gram += np.dot(a, a.T) if device is None else (a, a)  # numpy: syrk for a buffer by itself
             continue
+        a_sq += _sq_norms(a)
         b = _centred(B[:, features], center[features], scale, dtype)
         b_sq += _sq_norms(b)
         gram += a @ b.T if device is None else (a, b)
     gram = gram if device is None else gram.result()
+    if B is None:
+        # A's products with itself hold its squared norms, with no more error than the
+        # products: the distances they give bound each point's own at exactly 0.
+        a_sq = gram.diagonal().copy()
     return gram, a_sq, a_sq if B is None else b_sq
 
 
@@ -591,11 +704,7 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     Returns the k nearest exact distances and indices of each row, and which rows are
     settled (the others' are not filled in).
     """
-    if dtype == np.float32:
-        # One more unit of the bound covers summing the slabs' products in float64.
-        n_features, unit_roundoff = _SLAB_FEATURES + 1, 2.0**-24
-    else:
-        n_features, unit_roundoff = Y.shape[1], 2.0**-53
+    unit_roundoff = 2.0**-24 if dtype == np.float32 else 2.0**-53
     symmetric = exclude_self and len(rows) == len(X) and 8 * len(X) ** 2 <= _BATCH_BYTES
     if symmetric:
         gram, y_sq, _ = _products(X, None, center, scale, dtype, device)
@@ -620,7 +729,9 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1].copy()  # frees the partitioned copy
-        bound = _error_bound(np.sqrt(x_sq), np.sqrt(y_sq.max()), n_features, unit_roundoff)
+        n_terms = _product_terms(len(X) if symmetric else len(block) + len(Y), Y.shape[1], dtype)
+        x_norm, y_norm = np.sqrt(x_sq), np.sqrt(y_sq)
+        bound = _error_bound(x_norm, y_norm.max(), n_terms, unit_roundoff)
         limit = (kth + 2 * bound)[:, None]
         counts = np.sum(d2 <= limit, axis=1)
         wide = counts > 2 * k + 2
@@ -639,9 +750,13 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         for group, group_d2, group_limit, width in groups:
             # Copied so that the full-width order is freed before re-measuring.
             window = np.argpartition(group_d2, width - 1, axis=1)[:, :width].copy()
-            valid = np.take_along_axis(group_d2, window, axis=1) <= group_limit
+            window_d2 = np.take_along_axis(group_d2, window, axis=1)
+            valid = window_d2 <= group_limit
+            known = None
+            if dtype == np.float64:
+                known = _product_distances(window_d2, x_norm[group, None], y_norm[window], n_terms, scale)
             distances[start + group], indices[start + group] = _top_k(
-                X, Y, block[group], window, k, exclude_self, measure, valid
+                X, Y, block[group], window, k, exclude_self, measure, valid, known
             )
         del d2
     return distances, indices, settled
@@ -655,6 +770,8 @@ def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=
 def _wide_search(X, Y, k, exclude_self, center, scale, measure, device=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound."""
     rows = np.arange(len(X))
+    if device is None and k * _ROWS_PER_NEIGHBOUR > len(Y):
+        return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
     distances, indices, settled = _product_search(
         X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device
     )
