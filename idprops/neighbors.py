@@ -17,6 +17,14 @@ a row whose k-th exact distance lies below the first unexamined candidate's floa
 distance minus that bound cannot be missing a neighbour. Rows that cannot be proven
 so (points tied at the k-th distance) are searched again with more candidates, and
 the few still unproven are scanned in float64.
+
+Data of 4,096 features or more (few points of a wide layer) are searched by products
+over slabs of features summed in float64, whose bound does not grow with the width.
+Where the rows are few for k (under 150 per neighbour), measuring every row's k
+neighbours from the vectors would cost more than float64 products: those give the
+distances, each proven within 2**-33 of itself, and only pairs they cannot settle
+(points far nearer to each other than to the centre, ties to be ordered by index)
+are measured from the vectors.
 """
 
 from __future__ import annotations
@@ -505,11 +513,13 @@ def _exact_distances(X, Y, rows, candidates, exclude_self, measure, valid=None):
     # ``rows`` is always ascending and unique, so this many are all of X.
     if exclude_self and n == len(X) and X.shape[1] >= _MEASURE_ONCE_MIN_FEATURES:
         first = np.flatnonzero((candidates > rows[:, None]) & others)
-        out[first] = measure(first // width, flat[first])
+        if len(first):
+            out[first] = measure(first // width, flat[first])
         todo[first] = False
         _copy_pairs_seen_twice(np.where(others, candidates, -1), out, todo)
     pairs = np.flatnonzero(todo)
-    out[pairs] = measure(rows[pairs // width], flat[pairs])
+    if len(pairs):  # none where float64 products gave every distance
+        out[pairs] = measure(rows[pairs // width], flat[pairs])
     out = out.reshape(n, width)
     # Squared differences overflow float64 from about 1e154 and lose precision below
     # 1e-154: data at such scales, a pair much nearer than the data's spread (two
@@ -862,7 +872,9 @@ def kneighbors(
     Returns
     -------
     distances : ndarray of shape (n_queries, k), float64
-        Euclidean distances, ascending, recomputed exactly from the vectors.
+        Euclidean distances, ascending, measured in float64 from the vectors (or,
+        for data of 4,096 features or more and under 150 rows per neighbour, from
+        float64 products where those are proven right to 2**-33 of the distance).
     indices : ndarray of shape (n_queries, k), int64
         Rows of ``Y`` (or ``X``); ties in distance are ordered by index.
 

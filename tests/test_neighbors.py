@@ -620,6 +620,32 @@ def test_wide_data_search_by_products_over_slabs_matches_brute_force(case, route
         assert np.float64 in scans
 
 
+def test_few_rows_per_neighbour_take_distances_from_float64_products(monkeypatch, rng):
+    # Under _ROWS_PER_NEIGHBOUR rows per neighbour, float64 products cost less than
+    # measuring every row's k neighbours: their distances are kept where proven within
+    # 2**-33, and only ties (a duplicate here) are measured from the vectors.
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+    scans, measured = [], []
+    real_search, real_measure = nb._product_search, nb._numpy_distances
+    monkeypatch.setattr(nb, "_product_search", lambda *a: scans.append(a[8]) or real_search(*a))
+    monkeypatch.setattr(
+        nb, "_numpy_distances", lambda X, Y, rows, cols: measured.append(len(rows)) or real_measure(X, Y, rows, cols)
+    )
+    X = rng.standard_normal((200, 40))
+    _, idx, ref_idx = assert_same_neighbours(X, 5)  # 200 < 5 x 150
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert scans == [np.float64] and measured == []
+    X[10] = X[3]
+    _, idx, ref_idx = assert_same_neighbours(X, 5)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert 0 < sum(measured) < 50
+    scans.clear()
+    kneighbors(X, 1)  # 200 rows for one neighbour: float32 slabs and measuring
+    assert scans[0] is np.float32
+
+
 def test_wide_search_casts_features_a_slab_at_a_time(monkeypatch, rng):
     # No float64 (or float32) copy of all features: at most a slab of them at once.
     import idprops.neighbors as nb
