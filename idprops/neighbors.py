@@ -63,6 +63,8 @@ _SLAB_FEATURES = 1024
 # square, which leaves it right to 1.2e-10 (measuring it from the vectors: to D x 1e-16).
 _PRODUCT_TOLERANCE = 2.0**-32
 _ROWS_PER_NEIGHBOUR = 150
+# Candidates a row of the float32 products may have measured before it goes to float64.
+_MEASURED_WINDOW = 64
 # Rows per block of a product of data by itself over slabs (:func:`_add_upper_products`).
 _SELF_PRODUCT_ROWS = 1280
 # Finding the pairs a search of X against itself found from both ends costs about as
@@ -356,11 +358,24 @@ def _divided(A, exponent: int):
     return A
 
 
-def _centred(A, center, scale, dtype) -> np.ndarray:
-    """(A - center) / 2**scale as a C-contiguous array of ``dtype`` (one temporary at most)."""
+def _centred(A, center, scale, dtype, out=None) -> np.ndarray:
+    """(A - center) / 2**scale as a C-contiguous array of ``dtype`` (one temporary at most).
+
+    ``out``, a buffer of A's shape and ``dtype``, takes the result where ``dtype``
+    holds A's values (wide slabs: a buffer reused from slab to slab, already in the
+    cache, instead of fresh pages for each).
+    """
     # Subtracted in float64 when either is, so that float32 data are not rounded
     # on their way to a float64 scan.
     work = np.result_type(A, center, dtype)
+    if out is not None and work == dtype and scale <= 1023:
+        center = center.astype(dtype, copy=False)
+        if A.dtype == dtype:
+            np.subtract(A, center, out=out)
+        else:  # a cast, then a subtraction of one type: faster than a mixed subtraction
+            np.copyto(out, A)
+            out -= center
+        return _divided(out, scale)
     if scale > 1023:
         # The difference itself may overflow: both are divided by 4 first, exactly but
         # for values below 1e-307, which are nothing beside data that span 1e308.
@@ -666,16 +681,20 @@ def _products(A, B, center, scale, dtype, device=None):
     # Blocks of A's rows: its products with itself are made at and above the diagonal
     # only, by symmetry, and mirrored once at the end.
     edges = np.linspace(0, len(A), max(1, round(len(A) / _SELF_PRODUCT_ROWS)) + 1).astype(int)
+    a_buffer = np.empty(len(A) * min(slab, A.shape[1]), dtype=dtype)
+    b_buffer = np.empty(n_other * min(slab, A.shape[1]), dtype=dtype)
     for start in range(0, A.shape[1], slab):
         features = slice(start, start + slab)
-        a = _centred(A[:, features], center[features], scale, dtype)
+        width = len(range(*features.indices(A.shape[1])))
+        a = _centred(A[:, features], center[features], scale, dtype, a_buffer[: len(A) * width].reshape(-1, width))
         if B is None and device is None:
             _add_upper_products(gram, a, edges)
         elif B is None:
             gram += (a, a)
         else:
             a_sq += _sq_norms(a)
-            b = _centred(B[:, features], center[features], scale, dtype)
+            b_out = b_buffer[: n_other * width].reshape(-1, width)
+            b = _centred(B[:, features], center[features], scale, dtype, b_out)
             b_sq += _sq_norms(b)
             gram += a @ b.T if device is None else (a, b)
     if B is None and device is None:
@@ -732,8 +751,9 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     lie within twice it of the computed k-th (once for them, once for the k-th), and
     those points, measured exactly, give the answer. In float64 the bound is about
     D x 1e-16 of the squared norms, so every row is settled. In float32 slabs it is
-    about 1e-4 of them: a row with more than 2k + 2 points that near (ties, points
-    nearer to each other than that to the centre) is left unsettled, for float64.
+    about 1e-4 of them: a row with more than 2k + 2 or ``_MEASURED_WINDOW`` points
+    that near, whichever is more (ties, points nearer to each other than that to the
+    centre), is left unsettled, for float64.
     A search of all of X against itself takes half the products, by symmetry.
 
     Returns the k nearest exact distances and indices of each row, and which rows are
@@ -773,14 +793,17 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         everyone = np.arange(len(block))
         # All rows in one window as wide as the most any has, so that pairs found from
         # both ends are measured once; only each row's own are measured (the farther
-        # points that a window holds lie beyond the exact k-th anyway). In float64,
-        # rows with many more then get windows of their own, so that they do not widen
-        # every row's.
+        # points that a window holds lie beyond the exact k-th anyway). Rows with many
+        # more then get windows of their own, so that they do not widen every row's.
         groups = [(everyone, d2, limit, counts[~wide].max() if not wide.all() else counts.max())]
         if dtype == np.float32:
-            settled[start + np.flatnonzero(wide)] = False
+            # Up to a few dozen candidates cost less to measure than float64 products,
+            # which centre all of Y again for even one row.
+            unsettled = counts > max(2 * k + 2, _MEASURED_WINDOW)
+            settled[start + np.flatnonzero(unsettled)] = False
             groups = groups if not wide.all() else []
-        elif wide.any() and not wide.all():
+            wide &= ~unsettled
+        if wide.any() and not (dtype == np.float64 and wide.all()):
             groups.append((np.flatnonzero(wide), d2[wide], limit[wide], counts[wide].max()))
         for group, group_d2, group_limit, width in groups:
             # Copied so that the full-width order is freed before re-measuring.

@@ -662,8 +662,9 @@ def test_wide_search_casts_features_a_slab_at_a_time(monkeypatch, rng):
 
     monkeypatch.setattr(nb, "_centred", centred)
     X = rng.standard_normal((100, 5000)).astype(np.float32)
-    # 12 near-duplicates that the float32 slabs cannot tell apart: float64 decides.
-    X[50:62] = X[49] + 1e-3 * rng.standard_normal((12, 5000))
+    # 75 near-duplicates that the float32 slabs cannot tell apart, more than a row's
+    # window is measured for (_MEASURED_WINDOW): float64 decides.
+    X[20:95] = X[19] + 1e-3 * rng.standard_normal((75, 5000))
     _, idx, ref_idx = assert_same_neighbours(X, 3)
     np.testing.assert_array_equal(idx, ref_idx)
     assert {dtype for _, dtype, _ in casts} == {np.dtype(np.float32), np.dtype(np.float64)}
