@@ -166,6 +166,7 @@ def test_mixed_sizes_from_python_say_image_size(tmp_path):
     with pytest.raises(ValueError, match=r"b.0.png is 10 x 10 pixels, the first image 8 x 8.*image_size=N"):
         MLEDimension().fit(load_folder(tmp_path))
     assert MLEDimension(k=5).fit(load_folder(tmp_path, image_size=6)).n_features_in_ == 36
+    assert MLEDimension(k=5).fit(load_folder(tmp_path, image_size=np.int64(6))).n_features_in_ == 36
 
 
 # ---------------------------------------------------------------- unlabelled images and arrays

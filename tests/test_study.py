@@ -457,6 +457,18 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         study.cells()
 
 
+def test_numpy_integers_count_as_integers(tmp_path):
+    # A grid built with numpy (np.arange, np.int64 from a DataFrame) must not be refused.
+    (cell,) = GrokkingStudy(p=np.int64(7), seeds=[np.int64(0)], eval_every=np.int64(10)).cells()
+    assert cell["eval_every"] == 10 and type(cell["eval_every"]) is int
+    with pytest.raises(ValueError, match="eval_every must be a positive int"):
+        GrokkingStudy(eval_every=np.int64(0)).cells()
+    with pytest.raises(ValueError, match="eval_every: True is not an integer"):
+        GrokkingStudy(eval_every=True).cells()
+    with pytest.raises(ValueError, match="n_jobs must be a non-zero int"):
+        GrokkingStudy().run(tmp_path / "store", n_jobs=np.int64(0))
+
+
 @pytest.mark.parametrize(
     "study, message",
     [

@@ -427,7 +427,7 @@ def load_folder(
     idx, labels = select_indices(targets, classes=classes, n=n, seed=seed)
     paths = [found.paths[i] for i in idx]
     first_channels, first_size = image_header(paths[0], max_pixels)
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    size = (int(image_size), int(image_size)) if isinstance(image_size, (int, np.integer)) else image_size
     files = ImageFiles(paths, channels or first_channels, size, max_pixels, expected=first_size)
     if found.targets is None:
         return ImageDataset(files, None, scale=scale)

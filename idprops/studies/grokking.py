@@ -383,7 +383,8 @@ class GrokkingStudy(Study):
         """One configuration per weight decay x seed."""
         if not 0 < float(self.train_fraction) < 1:
             raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+        (eval_every,) = integers([self.eval_every], "eval_every")
+        if eval_every < 1:
             raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
         if not 0 < float(self.threshold) <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
@@ -404,7 +405,7 @@ class GrokkingStudy(Study):
                 seed=seed,
                 model=model,
                 training={**training, "weight_decay": float(wd)},
-                eval_every=self.eval_every,
+                eval_every=eval_every,
                 tracking=tracking,
                 threshold=float(self.threshold),
                 device=self.device,

@@ -3,7 +3,9 @@
 :func:`measure` is the one way a dataset is measured: ``idprops measure`` prints its
 result and every study cell records it. Every dimension estimator on the
 :class:`~idprops.base.BaseDimension` contract gets its neighbours from ONE search at
-the largest k any of them needs (estimates equal to separate fits, bit for bit).
+the largest k any of them needs (estimates equal to separate fits, bit for bit; to
+about 1e-14 on data of 4,096 features or more with under 150 rows per neighbour, where
+the largest k takes float64 products' distances and a smaller one measured ones).
 K_F searches per class and d_repr on the activations, so they search on their own.
 
 An estimate that fails (too few distinct points, a grid, a single class) is recorded

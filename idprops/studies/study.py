@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import inspect
+import numbers
 import os
 import re
 import sys
@@ -193,8 +194,9 @@ class Study(BaseEstimator):
             ``study_file``. ``n_run`` says how many cells this run computed and
             ``store_path`` where they are; ``to_frame()`` makes a DataFrame of them.
         """
-        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+        if not isinstance(n_jobs, numbers.Integral) or isinstance(n_jobs, bool) or n_jobs == 0:
             raise ValueError(f"n_jobs must be a non-zero int (-1: all cores), got {n_jobs!r}")
+        n_jobs = int(n_jobs)
         if progress not in (None, True, False):
             raise ValueError(f"progress must be True, False or None, got {progress!r}")
         self.fetch_data()
