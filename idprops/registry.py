@@ -501,6 +501,24 @@ def register_dataset(name: str, loader: Any, *, replace: bool = False) -> None:
 def get_attack(name: str) -> type:
     """Return the attack class registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        A built-in name (``"fgsm"``, ``"pgd"``), a plugin's entry point in the
+        ``idprops.attacks`` group, or a name given to :func:`register_attack`. See
+        :func:`available_attacks`.
+
+    Returns
+    -------
+    type
+        The class itself; its instances are called as ``attack(model, x, y)`` and
+        return the perturbed inputs.
+
+    Raises
+    ------
+    ValueError
+        If no attack has that name (the message lists those that do).
+
     Examples
     --------
     >>> get_attack("pgd").__name__
@@ -523,6 +541,26 @@ def available_attacks() -> list[str]:
 def register_attack(name: str, cls: type, *, replace: bool = False) -> None:
     """Register an attack class under ``name`` for this session.
 
+    The registration lives in this process only: worker processes of a study
+    (``n_jobs`` > 1) do not see it; declare an entry point in the ``idprops.attacks``
+    group (see the plugins guide) or run with ``n_jobs=1``.
+
+    Parameters
+    ----------
+    name : str
+        The name to use in :func:`get_attack` and in study files' ``attack`` entries.
+    cls : type
+        The attack class: parameters in ``__init__``, and ``attack(model, x, y)``
+        returns the perturbed inputs.
+    replace : bool, default=False
+        Allow a name that is already registered (a built-in or a plugin's
+        included) to refer to this class instead, in this session.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is False.
+
     Examples
     --------
     >>> from idprops.nn import FGSM
@@ -535,6 +573,24 @@ def register_attack(name: str, cls: type, *, replace: bool = False) -> None:
 
 def get_study(name: str) -> type:
     """Return the study class registered under ``name`` (its ``kind``).
+
+    Parameters
+    ----------
+    name : str
+        A built-in kind (``"scaling-law"``, ``"robustness"``, ``"dynamics"``,
+        ``"grokking"``, ``"randomization"``), a plugin's entry point in the
+        ``idprops.studies`` group, or a name given to :func:`register_study`. See
+        :func:`available_studies`.
+
+    Returns
+    -------
+    type
+        The class itself, a :class:`~idprops.studies.Study`: ``Study(**params).run(store)``.
+
+    Raises
+    ------
+    ValueError
+        If no study has that name (the message lists those that do).
 
     Examples
     --------
@@ -557,6 +613,25 @@ def available_studies() -> list[str]:
 
 def register_study(name: str, cls: type, *, replace: bool = False) -> None:
     """Register a study class under ``name`` for this session.
+
+    The registration lives in this process only: ``idprops study NAME`` in another
+    process does not see it; declare an entry point in the ``idprops.studies`` group
+    (see the plugins guide) for that.
+
+    Parameters
+    ----------
+    name : str
+        The name to use in :func:`get_study` and as a study file's ``kind``.
+    cls : type
+        A :class:`~idprops.studies.Study` subclass.
+    replace : bool, default=False
+        Allow a name that is already registered (a built-in or a plugin's
+        included) to refer to this class instead, in this session.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is False.
 
     Examples
     --------

@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
         registry.register_estimator,
         registry.register_model,
         registry.register_dataset,
+        registry.get_attack,
+        registry.register_attack,
+        registry.get_study,
+        registry.register_study,
     ],
     ids=lambda f: f.__name__,
 )
