@@ -20,11 +20,12 @@ the few still unproven are scanned in float64.
 
 Data of 4,096 features or more (few points of a wide layer) are searched by products
 over slabs of features summed in float64, whose bound does not grow with the width.
-Where the rows are few for k (under 150 per neighbour), measuring every row's k
-neighbours from the vectors would cost more than float64 products: those give the
-distances, each proven within 2**-33 of itself, and only pairs they cannot settle
-(points far nearer to each other than to the centre, ties to be ordered by index)
-are measured from the vectors.
+Where a search of X against itself has few rows for k (under 150 per neighbour),
+measuring every row's k neighbours from the vectors would cost more than float64
+products: those give the distances, each proven within 2**-33 of itself, and only
+pairs they cannot settle (points far nearer to each other than to the centre, ties to
+be ordered by index) are measured from the vectors. The float64 scan of rows the
+float32 search leaves unproven takes its distances the same way.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ _SLAB_FEATURES = 1024
 # float64 products give a distance where their error bound is below this share of its
 # square, which leaves it right to 1.2e-10 (measuring it from the vectors: to D x 1e-16).
 _PRODUCT_TOLERANCE = 2.0**-32
+# Under this many rows per neighbour, float64 products of X by itself cost less than
+# float32 ones and measuring every row's k neighbours from the vectors (the crossover
+# lay at k = n / 150 to n / 70 for 720-5,000 rows of 32,768 features). Only where those
+# products fit the batch budget at once: by chunks they are made twice over.
 _ROWS_PER_NEIGHBOUR = 150
 # Candidates a row of the float32 products may have measured before it goes to float64.
 _MEASURED_WINDOW = 64
@@ -828,7 +833,8 @@ def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=
 def _wide_search(X, Y, k, exclude_self, center, scale, measure, device=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound."""
     rows = np.arange(len(X))
-    if device is None and k * _ROWS_PER_NEIGHBOUR > len(Y):
+    by_itself = exclude_self and 8 * len(X) ** 2 <= _BATCH_BYTES
+    if device is None and by_itself and k * _ROWS_PER_NEIGHBOUR > len(Y):
         return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
     distances, indices, settled = _product_search(
         X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device
@@ -895,9 +901,10 @@ def kneighbors(
     Returns
     -------
     distances : ndarray of shape (n_queries, k), float64
-        Euclidean distances, ascending, measured in float64 from the vectors (or,
-        for data of 4,096 features or more and under 150 rows per neighbour, from
-        float64 products where those are proven right to 2**-33 of the distance).
+        Euclidean distances, ascending, exact in float64: measured from the vectors,
+        or taken from float64 products where those are proven right to 2**-33 of the
+        distance (few points of 4,096 features or more searched against themselves,
+        and rows left to the float64 scan); they agree to about 1e-14.
     indices : ndarray of shape (n_queries, k), int64
         Rows of ``Y`` (or ``X``); ties in distance are ordered by index.
 
