@@ -690,7 +690,7 @@ def _products(A, B, center, scale, dtype, device=None):
     b_buffer = np.empty(n_other * min(slab, A.shape[1]), dtype=dtype)
     for start in range(0, A.shape[1], slab):
         features = slice(start, start + slab)
-        width = len(range(*features.indices(A.shape[1])))
+        width = min(slab, A.shape[1] - start)
         a = _centred(A[:, features], center[features], scale, dtype, a_buffer[: len(A) * width].reshape(-1, width))
         if B is None and device is None:
             _add_upper_products(gram, a, edges)
@@ -749,6 +749,11 @@ class _DeviceSum:
         return self._sum.cpu().numpy()
 
 
+def _products_fit_at_once(n_rows: int) -> bool:
+    """Whether the float64 products of ``n_rows`` rows by themselves fit one batch's budget."""
+    return 8 * n_rows**2 <= _BATCH_BYTES
+
+
 def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None):
     """Neighbours of X[rows] from the products of :func:`_products` with all of Y.
 
@@ -765,7 +770,7 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     settled (the others' are not filled in).
     """
     unit_roundoff = 2.0**-24 if dtype == np.float32 else 2.0**-53
-    symmetric = exclude_self and len(rows) == len(X) and 8 * len(X) ** 2 <= _BATCH_BYTES
+    symmetric = exclude_self and len(rows) == len(X) and _products_fit_at_once(len(X))
     if symmetric:
         gram, y_sq, _ = _products(X, None, center, scale, dtype, device)
     # A chunk of rows holds its float64 squared distances, then a partitioned copy of
@@ -833,7 +838,7 @@ def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=
 def _wide_search(X, Y, k, exclude_self, center, scale, measure, device=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound."""
     rows = np.arange(len(X))
-    by_itself = exclude_self and 8 * len(X) ** 2 <= _BATCH_BYTES
+    by_itself = exclude_self and _products_fit_at_once(len(X))
     if device is None and by_itself and k * _ROWS_PER_NEIGHBOUR > len(Y):
         return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
     distances, indices, settled = _product_search(
