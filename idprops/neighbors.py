@@ -356,6 +356,8 @@ def _power_of_two_scale(center, *arrays) -> int:
 
 def _divided(A, exponent: int):
     """A / 2**exponent, exactly (unless it falls below the normal numbers), in place for arrays."""
+    if exponent == 0:
+        return A
     if exponent > 1023:  # 2**exponent is not a float64, but its inverse is
         A *= 2.0**-exponent
         return A
@@ -835,12 +837,17 @@ def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=
     return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device)[:2]
 
 
-def _wide_search(X, Y, k, exclude_self, center, scale, measure, device=None):
+def _wide_search(X, Y, k, exclude_self, center, measure, device=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound."""
     rows = np.arange(len(X))
     by_itself = exclude_self and _products_fit_at_once(len(X))
     if device is None and by_itself and k * _ROWS_PER_NEIGHBOUR > len(Y):
+        # float32 values' float64 squares and products neither overflow nor leave the
+        # normal numbers, so only float64 data need dividing by a power of two (a pass
+        # over all the data to find it and one over each slab to apply it).
+        scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X)
         return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
+    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
     distances, indices, settled = _product_search(
         X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device
     )
@@ -955,12 +962,8 @@ def kneighbors(
     elif batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
-    # float32 matrix-product trick loses its precision. Dividing by a power of two
-    # changes no neighbour; without it, squared norms of data near 1e19 overflow
-    # float32 and those near 1e-22 fall below its normal numbers, and the error bound
-    # below no longer holds.
+    # float32 matrix-product trick loses its precision.
     center = _center(Y)
-    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
     measure = gpu = None
     if backend == "torch":
         device = _torch_device(device)
@@ -970,7 +973,11 @@ def kneighbors(
             # wide data and of the float64 scan run there too.
             measure, gpu = _torch_distances(X, Y, device), device
     if X.shape[1] >= _WIDE_FEATURES:
-        return _finite(*_wide_search(X, Y, k, exclude_self, center, scale, measure, gpu))
+        return _finite(*_wide_search(X, Y, k, exclude_self, center, measure, gpu))
+    # Dividing by a power of two changes no neighbour; without it, squared norms of
+    # data near 1e19 overflow float32 and those near 1e-22 fall below its normal
+    # numbers, and the error bound below no longer holds.
+    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
     Xc = _centred(X, center, scale, np.float32)
     Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
     x_sq = _sq_norms(Xc)

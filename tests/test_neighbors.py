@@ -414,6 +414,21 @@ def test_symmetric_search_and_float64_scan_do_not_depend_on_the_scale(scale, mon
     np.testing.assert_allclose(dist, ref_dist * scale, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("scale", [2.0**-140, 2.0**-60, 2.0**60, 2.0**120], ids=lambda s: f"2^{np.log2(s):.0f}")
+def test_float64_products_of_float32_data_need_no_scale(scale, monkeypatch, rng):
+    # The float64 route leaves float32 data undivided: their squares and products stay
+    # within float64's normal numbers even at float32's extremes (2**-140 is subnormal).
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+    X = (rng.standard_normal((60, 40)) * scale).astype(np.float32)
+    X[30:35] = X[29]  # duplicates: ties ordered by index
+    ref_dist, ref_idx = brute_force(X.astype(np.float64), 8)
+    dist, idx = kneighbors(X, 8)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-12, atol=0)
+
+
 def test_backends_agree(rng):
     X = rng.standard_normal((500, 20))
     results = [kneighbors(X, 10, backend=b) for b in BACKENDS]
@@ -749,8 +764,7 @@ def test_wide_search_with_products_on_a_torch_device_matches_brute_force(monkeyp
     monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
     X = rng.standard_normal((200, 40))
     X[100:110] = X[99] + 1e-6 * rng.standard_normal((10, 40))  # rows for the float64 products
-    center, scale = nb._center(X), nb._power_of_two_scale(nb._center(X), X)
-    dist, idx = nb._wide_search(X, X, 5, True, center, scale, None, torch.device("cpu"))
+    dist, idx = nb._wide_search(X, X, 5, True, nb._center(X), None, torch.device("cpu"))
     ref_dist, ref_idx = brute_force(X, 5)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
