@@ -137,20 +137,32 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     n_words = row_bytes // words.itemsize
     multipliers = np.random.default_rng(0).integers(1, 2**63, n_words, dtype=np.uint64) * 2 + 1
     hashes = np.empty(len(X), dtype=np.uint64)
-    chunk = max(1, 2**21 // max(1, n_words))
+    chunk = max(1, 2**18 // max(1, n_words))
+    # Buffers reused from chunk to chunk stay in the cache: fresh ones for each chunk
+    # took twice as long on 720 rows of 150,528 float32 features.
+    rows = np.empty((min(chunk, len(X)), X.shape[1]), dtype=X.dtype)
+    products = np.empty((len(rows), n_words), dtype=np.uint64)
     for start in range(0, len(X), chunk):
-        rows = np.ascontiguousarray(_plus_zero(X[start : start + chunk]))
+        block = X[start : start + chunk]
+        _plus_zero(block, out=rows[: len(block)])
         # Integer products and sums wrap around modulo 2**64, which is the hash.
-        hashes[start : start + chunk] = (rows.view(np.uint8).view(words) * multipliers).sum(axis=1, dtype=np.uint64)
+        terms = np.multiply(rows[: len(block)].view(np.uint8).view(words), multipliers, out=products[: len(block)])
+        terms.sum(axis=1, dtype=np.uint64, out=hashes[start : start + chunk])
     return hashes
 
 
-def _plus_zero(X: np.ndarray) -> np.ndarray:
+def _plus_zero(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``X`` with -0.0 turned into 0.0 (floats only), so that equal rows have equal bytes.
 
-    A zero of X's own type keeps its dtype: ``+ 0.0`` made int32 rows float64.
+    A zero of X's own type keeps its dtype: ``+ 0.0`` made int32 rows float64. ``out``,
+    of X's shape and dtype, takes the result (a copy of X where it is not a float).
     """
-    return X + X.dtype.type(0) if X.dtype.kind in "fc" else X
+    if X.dtype.kind in "fc":
+        return np.add(X, X.dtype.type(0), out=out)
+    if out is None:
+        return X
+    np.copyto(out, X)
+    return out
 
 
 def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
