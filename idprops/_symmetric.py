@@ -22,7 +22,8 @@ from ._threads import single_threaded_native, thread_pool
 __all__ = ["symmetric_candidates"]
 
 # Rows per block: a 1024 x 1024 float32 product (4 MiB) stays in a core's share of the
-# cache for the two passes that read it; measured best at n = 20k-50k, D = 64 and 784.
+# cache for the two passes that read it (benchmarks/TUNING.md has the figures behind
+# this module's choices).
 _BLOCK = 1024
 
 
@@ -64,7 +65,7 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     -------
     sq_distances : ndarray of shape (n, n_cand), float32
         Squared distances as ``|x|^2 + |y|^2 - 2 x.y`` in float32, in no particular
-        order: sorting them (faiss' reorder) took 2 ms of a 40 ms search at 5,000 x 64,
+        order: sorting them (faiss' reorder) costs a visible share of a small search,
         and the caller re-ranks them exactly anyway.
     indices : ndarray of shape (n, n_cand), int64
     """
@@ -74,9 +75,9 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
     block = min(_BLOCK, max(128, -(-n // 8)))
     starts = range(0, n, block)
     sq = sq_norms.astype(np.float32)
-    # Heaps of nothing but the largest float are valid max-heaps. faiss' heapify, which
-    # writes the same, took 3 ms of a 60 ms search of 5,000 x 64 (0.03 ms on its own;
-    # its OpenMP threads, woken after numpy's, are the likely cause).
+    # Heaps of nothing but the largest float are valid max-heaps. faiss' heapify writes
+    # the same, far more slowly here than on its own: its OpenMP threads, woken after
+    # numpy's, are the likely cause.
     dist = np.full((n, n_cand), np.finfo(np.float32).max, dtype=np.float32)
     idx = np.full((n, n_cand), -1, dtype=np.int64)
     heaps = faiss.float_maxheap_array_t()
@@ -98,15 +99,14 @@ def symmetric_candidates(X: np.ndarray, sq_norms: np.ndarray, n_cand: int, n_thr
         if i == j:
             return
         below = local.below[: ni * nj].reshape(ni, nj)
-        # A contiguous copy of the heads: compared through the strided view, this pass
-        # took 3.5x as long.
+        # A contiguous copy of the heads: comparing through the strided view is slower.
         np.less(product, worst[cols].copy()[None, :], out=below)
         hits = np.flatnonzero(below.reshape(-1))
         if not len(hits):
             return
         # Push each column's hits as one row of a padded (nj, width) array.
         r, c = np.divmod(hits, nj)
-        # Block columns fit int16, whose stable sort is a radix sort: 8x faster.
+        # Block columns fit int16, whose stable sort is a radix sort.
         order = np.argsort(c.astype(np.int16), kind="stable")
         r, c, values = r[order], c[order], product.reshape(-1)[hits[order]]
         counts = np.bincount(c, minlength=nj)

@@ -22,8 +22,7 @@ _LIMITS_LOCK = threading.Lock()
 def thread_pool(n_threads: int) -> ThreadPoolExecutor:
     """A pool of ``n_threads`` workers, made once per size and process.
 
-    Starting threads for every search cost about 2 ms of a 50 ms search of
-    5,000 x 64. Workers start when first needed, so a pool sent fewer tasks than it
+    Starting threads for every search costs a visible share of a small one. Workers start when first needed, so a pool sent fewer tasks than it
     has workers starts only as many; idle ones wait on a queue and use no CPU. Tasks
     must not wait on other tasks of the same pool.
     """
@@ -37,9 +36,9 @@ os.register_at_fork(after_in_child=thread_pool.cache_clear)
 
 @functools.cache
 def _controller() -> ThreadpoolController:
-    # Finding the loaded BLAS and OpenMP libraries takes 4 ms once scikit-learn,
-    # scipy and faiss are imported: a tenth of a search of 5,000 x 64. The libraries
-    # the searches call (numpy's BLAS, faiss') are loaded before the first one.
+    # Finding the loaded BLAS and OpenMP libraries once scikit-learn, scipy and faiss
+    # are imported takes a noticeable share of a small search: once a process. The
+    # libraries the searches call (numpy's BLAS, faiss') are loaded before the first one.
     return ThreadpoolController()
 
 

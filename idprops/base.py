@@ -138,8 +138,8 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     multipliers = np.random.default_rng(0).integers(1, 2**63, n_words, dtype=np.uint64) * 2 + 1
     hashes = np.empty(len(X), dtype=np.uint64)
     chunk = max(1, 2**18 // max(1, n_words))
-    # Buffers reused from chunk to chunk stay in the cache: fresh ones for each chunk
-    # took twice as long on 720 rows of 150,528 float32 features.
+    # Buffers reused from chunk to chunk stay in the cache; fresh ones for each chunk
+    # go to memory and back (benchmarks/TUNING.md).
     rows = np.empty((min(chunk, len(X)), X.shape[1]), dtype=X.dtype)
     products = np.empty((len(rows), n_words), dtype=np.uint64)
     for start in range(0, len(X), chunk):

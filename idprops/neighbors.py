@@ -48,14 +48,14 @@ BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
 
 # Bytes allowed for one batch of float32 distances (batch x n): keeps memory
 # O(batch x n + n x k). A chunk of float64 candidate differences during re-ranking is
-# kept small enough to stay in a core's cache, which makes that step twice as fast.
+# kept small enough to stay in a core's cache. The figures behind these constants and
+# the choices below are in benchmarks/TUNING.md.
 _BATCH_BYTES = 256 * 2**20
 _RERANK_BYTES = 2 * 2**20
 # A slab of features cast to float64 for the float64 products.
 _SLAB_BYTES = 64 * 2**20
 # From this many features the float32 search's error bound, which grows with them,
-# proves too few rows (of 720-3,000 Gaussian rows: 70-77 % at 2,048, 17-29 % at
-# 4,096, under 1 % at 8,192): products summed over slabs of features take its place.
+# proves too few rows: products summed over slabs of features take its place.
 _WIDE_FEATURES = 4096
 # Features per slab of those float32 products: the bound grows with it, and summing
 # the slabs' products in float64 costs more the narrower they are.
@@ -64,24 +64,22 @@ _SLAB_FEATURES = 1024
 # square, which leaves it right to 1.2e-10 (measuring it from the vectors: to D x 1e-16).
 _PRODUCT_TOLERANCE = 2.0**-32
 # Under this many rows per neighbour, float64 products of X by itself cost less than
-# float32 ones and measuring every row's k neighbours from the vectors (the crossover
-# lay at k = n / 150 to n / 70 for 720-5,000 rows of 32,768 features). Only where those
+# float32 ones and measuring every row's k neighbours from the vectors. Only where those
 # products fit the batch budget at once: by chunks they are made twice over.
 _ROWS_PER_NEIGHBOUR = 150
 # Candidates a row of the float32 products may have measured before it goes to float64.
 _MEASURED_WINDOW = 64
 # Rows per block of a product of data by itself over slabs (:func:`_add_upper_products`).
 _SELF_PRODUCT_ROWS = 1280
-# Finding the pairs a search of X against itself found from both ends costs about as
-# much as measuring them twice at 64 features, and less from 128: 100,000 rows, k = 20,
-# re-measuring 160 -> 188 ms at 64 features, 329 -> 276 ms at 128, 526 -> 401 at 256.
+# Finding the pairs a search of X against itself found from both ends costs more than
+# measuring them twice at 64 features, and less from 128.
 _MEASURE_ONCE_MIN_FEATURES = 128
 # A GPU driver's device file: NVIDIA on Linux, WSL2 (which has no /dev/nvidiactl), ROCm.
 _GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
 # faiss' GPU search returns at most this many neighbours per query.
 _FAISS_GPU_MAX_K = 2048
 # Below this many rows, starting threads and setting process-wide thread limits costs
-# more than the symmetric search saves (500 x 10: 17 ms against faiss.knn's 6 ms).
+# more than the symmetric search saves.
 _SYMMETRIC_MIN_ROWS = 2048
 
 
@@ -323,15 +321,15 @@ def _center(Y) -> np.ndarray:
     Any centre gives the same neighbours, but the float32 error bound grows with the
     norms around it. One corrupted sample s away moves the mean by s / n towards it:
     among 3,000 rows of N(0, 1) in 20 dimensions, a single row at 1e6 left every row
-    unproven and sent all of them to the float64 scan (0.9 s instead of 0.01 s). A
+    unproven and sent all of them to the far slower float64 scan. A
     median does not move; on clean data its norms are within a few percent of the
     mean's (N(0, 1) data: 2.5 % more than around the mean, from 64 rows). Few rows
     keep it cheap on wide data, where each feature's median is a sort of its own.
     """
     sample = Y[:: -(-len(Y) // 64)]
     middle = (len(sample) - 1) // 2
-    # The lower median, by a partition of each feature's values laid out in a row:
-    # np.median along the columns took 3x as long at 32,768 features.
+    # The lower median, by a partition of each feature's values laid out in a row,
+    # which is faster than np.median along the columns.
     return np.partition(np.ascontiguousarray(sample.T), middle, axis=1)[:, middle]
 
 
@@ -404,8 +402,7 @@ def _numpy_distances(X, Y, rows, cols):
         stop = start + chunk
         m = len(rows[start:stop])
         # Buffers of each thread's own: arrays of a few MiB allocated and freed in a
-        # worker thread often fault in fresh pages (measured 1.15 against 1.45 s for
-        # 200,000 pairs of 784 features).
+        # worker thread often fault in fresh pages.
         if not hasattr(local, "diff"):
             local.y = np.empty((chunk, Y.shape[1]), dtype=Y.dtype)
             local.x = np.empty((chunk, X.shape[1]), dtype=X.dtype)
@@ -417,9 +414,8 @@ def _numpy_distances(X, Y, rows, cols):
         else:
             x = np.take(X, rows[start:stop], axis=0, out=local.x[:m], mode="clip")
         # einsum, not a stack of BLAS dot products: those run OpenBLAS' own threads
-        # inside these, and on a busy machine 3,000 pairs of 32,768 features took 30-50 s
-        # that way against 0.6 s. Differences and squares beyond float64's range are
-        # measured again by the caller.
+        # inside these, which on a busy machine took far longer. Differences
+        # and squares beyond float64's range are measured again by the caller.
         with np.errstate(over="ignore", invalid="ignore"):
             diff = np.subtract(y, x, out=local.diff[:m], dtype=np.float64)
             out[start:stop] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
@@ -580,8 +576,8 @@ def _top_k(X, Y, rows, candidates, k, exclude_self, measure, valid=None, known=N
     if known is not None:
         dist = _measure_close_calls(X, Y, rows, candidates, dist, known, exclude_self, measure)
     order = np.argsort(dist, axis=1)
-    # Ties decide by index; argsort does not, and lexsort costs 5x more, so only rows
-    # with a tie among their first k + 1 are sorted again with it.
+    # Ties decide by index; argsort does not, and lexsort costs several times more, so
+    # only rows with a tie among their first k + 1 are sorted again with it.
     ranked = np.take_along_axis(dist, order[:, : k + 1], axis=1)
     tied = (ranked[:, 1:] == ranked[:, :-1]).any(axis=1)
     if tied.any():
@@ -968,9 +964,9 @@ def kneighbors(
     if backend == "torch":
         device = _torch_device(device)
         if device.type != "cpu":
-            # Re-measuring the candidates in float64 is memory bound: on an H200 it
-            # took 2.4 s of 3.5 s on 16 CPU cores at 100,000 x 784. The products of
-            # wide data and of the float64 scan run there too.
+            # Re-measuring the candidates in float64 is memory bound, and on the CPU
+            # it took most of a GPU search's time. The products of wide data and of
+            # the float64 scan run there too.
             measure, gpu = _torch_distances(X, Y, device), device
     if X.shape[1] >= _WIDE_FEATURES:
         return _finite(*_wide_search(X, Y, k, exclude_self, center, measure, gpu))
