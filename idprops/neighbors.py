@@ -26,6 +26,11 @@ products: those give the distances, each proven within 2**-33 of itself, and onl
 pairs they cannot settle (points far nearer to each other than to the centre, ties to
 be ordered by index) are measured from the vectors. The float64 scan of rows the
 float32 search leaves unproven takes its distances the same way.
+
+:func:`closest_pair`, the nearest two rows in different groups (K_F's pair of
+differently labelled inputs), searches each group against the groups after it; on
+wide data whose products of X by itself fit one batch it makes those products once,
+with each row's own group masked out.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from sklearn.utils import check_array
 from ._symmetric import symmetric_candidates
 from ._threads import single_threaded_native, thread_pool
 
-__all__ = ["available_backends", "kneighbors"]
+__all__ = ["available_backends", "closest_pair", "kneighbors"]
 
 BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
 
@@ -752,8 +757,11 @@ def _products_fit_at_once(n_rows: int) -> bool:
     return 8 * n_rows**2 <= _BATCH_BYTES
 
 
-def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None):
+def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None, row_groups=None):
     """Neighbours of X[rows] from the products of :func:`_products` with all of Y.
+
+    ``row_groups``, a code per row of X searched by itself, leaves each row's own
+    group out of its neighbours.
 
     The products give every squared distance within a bound; the true k nearest all
     lie within twice it of the computed k-th (once for them, once for the k-th), and
@@ -791,6 +799,8 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         d2 += y_sq
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
+        if row_groups is not None:
+            d2[row_groups[block][:, None] == row_groups] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1].copy()  # frees the partitioned copy
         n_terms = _product_terms(len(X) if symmetric else len(block) + len(Y), Y.shape[1], dtype)
         x_norm, y_norm = np.sqrt(x_sq), np.sqrt(y_sq)
@@ -828,13 +838,16 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     return distances, indices, settled
 
 
-def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None):
+def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None, row_groups=None):
     """Exact neighbours of X[rows] by float64 products with all of Y (rows left unproven)."""
-    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device)[:2]
+    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device, row_groups)[:2]
 
 
-def _wide_search(X, Y, k, exclude_self, center, measure, device=None):
-    """Exact neighbours of all rows of data too wide for the float32 search's bound."""
+def _wide_search(X, Y, k, exclude_self, center, measure, device=None, row_groups=None):
+    """Exact neighbours of all rows of data too wide for the float32 search's bound.
+
+    ``row_groups``: see :func:`_product_search`.
+    """
     rows = np.arange(len(X))
     by_itself = exclude_self and _products_fit_at_once(len(X))
     if device is None and by_itself and k * _ROWS_PER_NEIGHBOUR > len(Y):
@@ -842,15 +855,29 @@ def _wide_search(X, Y, k, exclude_self, center, measure, device=None):
         # normal numbers, so only float64 data need dividing by a power of two (a pass
         # over all the data to find it and one over each slab to apply it).
         scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X)
-        return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure)
+        return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, row_groups=row_groups)
     scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
     distances, indices, settled = _product_search(
-        X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device
+        X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device, row_groups
     )
     rest = rows[~settled]
     if len(rest):
-        distances[rest], indices[rest] = _float64_search(X, Y, rest, k, exclude_self, center, scale, measure, device)
+        distances[rest], indices[rest] = _float64_search(
+            X, Y, rest, k, exclude_self, center, scale, measure, device, row_groups
+        )
     return distances, indices
+
+
+def _on_torch_device(X, Y, backend: str, device):
+    """``measure`` and ``device`` of a search that runs in torch on a GPU, else None and None."""
+    if backend == "torch":
+        device = _torch_device(device)
+        if device.type != "cpu":
+            # Re-measuring the candidates in float64 is memory bound, and on the CPU
+            # it took most of a GPU search's time. The products of wide data and of
+            # the float64 scan run there too.
+            return _torch_distances(X, Y, device), device
+    return None, None
 
 
 def _finite(distances, indices):
@@ -960,14 +987,7 @@ def kneighbors(
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision.
     center = _center(Y)
-    measure = gpu = None
-    if backend == "torch":
-        device = _torch_device(device)
-        if device.type != "cpu":
-            # Re-measuring the candidates in float64 is memory bound, and on the CPU
-            # it took most of a GPU search's time. The products of wide data and of
-            # the float64 scan run there too.
-            measure, gpu = _torch_distances(X, Y, device), device
+    measure, gpu = _on_torch_device(X, Y, backend, device)
     if X.shape[1] >= _WIDE_FEATURES:
         return _finite(*_wide_search(X, Y, k, exclude_self, center, measure, gpu))
     # Dividing by a power of two changes no neighbour; without it, squared norms of
@@ -1004,3 +1024,62 @@ def kneighbors(
             return _finite(distances, indices)
     distances[rows], indices[rows] = _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, gpu)
     return _finite(distances, indices)
+
+
+def closest_pair(X, groups, *, backend: str = "auto") -> tuple[float, tuple[int, int]]:
+    """The two nearest rows of ``X`` that lie in different groups, exactly.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points.
+    groups : array-like of shape (n_samples,)
+        A group (a label) per row, with at least two different ones.
+    backend : {"auto", "faiss", "faiss-gpu", "torch"}, default="auto"
+        See :func:`kneighbors`.
+
+    Returns
+    -------
+    distance : float
+        Their Euclidean distance, exact in float64.
+    pair : tuple of (int, int)
+        Their rows ``(i, j)``, ``i < j``; of pairs at the same distance, the first
+        ``(i, j)`` in order.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [1.0], [1.5], [4.0], [3.5]])
+    >>> closest_pair(X, ["a", "a", "b", "b", "a"])
+    (0.5, (1, 2))
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = check_array(X, dtype=float_dtype(X), input_name="X")
+    groups = np.asarray(groups)
+    if groups.shape != (len(X),):
+        raise ValueError(f"groups must hold one group per row of X ({len(X)}), got shape {groups.shape}")
+    codes = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    if codes.max(initial=0) < 1:
+        raise ValueError("groups must hold at least two different groups: there is no pair to find")
+    backend = _resolve_backend(backend)
+    if X.shape[1] >= _WIDE_FEATURES and _products_fit_at_once(len(X)):
+        # One product of X by itself, with each row's own group masked out, serves
+        # every group: a search per group would centre and cast the others again.
+        measure, device = _on_torch_device(X, X, backend, None)
+        dist, idx = _finite(*_wide_search(X, X, 1, True, _center(X), measure, device, row_groups=codes))
+        a, b, d = np.arange(len(X)), idx[:, 0], dist[:, 0]
+        # float64 products give a distance right to 2**-33 of itself: rows that near
+        # the nearest are measured, so that ties are ordered as measured distances are.
+        near = np.flatnonzero(d <= d.min() * (1 + 2.0**-30))
+        d = _exact_distances(X, X, near, b[near, None], False, measure)[:, 0]
+        a, b = a[near], b[near]
+    else:
+        # Each group against the groups after it, so that each pair is searched once.
+        found = []
+        for code in range(codes.max()):
+            queries, points = np.flatnonzero(codes == code), np.flatnonzero(codes > code)
+            dist, idx = kneighbors(X[queries], 1, Y=X[points], backend=backend)
+            found.append((queries, points[idx[:, 0]], dist[:, 0]))
+        a, b, d = (np.concatenate(parts) for parts in zip(*found))
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    first = np.lexsort((hi, lo, d))[0]
+    return float(d[first]), (int(lo[first]), int(hi[first]))

@@ -768,3 +768,66 @@ def test_wide_search_with_products_on_a_torch_device_matches_brute_force(monkeyp
     ref_dist, ref_idx = brute_force(X, 5)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+
+
+def brute_force_closest_pair(X, groups):
+    """Reference: every pair of different groups in float64, the first (distance, i, j)."""
+    D = cdist(X.astype(np.float64), X.astype(np.float64))
+    i, j = np.nonzero(np.triu(np.asarray(groups)[:, None] != np.asarray(groups)[None, :], 1))
+    first = np.lexsort((j, i, D[i, j]))[0]
+    return D[i[first], j[first]], (i[first], j[first])
+
+
+@pytest.mark.parametrize("route", ["by group", "wide float32", "wide float64"])
+@pytest.mark.parametrize("case", ["random", "grid", "duplicates", "float32"])
+def test_closest_pair_matches_brute_force(route, case, monkeypatch, rng):
+    # The grid's many equal distances check the order of ties across rows and groups;
+    # the wide routes take one product of X by itself, with each row's group masked.
+    import idprops.neighbors as nb
+
+    if route != "by group":
+        monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+        monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
+        monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", 0 if route == "wide float32" else 10**9)
+        # The products of X by itself fit at once but are read in chunks of 55 rows.
+        monkeypatch.setattr(nb, "_BATCH_BYTES", 200_000)
+    if case == "grid":
+        X = rng.integers(0, 3, (150, 20)).astype(float)
+    else:
+        X = rng.standard_normal((150, 20))
+    if case == "duplicates":
+        X[100:] = X[:50]  # identical rows in the same group, and in others
+    if case == "float32":
+        X = (X + 100).astype(np.float32)
+    groups = rng.choice(["cat", "dog", "emu"], len(X))
+    distance, pair = nb.closest_pair(X, groups)
+    ref_distance, ref_pair = brute_force_closest_pair(X, groups)
+    assert pair == ref_pair
+    assert distance == pytest.approx(ref_distance, rel=1e-12, abs=0)
+
+
+def test_closest_pair_routes_give_the_same_bits(monkeypatch, rng):
+    # Exactly the same distance, not just a close one: K_F's value must not depend on
+    # which search found it.
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+    X = rng.random((120, 40)).astype(np.float32)
+    groups = np.arange(120) % 4
+    with monkeypatch.context() as m:
+        m.setattr(nb, "_products_fit_at_once", lambda n_rows: False)  # a search per group
+        by_group = nb.closest_pair(X, groups)
+    for rows_per_neighbour in (0, 10**9):
+        monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", rows_per_neighbour)
+        assert nb.closest_pair(X, groups) == by_group
+
+
+@pytest.mark.parametrize(
+    "groups, match",
+    [(np.zeros(5), "at least two different groups"), (np.arange(4), "one group per row")],
+)
+def test_closest_pair_refuses_what_has_no_answer(groups, match):
+    from idprops.neighbors import closest_pair
+
+    with pytest.raises(ValueError, match=match):
+        closest_pair(np.arange(10.0).reshape(5, 2), groups)

@@ -152,8 +152,9 @@ def test_a_failed_estimate_is_nan_with_a_note_and_the_others_go_on(monkeypatch):
     assert math.isfinite(twonn["dimension"]) and twonn["error"] is None
     assert math.isnan(mle["dimension"]) and "needs at least 21 distinct samples" in mle["error"]
     assert out["warnings"] == [f"d_data mle: {mle['error']}"]
-    # TwoNN's search goes as deep as the 15 points allow, for the scale profile.
-    assert calls == [14] and math.isfinite(out["sharpness"]["K_F"])
+    # TwoNN's search goes as deep as the 15 points allow, for the scale profile; then
+    # K_F's own, of the first class against the second.
+    assert calls == [14, 1] and math.isfinite(out["sharpness"]["K_F"])
 
 
 def test_a_bad_request_raises_before_any_search(monkeypatch):

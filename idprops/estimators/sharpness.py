@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._sklearn_compat import Interval, StrOptions
 from ..base import group_identical_rows
 from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
-from ..neighbors import BACKENDS, float_dtype, kneighbors
+from ..neighbors import BACKENDS, closest_pair, float_dtype, kneighbors
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
@@ -124,9 +124,11 @@ class LabelSharpness(BaseEstimator):
     for a labelling f. With class labels the numerator is 1 when the labels differ
     and 0 otherwise, so K_F = 1 / (the smallest Euclidean distance between two
     inputs of different classes), for any number of classes. ``fit`` computes it
-    exactly over all pairs of a sample of ``M`` inputs with the kNN engine: the
-    inputs of each class are searched against those of the classes after it, which
-    visits every differently labelled pair once and never enumerates pairs.
+    exactly over all pairs of a sample of ``M`` inputs with the kNN engine
+    (:func:`idprops.neighbors.closest_pair`): the inputs of each class are searched
+    against those of the classes after it, which visits every differently labelled
+    pair once and never enumerates pairs; wide inputs (images of 4,096 values or
+    more, up to about 5,800 of them) are multiplied by each other once instead.
 
     K_F scales as 1 / (pixel range), so images get one scale whatever their
     container: 8-bit images (uint8 arrays or tensors, PIL images, a Dataset or a
@@ -333,26 +335,12 @@ class LabelSharpness(BaseEstimator):
             )
             distance = 0.0
         else:
-            distance, pair = self._closest_pair(X_s, codes)
+            distance, pair = closest_pair(X_s, codes, backend=self.backend)
         self.min_distance_ = float(distance)
         self.argmax_pair_ = tuple(int(i) for i in self.sample_indices_[list(pair)])
         self.sharpness_ = _inverse(distance, "K_F")
         self._fit_X, self._fit_y = X_s, y_s
         return self
-
-    def _closest_pair(self, X: np.ndarray, codes: np.ndarray) -> tuple[float, tuple[int, int]]:
-        """Smallest distance between rows with different codes, and its rows (sample numbering)."""
-        best = (np.inf, 0, 0)
-        for c in range(codes.max()):
-            queries = np.flatnonzero(codes == c)
-            # Only the classes after c: pairs with the earlier ones were searched already.
-            points = np.flatnonzero(codes > c)
-            dist, idx = kneighbors(X[queries], 1, Y=X[points], backend=self.backend)
-            a, b = queries, points[idx[:, 0]]
-            lo, hi = np.minimum(a, b), np.maximum(a, b)
-            i = np.lexsort((hi, lo, dist[:, 0]))[0]
-            best = min(best, (dist[i, 0], lo[i], hi[i]))
-        return best[0], (best[1], best[2])
 
     def score(self, X, y=None) -> float:
         """Minus K_F over the pairs of one held-out and one fitted input.
