@@ -310,7 +310,8 @@ class LabelSharpness(BaseEstimator):
             X_all, y_all = validate_data(self, X_all, y_all, dtype=float_dtype(X_all))
             n_input = len(X_all)
             rows = self._draw(n_input)
-            X_s, y_s = X_all[rows], y_all[rows]
+            # All of them (M=None or M >= n): no copy of what may be gigabytes of images.
+            X_s, y_s = (X_all, y_all) if len(rows) == n_input else (X_all[rows], y_all[rows])
         classes, codes = _encode_labels(y_s)
         if len(classes) < 2:
             drawn = f" drawn at random from {n_input} (M={self.M})" if len(rows) < n_input else ""
