@@ -196,9 +196,10 @@ def _run_wide(spec) -> dict:
     """
     from sklearn.neighbors import NearestNeighbors
 
-    from idprops import MLEDimension, TwoNNDimension
+    from idprops import LabelSharpness, MLEDimension, TwoNNDimension
 
     X = wide_data(spec["n"], spec["D"], spec["kind"])
+    y = np.arange(len(X)) % 10  # ten classes, for K_F
 
     tools = {
         "floor": lambda: _floor(X, "cpu", False),
@@ -208,6 +209,7 @@ def _run_wide(spec) -> dict:
         "sklearn kNN": lambda: NearestNeighbors(n_neighbors=K, algorithm="brute").fit(X).kneighbors(),
         "idprops mle": lambda: MLEDimension(k=K, unbiased=False, backend=spec["backend"]).fit(X),
         "idprops twonn": lambda: TwoNNDimension(backend=spec["backend"]).fit(X),
+        "idprops K_F": lambda: LabelSharpness(M=None, backend=spec["backend"]).fit(X, y),
     }
     small = wide_data(50, 64, spec["kind"])  # imports and first calls before the clock
     MLEDimension(k=K, backend=spec["backend"]).fit(small)
@@ -216,7 +218,9 @@ def _run_wide(spec) -> dict:
     for _ in range(spec["repeats"]):
         for name, fn in tools.items():
             out, record = _measured(fn)
-            if name.startswith("idprops"):
+            if name == "idprops K_F":
+                record["K_F"] = out.sharpness_
+            elif name.startswith("idprops"):
                 record["dimension"] = out.dimension_
             elif name.startswith("sklearn"):
                 # The same estimators on scikit-learn's neighbours: the same estimates?
@@ -842,7 +846,10 @@ def wide_section(cells, machine) -> list[str]:
         "X·Xᵀ as above. float64 floor: X·Xᵀ in float64, the features cast from float32 a "
         "64 MiB slab at a time into one buffer and each slab multiplied by itself (numpy's "
         "syrk, half the products): the products that give the exact answer's float64 "
-        "distances, under the wide search's memory bound, and nothing else. peak MiB: above the RSS with the data loaded (one float32 copy is "
+        "distances, under the wide search's memory bound, and nothing else. idprops K_F: "
+        "`LabelSharpness(M=None).fit(X, y)` with y = row number mod 10 (ten classes), the "
+        "closest pair of rows in different classes. peak MiB: above the RSS with the data "
+        "loaded (one float32 copy is "
         "n·D·4 bytes: 720 × 32,768: 90 MiB, 720 × 150,528: 413 MiB, 5,000 × 32,768: "
         "625 MiB, 5,000 × 150,528: 2,871 MiB). load: the 1-minute load average after the "
         "tool's best round.",
@@ -864,7 +871,7 @@ def wide_section(cells, machine) -> list[str]:
         best = {name: min(fits, key=lambda f: f["seconds"]) for name, fits in c["tools"].items()}
         floor = best["floor"]["seconds"]
         for name, fit in best.items():
-            peer = "sklearn kNN" if name.startswith("idprops") else None
+            peer = "sklearn kNN" if name in ("idprops mle", "idprops twonn") else None
             ratio = f"{fit['seconds'] / best[peer]['seconds']:.2f}" if peer else ""
             estimate = rel = rel64 = ""
             reference = next((f.get("dimension_float64") for f in c["tools"]["sklearn kNN"]), None) or {}
@@ -874,6 +881,8 @@ def wide_section(cells, machine) -> list[str]:
                     estimate += " (float64: " + ", ".join(f"{est} {d:.9f}" for est, d in reference.items()) + ")"
             elif "dimension" in fit:
                 estimate = f"{fit['dimension']:.9f}"
+            elif "K_F" in fit:
+                estimate = f"K_F {fit['K_F']:.9g}"
             if peer:
                 d, d_peer = fit["dimension"], best[peer]["dimension"][name.split()[1]]
                 rel = f"{(d - d_peer) / d_peer:+.1e}"
