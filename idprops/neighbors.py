@@ -757,11 +757,11 @@ def _products_fit_at_once(n_rows: int) -> bool:
     return 8 * n_rows**2 <= _BATCH_BYTES
 
 
-def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None, row_groups=None):
+def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, device=None, groups=None):
     """Neighbours of X[rows] from the products of :func:`_products` with all of Y.
 
-    ``row_groups``, a code per row of X searched by itself, leaves each row's own
-    group out of its neighbours.
+    ``groups``, a pair of arrays (a code per row of X, a code per row of Y), leaves the
+    rows of Y in each row's own group out of its neighbours.
 
     The products give every squared distance within a bound; the true k nearest all
     lie within twice it of the computed k-th (once for them, once for the k-th), and
@@ -799,8 +799,8 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         d2 += y_sq
         if exclude_self:
             d2[np.arange(len(block)), block] = np.inf
-        if row_groups is not None:
-            d2[row_groups[block][:, None] == row_groups] = np.inf
+        if groups is not None:
+            d2[groups[0][block][:, None] == groups[1]] = np.inf
         kth = np.partition(d2, k - 1, axis=1)[:, k - 1].copy()  # frees the partitioned copy
         n_terms = _product_terms(len(X) if symmetric else len(block) + len(Y), Y.shape[1], dtype)
         x_norm, y_norm = np.sqrt(x_sq), np.sqrt(y_sq)
@@ -813,17 +813,17 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         # both ends are measured once; only each row's own are measured (the farther
         # points that a window holds lie beyond the exact k-th anyway). Rows with many
         # more then get windows of their own, so that they do not widen every row's.
-        groups = [(everyone, d2, limit, counts[~wide].max() if not wide.all() else counts.max())]
+        windows = [(everyone, d2, limit, counts[~wide].max() if not wide.all() else counts.max())]
         if dtype == np.float32:
             # Up to a few dozen candidates cost less to measure than float64 products,
             # which centre all of Y again for even one row.
             unsettled = counts > max(2 * k + 2, _MEASURED_WINDOW)
             settled[start + np.flatnonzero(unsettled)] = False
-            groups = groups if not wide.all() else []
+            windows = windows if not wide.all() else []
             wide &= ~unsettled
         if wide.any() and not (dtype == np.float64 and wide.all()):
-            groups.append((np.flatnonzero(wide), d2[wide], limit[wide], counts[wide].max()))
-        for group, group_d2, group_limit, width in groups:
+            windows.append((np.flatnonzero(wide), d2[wide], limit[wide], counts[wide].max()))
+        for group, group_d2, group_limit, width in windows:
             # Copied so that the full-width order is freed before re-measuring.
             window = np.argpartition(group_d2, width - 1, axis=1)[:, :width].copy()
             window_d2 = np.take_along_axis(group_d2, window, axis=1)
@@ -838,15 +838,15 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     return distances, indices, settled
 
 
-def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None, row_groups=None):
+def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None, groups=None):
     """Exact neighbours of X[rows] by float64 products with all of Y (rows left unproven)."""
-    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device, row_groups)[:2]
+    return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device, groups)[:2]
 
 
-def _wide_search(X, Y, k, exclude_self, center, measure, device=None, row_groups=None):
+def _wide_search(X, Y, k, exclude_self, center, measure, device=None, groups=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound.
 
-    ``row_groups``: see :func:`_product_search`.
+    ``groups``: see :func:`_product_search`.
     """
     rows = np.arange(len(X))
     by_itself = exclude_self and _products_fit_at_once(len(X))
@@ -855,15 +855,15 @@ def _wide_search(X, Y, k, exclude_self, center, measure, device=None, row_groups
         # normal numbers, so only float64 data need dividing by a power of two (a pass
         # over all the data to find it and one over each slab to apply it).
         scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X)
-        return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, row_groups=row_groups)
+        return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, groups=groups)
     scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
     distances, indices, settled = _product_search(
-        X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device, row_groups
+        X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device, groups
     )
     rest = rows[~settled]
     if len(rest):
         distances[rest], indices[rest] = _float64_search(
-            X, Y, rest, k, exclude_self, center, scale, measure, device, row_groups
+            X, Y, rest, k, exclude_self, center, scale, measure, device, groups
         )
     return distances, indices
 
@@ -1026,15 +1026,20 @@ def kneighbors(
     return _finite(distances, indices)
 
 
-def closest_pair(X, groups, *, backend: str = "auto") -> tuple[float, tuple[int, int]]:
-    """The two nearest rows of ``X`` that lie in different groups, exactly.
+def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> tuple[float, tuple[int, int]]:
+    """The two nearest rows in different groups, exactly: of ``X``, or of ``X`` and ``Y``.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
         Points.
     groups : array-like of shape (n_samples,)
-        A group (a label) per row, with at least two different ones.
+        A group (a label) per row of ``X``.
+    Y : array-like of shape (n_points, n_features), default=None
+        Points to pair with those of ``X``; ``None`` pairs the rows of ``X`` with each
+        other.
+    Y_groups : array-like of shape (n_points,), default=None
+        A group per row of ``Y``, compared with ``groups`` by equality.
     backend : {"auto", "faiss", "faiss-gpu", "torch"}, default="auto"
         See :func:`kneighbors`.
 
@@ -1043,43 +1048,69 @@ def closest_pair(X, groups, *, backend: str = "auto") -> tuple[float, tuple[int,
     distance : float
         Their Euclidean distance, exact in float64.
     pair : tuple of (int, int)
-        Their rows ``(i, j)``, ``i < j``; of pairs at the same distance, the first
-        ``(i, j)`` in order.
+        Their rows: ``(i, j)`` of ``X``, ``i < j``, or row ``i`` of ``X`` and row ``j``
+        of ``Y``; of pairs at the same distance, the first ``(i, j)`` in order.
 
     Examples
     --------
     >>> X = np.array([[0.0], [1.0], [1.5], [4.0], [3.5]])
     >>> closest_pair(X, ["a", "a", "b", "b", "a"])
     (0.5, (1, 2))
+    >>> closest_pair([[3.9]], ["b"], Y=X, Y_groups=["a", "a", "b", "b", "a"])
+    (0.3999999999999999, (0, 4))
     """
     with np.errstate(over="ignore", invalid="ignore"):
         X = check_array(X, dtype=float_dtype(X), input_name="X")
-    groups = np.asarray(groups)
-    if groups.shape != (len(X),):
-        raise ValueError(f"groups must hold one group per row of X ({len(X)}), got shape {groups.shape}")
-    codes = np.unique(groups, return_inverse=True)[1].reshape(-1)
-    if codes.max(initial=0) < 1:
+        by_itself = Y is None
+        Y = X if by_itself else check_array(Y, dtype=float_dtype(Y), input_name="Y")
+    if Y.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
+        )
+    if by_itself and Y_groups is not None:
+        raise ValueError("Y_groups was given without Y: pass Y too, or leave Y_groups out.")
+    labels = [("groups", groups, "X", X)] + ([] if by_itself else [("Y_groups", Y_groups, "Y", Y)])
+    for name, values, of, points in labels:
+        if values is None or np.shape(values) != (len(points),):
+            shape = None if values is None else np.shape(values)
+            raise ValueError(f"{name} must hold one group per row of {of} ({len(points)}), got shape {shape}")
+    x_groups, x_codes = np.unique(np.asarray(groups), return_inverse=True)
+    x_codes = y_codes = x_codes.reshape(-1)
+    if not by_itself:
+        # X's groups coded as Y's where they are equal (as == finds them: 1 == 1.0 but
+        # not "1"), and beyond Y's codes where Y has no such group.
+        y_groups, y_codes = np.unique(np.asarray(Y_groups), return_inverse=True)
+        code_of = {group: code for code, group in enumerate(y_groups.tolist())}
+        recoded = [code_of.get(group, len(y_groups) + i) for i, group in enumerate(x_groups.tolist())]
+        x_codes, y_codes = np.asarray(recoded, dtype=np.int64)[x_codes], y_codes.reshape(-1)
+    # Rows of X in the one group that all of Y is in have no pair.
+    rows = np.flatnonzero((x_codes != y_codes[0]) | (y_codes != y_codes[0]).any())
+    if not len(rows):
         raise ValueError("groups must hold at least two different groups: there is no pair to find")
     backend = _resolve_backend(backend)
-    if X.shape[1] >= _WIDE_FEATURES and _products_fit_at_once(len(X)):
-        # One product of X by itself, with each row's own group masked out, serves
-        # every group: a search per group would centre and cast the others again.
-        measure, device = _on_torch_device(X, X, backend, None)
-        dist, idx = _finite(*_wide_search(X, X, 1, True, _center(X), measure, device, row_groups=codes))
-        a, b, d = np.arange(len(X)), idx[:, 0], dist[:, 0]
+    if X.shape[1] >= _WIDE_FEATURES and (not by_itself or _products_fit_at_once(len(X))):
+        # One product of X with Y, with each row's own group masked out, serves every
+        # group: a search per group would centre and cast Y's other rows again.
+        Xs = X if by_itself or len(rows) == len(X) else X[rows]
+        measure, device = _on_torch_device(Xs, Y, backend, None)
+        found = _wide_search(Xs, Y, 1, by_itself, _center(Y), measure, device, groups=(x_codes[rows], y_codes))
+        d, b = (column[:, 0] for column in _finite(*found))
         # float64 products give a distance right to 2**-33 of itself: rows that near
         # the nearest are measured, so that ties are ordered as measured distances are.
         near = np.flatnonzero(d <= d.min() * (1 + 2.0**-30))
-        d = _exact_distances(X, X, near, b[near, None], False, measure)[:, 0]
-        a, b = a[near], b[near]
+        d, a, b = _exact_distances(Xs, Y, near, b[near, None], False, measure)[:, 0], rows[near], b[near]
     else:
-        # Each group against the groups after it, so that each pair is searched once.
+        # Each group against the others (by itself: the groups after it, so that each
+        # pair is searched once).
         found = []
-        for code in range(codes.max()):
-            queries, points = np.flatnonzero(codes == code), np.flatnonzero(codes > code)
-            dist, idx = kneighbors(X[queries], 1, Y=X[points], backend=backend)
-            found.append((queries, points[idx[:, 0]], dist[:, 0]))
+        for code in np.unique(x_codes[rows]):
+            queries = np.flatnonzero(x_codes == code)
+            points = np.flatnonzero(y_codes > code if by_itself else y_codes != code)
+            if len(points):
+                dist, idx = kneighbors(X[queries], 1, Y=Y[points], backend=backend)
+                found.append((queries, points[idx[:, 0]], dist[:, 0]))
         a, b, d = (np.concatenate(parts) for parts in zip(*found))
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    first = np.lexsort((hi, lo, d))[0]
-    return float(d[first]), (int(lo[first]), int(hi[first]))
+    if by_itself:
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    first = np.lexsort((b, a, d))[0]
+    return float(d[first]), (int(a[first]), int(b[first]))

@@ -831,3 +831,46 @@ def test_closest_pair_refuses_what_has_no_answer(groups, match):
 
     with pytest.raises(ValueError, match=match):
         closest_pair(np.arange(10.0).reshape(5, 2), groups)
+
+
+@pytest.mark.parametrize("route", ["by group", "wide"])
+@pytest.mark.parametrize("case", ["random", "grid", "unseen group", "one group in Y"])
+def test_closest_pair_of_X_and_Y_matches_brute_force(route, case, monkeypatch, rng):
+    import idprops.neighbors as nb
+
+    if route == "wide":
+        monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+        monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
+        monkeypatch.setattr(nb, "_BATCH_BYTES", 100_000)  # queries in chunks of 34
+    if case == "grid":
+        X, Y = (rng.integers(0, 3, (n, 20)).astype(float) for n in (90, 120))
+    else:
+        X, Y = rng.standard_normal((90, 20)), rng.standard_normal((120, 20))
+    groups, Y_groups = rng.choice([1, 2, 3], len(X)), rng.choice([1.0, 2.0, 3.0], len(Y))
+    if case == "unseen group":
+        groups[:30] = 7  # every row of Y is in another group than these
+    if case == "one group in Y":
+        Y_groups[:] = 2  # X's rows of group 2 have no pair
+    D = cdist(X, Y)
+    D[groups[:, None] == Y_groups[None, :]] = np.inf
+    i, j = np.nonzero(np.isfinite(D))
+    first = np.lexsort((j, i, D[i, j]))[0]
+    distance, pair = nb.closest_pair(X, groups, Y=Y, Y_groups=Y_groups)
+    assert pair == (i[first], j[first])
+    assert distance == pytest.approx(D[i[first], j[first]], rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"Y_groups": [0, 1]}, "Y_groups was given without Y"),
+        ({"Y": np.zeros((2, 2))}, "Y_groups must hold one group per row of Y"),
+        ({"Y": np.zeros((2, 3)), "Y_groups": [0, 1]}, "X has 2 features but Y has 3"),
+        ({"Y": np.zeros((2, 2)), "Y_groups": [0, 0]}, "at least two different groups"),
+    ],
+)
+def test_closest_pair_with_Y_refuses_what_has_no_answer(kwargs, match):
+    from idprops.neighbors import closest_pair
+
+    with pytest.raises(ValueError, match=match):
+        closest_pair(np.ones((3, 2)), [0, 0, 0], **kwargs)

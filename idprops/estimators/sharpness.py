@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._sklearn_compat import Interval, StrOptions
 from ..base import group_identical_rows
 from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
-from ..neighbors import BACKENDS, closest_pair, float_dtype, kneighbors
+from ..neighbors import BACKENDS, closest_pair, float_dtype
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
@@ -375,11 +375,7 @@ class LabelSharpness(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        smallest = np.inf
-        for label in classes:
-            points = self._fit_X[self._fit_y != label]
-            dist, _ = kneighbors(X[y == label], 1, Y=points, backend=self.backend)
-            smallest = min(smallest, float(dist.min()))
+        smallest, _ = closest_pair(X, y, Y=self._fit_X, Y_groups=self._fit_y, backend=self.backend)
         return -_inverse(smallest, "the score")
 
     def __sklearn_is_fitted__(self) -> bool:
