@@ -880,6 +880,20 @@ def _on_torch_device(X, Y, backend: str, device):
     return None, None
 
 
+def _checked_points(X, Y):
+    """X and Y (X itself where None) as float arrays in the same space, finite."""
+    # scikit-learn's finiteness check sums the values first, which overflows (and
+    # warns) for finite data near float64's largest number.
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = check_array(X, dtype=float_dtype(X), input_name="X")
+        Y = X if Y is None else check_array(Y, dtype=float_dtype(Y), input_name="Y")
+    if Y.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
+        )
+    return X, Y
+
+
 def _finite(distances, indices):
     """The search's result, refused if a neighbour lies beyond float64's range."""
     if np.isinf(distances).any():
@@ -955,16 +969,8 @@ def kneighbors(
     >>> dist[3]
     array([4., 6.])
     """
-    # scikit-learn's finiteness check sums the values first, which overflows (and
-    # warns) for finite data near float64's largest number.
-    with np.errstate(over="ignore", invalid="ignore"):
-        X = check_array(X, dtype=float_dtype(X), input_name="X")
-        exclude_self = Y is None
-        Y = X if exclude_self else check_array(Y, dtype=float_dtype(Y), input_name="Y")
-    if Y.shape[1] != X.shape[1]:
-        raise ValueError(
-            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
-        )
+    exclude_self = Y is None
+    X, Y = _checked_points(X, Y)
     available = len(Y) - exclude_self
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -1059,14 +1065,8 @@ def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> 
     >>> closest_pair([[3.9]], ["b"], Y=X, Y_groups=["a", "a", "b", "b", "a"])
     (0.3999999999999999, (0, 4))
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        X = check_array(X, dtype=float_dtype(X), input_name="X")
-        by_itself = Y is None
-        Y = X if by_itself else check_array(Y, dtype=float_dtype(Y), input_name="Y")
-    if Y.shape[1] != X.shape[1]:
-        raise ValueError(
-            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
-        )
+    by_itself = Y is None
+    X, Y = _checked_points(X, Y)
     if by_itself and Y_groups is not None:
         raise ValueError("Y_groups was given without Y: pass Y too, or leave Y_groups out.")
     labels = [("groups", groups, "X", X)] + ([] if by_itself else [("Y_groups", Y_groups, "Y", Y)])
