@@ -56,7 +56,8 @@ def test_rows_hold_sane_measurements(results):
         for attack in ("fgsm", "pgd"):
             assert 0 <= r[f"robust_accuracy.{attack}"] <= r["test_accuracy"]
             assert r[f"loss_increase.{attack}"] == pytest.approx(r[f"adversarial_loss.{attack}"] - r["test_loss"])
-        assert r["warnings"] == []
+        # No estimate failed; at 30-60 samples some say they are beyond what n resolves.
+        assert all("samples can resolve" in note for note in r["warnings"])
 
 
 def test_measurements_equal_direct_computations(results):

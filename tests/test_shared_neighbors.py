@@ -157,6 +157,20 @@ def test_a_failed_estimate_is_nan_with_a_note_and_the_others_go_on(monkeypatch):
     assert calls == [14, 1] and math.isfinite(out["sharpness"]["K_F"])
 
 
+def test_an_unresolved_estimate_is_a_note_not_a_python_warning():
+    # 60 noise images in 784 dimensions: no estimate can resolve that (the issue's
+    # example). The command line prints notes as lines; a Python warning would print a
+    # line of idprops' source under it.
+    X = np.random.default_rng(0).random((60, 784))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = measure((X, None), estimators=["mle", "twonn"], sharpness=False)
+    mle_note, twonn_note = out["warnings"]
+    assert mle_note.startswith("d_data mle: MLEDimension: the estimate ")
+    assert twonn_note.startswith("d_data twonn: TwoNNDimension: the estimate ")
+    assert all("beyond what 60 samples can resolve" in note for note in out["warnings"])
+
+
 def test_a_bad_request_raises_before_any_search(monkeypatch):
     calls = _count_searches(monkeypatch)
     X = np.random.default_rng(0).normal(size=(50, 3))

@@ -9,13 +9,15 @@ the largest k takes float64 products' distances and a smaller one measured ones)
 K_F searches per class and d_repr on the activations, so they search on their own.
 
 An estimate that fails (too few distinct points, a grid, a single class) is recorded
-as NaN with a note in ``warnings`` and the others go on; a request that cannot be
+as NaN with a note in ``warnings`` and the others go on; an estimator's warnings (an
+estimate beyond what n samples can resolve) are notes there too; a request that cannot be
 measured at all (an unknown name, a bad parameter, a misspelt layer, K_F without
 labels) raises before anything runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -36,6 +38,20 @@ from ..scales import scale_profile
 PROFILE_MAX_RANK = 8
 
 __all__ = ["measure", "measurement_fields"]
+
+
+@contextlib.contextmanager
+def _warnings_as_notes(quantity: str, notes: list[str]):
+    """Record the warnings raised inside as notes ``"quantity: message"``, each once.
+
+    Duplicates are left out: the result counts them. A command line prints notes as
+    lines of its own, not as Python warnings with a line of idprops' source.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    messages = (str(w.message) for w in caught if not issubclass(w.category, DuplicatesWarning))
+    notes.extend(f"{quantity}: {message}" for message in dict.fromkeys(messages))
 
 
 def _label(spec: Any) -> str:
@@ -102,10 +118,11 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
         t0 = time.perf_counter()
         row = {"label": label, "estimator": name, "params": _plain_params(est)}
         try:
-            if label in neighbors:
-                est.fit(X, neighbors=neighbors[label])
-            else:
-                est.fit(X)
+            with _warnings_as_notes(f"d_data {label}", notes):
+                if label in neighbors:
+                    est.fit(X, neighbors=neighbors[label])
+                else:
+                    est.fit(X)
         except ValueError as exc:
             notes.append(f"d_data {label}: {exc}")
             row.update(dimension=math.nan, std=math.nan, interval=None, duplicates=len(X) - n_distinct, error=str(exc))
@@ -215,8 +232,9 @@ def measure(
         searches: k, backend, estimators, seconds), ``scale_profile`` (ranks,
         scales, dimensions and their relative variation, from the shared search; None
         without one), ``sharpness`` and
-        ``representation`` when asked for, ``warnings`` (estimates that failed, and
-        K_F's warnings) and ``seconds``.
+        ``representation`` when asked for, ``warnings`` (estimates that failed, and the
+        estimators' and K_F's warnings, e.g. an estimate beyond what n samples can
+        resolve) and ``seconds``.
 
     Examples
     --------
@@ -413,7 +431,8 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
         est = resolve_estimator(inner)
         row = {"layer": layer}
         try:
-            est.fit(A)
+            with _warnings_as_notes(f"d_repr {layer}", notes):
+                est.fit(A)
             if not np.isfinite(est.dimension_):
                 raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
         except ValueError as exc:
