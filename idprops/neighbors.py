@@ -1062,8 +1062,8 @@ def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> 
     >>> X = np.array([[0.0], [1.0], [1.5], [4.0], [3.5]])
     >>> closest_pair(X, ["a", "a", "b", "b", "a"])
     (0.5, (1, 2))
-    >>> closest_pair([[3.9]], ["b"], Y=X, Y_groups=["a", "a", "b", "b", "a"])
-    (0.3999999999999999, (0, 4))
+    >>> closest_pair([[3.75]], ["b"], Y=X, Y_groups=["a", "a", "b", "b", "a"])
+    (0.25, (0, 4))
     """
     by_itself = Y is None
     X, Y = _checked_points(X, Y)
