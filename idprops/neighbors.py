@@ -1069,11 +1069,11 @@ def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> 
     X, Y = _checked_points(X, Y)
     if by_itself and Y_groups is not None:
         raise ValueError("Y_groups was given without Y: pass Y too, or leave Y_groups out.")
-    labels = [("groups", groups, "X", X)] + ([] if by_itself else [("Y_groups", Y_groups, "Y", Y)])
-    for name, values, of, points in labels:
-        if values is None or np.shape(values) != (len(points),):
+    given = [("groups", groups, "X", len(X))] + ([] if by_itself else [("Y_groups", Y_groups, "Y", len(Y))])
+    for name, values, of, n_rows in given:
+        if values is None or np.shape(values) != (n_rows,):
             shape = None if values is None else np.shape(values)
-            raise ValueError(f"{name} must hold one group per row of {of} ({len(points)}), got shape {shape}")
+            raise ValueError(f"{name} must hold one group per row of {of} ({n_rows}), got shape {shape}")
     x_groups, x_codes = np.unique(np.asarray(groups), return_inverse=True)
     x_codes = y_codes = x_codes.reshape(-1)
     if not by_itself:
