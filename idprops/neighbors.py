@@ -344,8 +344,10 @@ def _power_of_two_scale(center, *arrays) -> int:
     Dividing by 2**e (:func:`_divided`) is exact and brings the data near 1, where
     neither float32's nor float64's squares overflow or leave the normal numbers.
     Data spanning float64's whole range (-1.7e308 to 1.7e308) give e = 1025, whose
-    power is not a float64. 0 when all are zero.
+    power is not a float64. 0 when all are zero. An array given twice (Y that is X)
+    is read once.
     """
+    arrays = list({id(a): a for a in arrays}.values())
     center = center.astype(np.float64)
     with np.errstate(over="ignore"):
         peak = max(float(np.max(np.maximum(a.max(axis=0) - center, center - a.min(axis=0)))) for a in arrays)
@@ -854,9 +856,9 @@ def _wide_search(X, Y, k, exclude_self, center, measure, device=None, groups=Non
         # float32 values' float64 squares and products neither overflow nor leave the
         # normal numbers, so only float64 data need dividing by a power of two (a pass
         # over all the data to find it and one over each slab to apply it).
-        scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X)
+        scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X, Y)
         return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, groups=groups)
-    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
+    scale = _power_of_two_scale(center, X, Y)
     distances, indices, settled = _product_search(
         X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device, groups
     )
@@ -999,7 +1001,7 @@ def kneighbors(
     # Dividing by a power of two changes no neighbour; without it, squared norms of
     # data near 1e19 overflow float32 and those near 1e-22 fall below its normal
     # numbers, and the error bound below no longer holds.
-    scale = _power_of_two_scale(center, X) if exclude_self else _power_of_two_scale(center, X, Y)
+    scale = _power_of_two_scale(center, X, Y)
     Xc = _centred(X, center, scale, np.float32)
     Yc = Xc if exclude_self else _centred(Y, center, scale, np.float32)
     x_sq = _sq_norms(Xc)
