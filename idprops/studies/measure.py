@@ -45,13 +45,16 @@ def _warnings_as_notes(quantity: str, notes: list[str]):
     """Record the warnings raised inside as notes ``"quantity: message"``, each once.
 
     Duplicates are left out: the result counts them. A command line prints notes as
-    lines of its own, not as Python warnings with a line of idprops' source.
+    lines of its own, not as Python warnings with a line of idprops' source. Yields
+    the list that holds the messages once the block ends.
     """
+    messages: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
-    messages = (str(w.message) for w in caught if not issubclass(w.category, DuplicatesWarning))
-    notes.extend(f"{quantity}: {message}" for message in dict.fromkeys(messages))
+        yield messages
+    kept = (str(w.message) for w in caught if not issubclass(w.category, DuplicatesWarning))
+    messages.extend(dict.fromkeys(kept))
+    notes.extend(f"{quantity}: {message}" for message in messages)
 
 
 def _label(spec: Any) -> str:
@@ -344,16 +347,13 @@ def _sharpness_estimator(sharpness: Any, samples: int | None, seed: int):
 def _sharpness(ks, X, y, pixel_scale, notes: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     ks._validate_params()  # a bad parameter is the caller's error, not a failed estimate
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _warnings_as_notes("K_F", notes) as messages:
         try:
             ks.fit(X, y)
         except ValueError as exc:
             error = str(exc)
         else:
             error = None
-    messages = [str(w.message) for w in caught]
-    notes.extend(f"K_F: {message}" for message in messages)
     if error is not None:
         notes.append(f"K_F: {error}")
         return {"K_F": math.nan, "pixel_scale": pixel_scale, "error": error, "warnings": messages}
