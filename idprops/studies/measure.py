@@ -6,7 +6,8 @@ result and every study cell records it. Every dimension estimator on the
 the largest k any of them needs (estimates equal to separate fits, bit for bit; to
 about 1e-14 on data of 4,096 features or more with under 150 rows per neighbour, where
 the largest k takes float64 products' distances and a smaller one measured ones).
-K_F searches per class and d_repr on the activations, so they search on their own.
+K_F (per class, or one masked product of wide inputs: :func:`idprops.neighbors.closest_pair`)
+and d_repr (on the activations) search on their own.
 
 An estimate that fails (too few distinct points, a grid, a single class) is recorded
 as NaN with a note in ``warnings`` and the others go on; an estimator's warnings (an
