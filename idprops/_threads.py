@@ -11,11 +11,33 @@ from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["single_threaded_native", "thread_pool"]
+__all__ = ["n_cores", "row_parts", "single_threaded_native", "thread_pool"]
 
 # threadpoolctl's limits are process-wide and restored on exit: two searches in
 # different threads must not interleave their limit and restore.
 _LIMITS_LOCK = threading.Lock()
+
+
+def n_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def row_parts(n_rows: int) -> list[slice]:
+    """``n_rows`` rows as one run of consecutive rows per core (fewer for fewer rows).
+
+    Examples
+    --------
+    >>> parts = row_parts(10)
+    >>> parts[0].start, parts[-1].stop, len(parts) <= n_cores()
+    (0, 10, True)
+    """
+    n_parts = max(1, min(n_cores(), n_rows))
+    bounds = [n_rows * i // n_parts for i in range(n_parts + 1)]
+    return [slice(top, bottom) for top, bottom in zip(bounds[:-1], bounds[1:])]
 
 
 @functools.cache

@@ -12,9 +12,10 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state, metadata_routing
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import assert_all_finite, check_array, check_is_fitted, validate_data
 
 from ._sklearn_compat import Interval, StrOptions
+from ._threads import n_cores, row_parts, thread_pool
 from .inputs import as_matrix
 from .neighbors import BACKENDS, float_dtype, kneighbors
 from .uncertainty import neighbour_variance, normal_interval
@@ -125,6 +126,10 @@ def max_resolvable_dimension(n_samples: int) -> float:
     return 2.0 * float(np.log2(n_samples))
 
 
+# Words of a row hashed at once: a chunk's copy and products stay in a core's cache.
+_HASH_CHUNK_WORDS = 2**17
+
+
 def _row_hashes(X: np.ndarray) -> np.ndarray:
     """A 64-bit hash of every row's bytes, computed a few MiB at a time.
 
@@ -137,18 +142,44 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     n_words = row_bytes // words.itemsize
     multipliers = np.random.default_rng(0).integers(1, 2**63, n_words, dtype=np.uint64) * 2 + 1
     hashes = np.empty(len(X), dtype=np.uint64)
-    chunk = max(1, 2**18 // max(1, n_words))
-    # Buffers reused from chunk to chunk stay in the cache; fresh ones for each chunk
-    # go to memory and back (benchmarks/TUNING.md).
-    rows = np.empty((min(chunk, len(X)), X.shape[1]), dtype=X.dtype)
-    products = np.empty((len(rows), n_words), dtype=np.uint64)
-    for start in range(0, len(X), chunk):
-        block = X[start : start + chunk]
-        _plus_zero(block, out=rows[: len(block)])
-        # Integer products and sums wrap around modulo 2**64, which is the hash.
-        terms = np.multiply(rows[: len(block)].view(np.uint8).view(words), multipliers, out=products[: len(block)])
-        terms.sum(axis=1, dtype=np.uint64, out=hashes[start : start + chunk])
+    chunk = max(1, _HASH_CHUNK_WORDS // max(1, n_words))
+
+    def part(part_rows):
+        # Buffers of this thread's own, reused from chunk to chunk, stay in its core's
+        # cache; fresh ones for each chunk go to memory and back (benchmarks/TUNING.md).
+        rows = np.empty((min(chunk, len(X)), X.shape[1]), dtype=X.dtype)
+        products = np.empty((len(rows), n_words), dtype=np.uint64)
+        for start in range(part_rows.start, part_rows.stop, chunk):
+            block = X[start : min(start + chunk, part_rows.stop)]
+            plus_zero = _plus_zero(block, out=rows[: len(block)])
+            # Integer products and sums wrap around modulo 2**64, which is the hash.
+            terms = np.multiply(plus_zero.view(np.uint8).view(words), multipliers, out=products[: len(block)])
+            terms.sum(axis=1, dtype=np.uint64, out=hashes[start : start + len(block)])
+
+    # numpy releases the GIL in these loops, so threads use the other cores.
+    list(thread_pool(n_cores()).map(part, row_parts(len(X))))
     return hashes
+
+
+def _sq_norms(X: np.ndarray) -> np.ndarray:
+    """Each row's squared norm as float64, the rows shared among the cores.
+
+    Summed in X's own type (einsum casting to float64 as it goes is several times
+    slower); rows whose float32 squares overflow (values from 1.8e19) are summed again
+    in float64.
+    """
+    out = np.empty(len(X), dtype=X.dtype)
+
+    def part(rows):
+        # einsum makes no squared copy of X, which np.linalg.norm does.
+        np.einsum("ij,ij->i", X[rows], X[rows], out=out[rows])
+
+    list(thread_pool(n_cores()).map(part, row_parts(len(X))))
+    out = out.astype(np.float64, copy=False)
+    over = np.flatnonzero(np.isinf(out))
+    if len(over) and X.dtype != np.float64:
+        out[over] = np.einsum("ij,ij->i", X[over], X[over], dtype=np.float64)
+    return out
 
 
 def _plus_zero(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -380,9 +411,9 @@ class BaseDimension(BaseEstimator):
     def _check_params(self) -> None:
         """Checks that tie parameters together, beyond ``_parameter_constraints``."""
 
-    def _validate(self, X, reset: bool) -> np.ndarray:
+    def _validate(self, X, reset: bool, ensure_all_finite: bool = True) -> np.ndarray:
         X = as_matrix(X)
-        return validate_data(self, X, reset=reset, dtype=float_dtype(X))
+        return validate_data(self, X, reset=reset, dtype=float_dtype(X), ensure_all_finite=ensure_all_finite)
 
     def n_neighbors_needed(self) -> int:
         """Neighbours per point this estimator needs, once its parameters are checked.
@@ -430,8 +461,14 @@ class BaseDimension(BaseEstimator):
         # A fit that fails leaves the estimator unfitted (check_is_fitted and score
         # refuse it), whatever attributes an earlier fit left.
         self.__dict__.pop("_fit_X", None)
-        X = self._validate(X, reset=True)
-        X_unique, _ = drop_duplicates(X)
+        X = self._validate(X, reset=True, ensure_all_finite=False)
+        # One pass gives the norms the near-duplicate check reads and shows the data
+        # finite (a NaN or an infinity makes its row's norm one); scikit-learn's check,
+        # a pass of its own, runs only where a norm is not finite.
+        sq_norms = _sq_norms(X)
+        if not np.isfinite(sq_norms).all():
+            assert_all_finite(X, estimator_name=type(self).__name__, input_name="X")
+        X_unique, first = drop_duplicates(X)
         n_duplicates = len(X) - len(X_unique)
         if n_duplicates:
             warnings.warn(
@@ -471,20 +508,19 @@ class BaseDimension(BaseEstimator):
                     self.dimension_std_ = float(np.sqrt(variance))
             if hasattr(self, "dimension_std_"):
                 self.dimension_interval_ = normal_interval(self.dimension_, self.dimension_std_)
-        self._warn_near_duplicates(X_unique if rows is None else X_unique[rows], distances[:, 0])
+        self._warn_near_duplicates(sq_norms[first] if rows is None else sq_norms[first[rows]], X.dtype, distances[:, 0])
         self._warn_unresolved()
         self._fit_X = X_unique
         return self
 
-    def _warn_near_duplicates(self, X: np.ndarray, nearest: np.ndarray) -> None:
-        # einsum makes no squared copy of X, which np.linalg.norm does.
-        spacing = np.finfo(X.dtype).eps * np.sqrt(np.einsum("ij,ij->i", X, X))
+    def _warn_near_duplicates(self, sq_norms: np.ndarray, dtype, nearest: np.ndarray) -> None:
+        spacing = np.finfo(dtype).eps * np.sqrt(sq_norms)
         n_near = int(np.count_nonzero(nearest <= NEAR_DUPLICATE_ULPS * spacing))
         if n_near:
             warnings.warn(
-                f"{type(self).__name__}: {n_near} of {len(X)} samples have a neighbour "
+                f"{type(self).__name__}: {n_near} of {len(sq_norms)} samples have a neighbour "
                 f"within float rounding of them (closer than {NEAR_DUPLICATE_ULPS} x eps "
-                f"x their norm, eps = {np.finfo(X.dtype).eps:.2g} for {X.dtype}); their "
+                f"x their norm, eps = {np.finfo(dtype).eps:.2g} for {np.dtype(dtype)}); their "
                 "distances are rounding noise and pull the estimate towards 0. Remove "
                 "them, or round the data so that they become exact duplicates.",
                 NearDuplicatesWarning,

@@ -395,6 +395,23 @@ def test_near_duplicates_at_float_resolution_warn(Estimator):
         Estimator().fit(digits)
 
 
+def test_float32_data_whose_squares_overflow_are_no_near_duplicates():
+    # The near-duplicate check reads each row's norm from the fit's one pass over the
+    # data, which also shows them finite. Summed in float32, squares of values near
+    # 1e20 overflow: an infinite norm made every sample a near-duplicate of its
+    # neighbour, and only scikit-learn's own check may tell such data from infinities.
+    from idprops.base import NearDuplicatesWarning
+
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NearDuplicatesWarning)
+        big = MLEDimension().fit((X * 1e20).astype(np.float32)).dimension_
+    assert big == pytest.approx(MLEDimension().fit(X.astype(np.float32)).dimension_, rel=1e-5)
+    X[3, 2] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        MLEDimension().fit(X.astype(np.float32))
+
+
 @pytest.mark.parametrize("Estimator", [MLEDimension, TwoNNDimension])
 def test_estimates_beyond_what_n_resolves_warn_once(Estimator):
     from idprops.base import UnresolvedDimensionWarning, max_resolvable_dimension
