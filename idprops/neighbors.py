@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.utils import check_array
 
 from ._symmetric import symmetric_candidates
-from ._threads import single_threaded_native, thread_pool
+from ._threads import n_cores, row_parts, single_threaded_native, thread_pool
 
 __all__ = ["available_backends", "closest_pair", "kneighbors"]
 
@@ -59,6 +59,10 @@ _BATCH_BYTES = 256 * 2**20
 _RERANK_BYTES = 2 * 2**20
 # A slab of features cast to float64 for the float64 products.
 _SLAB_BYTES = 64 * 2**20
+# Rows of the median that centres the float64 products.
+_FLOAT64_CENTER_ROWS = 9
+# Rows of a slab cast and centred together, in a core's own cache.
+_CENTRED_BLOCK_BYTES = 512 * 2**10
 # From this many features the float32 search's error bound, which grows with them,
 # proves too few rows: products summed over slabs of features take its place.
 _WIDE_FEATURES = 4096
@@ -69,9 +73,11 @@ _SLAB_FEATURES = 1024
 # square, which leaves it right to 1.2e-10 (measuring it from the vectors: to D x 1e-16).
 _PRODUCT_TOLERANCE = 2.0**-32
 # Under this many rows per neighbour, float64 products of X by itself cost less than
-# float32 ones and measuring every row's k neighbours from the vectors. Only where those
-# products fit the batch budget at once: by chunks they are made twice over.
+# float32 ones and measuring every row's k neighbours from the vectors; below
+# _FEW_ROWS rows, from _FEW_ROWS_NEIGHBOURS neighbours on. Only where those products
+# fit the batch budget at once: by chunks they are made twice over.
 _ROWS_PER_NEIGHBOUR = 150
+_FEW_ROWS, _FEW_ROWS_NEIGHBOURS = 1500, 3
 # Candidates a row of the float32 products may have measured before it goes to float64.
 _MEASURED_WINDOW = 64
 # Rows per block of a product of data by itself over slabs (:func:`_add_upper_products`).
@@ -293,13 +299,6 @@ def _search(search, X, n_cand, batch_size):
     return approx, out
 
 
-def _n_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _sq_norms(A) -> np.ndarray:
     """Squared Euclidean norm of every row, accumulated in float64."""
     return np.einsum("ij,ij->i", A, A, dtype=np.float64)
@@ -320,8 +319,8 @@ def _error_bound(x_norm, y_norm, n_features, unit_roundoff):
     return 2 * m / (1 - m) * (x_norm + y_norm) ** 2
 
 
-def _center(Y) -> np.ndarray:
-    """The point the search measures norms from: the median of at most 64 spread rows.
+def _center(Y, n_rows: int = 64) -> np.ndarray:
+    """The point the search measures norms from: the median of at most ``n_rows`` spread rows.
 
     Any centre gives the same neighbours, but the float32 error bound grows with the
     norms around it. One corrupted sample s away moves the mean by s / n towards it:
@@ -331,11 +330,35 @@ def _center(Y) -> np.ndarray:
     mean's (N(0, 1) data: 2.5 % more than around the mean, from 64 rows). Few rows
     keep it cheap on wide data, where each feature's median is a sort of its own.
     """
-    sample = Y[:: -(-len(Y) // 64)]
-    middle = (len(sample) - 1) // 2
-    # The lower median, by a partition of each feature's values laid out in a row,
-    # which is faster than np.median along the columns.
-    return np.partition(np.ascontiguousarray(sample.T), middle, axis=1)[:, middle]
+    return _median(_spread_rows(Y, n_rows))
+
+
+def _spread_rows(Y, n_rows: int) -> np.ndarray:
+    """At most ``n_rows`` rows of Y, evenly spaced."""
+    return Y[:: -(-len(Y) // n_rows)]
+
+
+def _median(rows) -> np.ndarray:
+    """The lower median of each column of a few rows."""
+    middle = (len(rows) - 1) // 2
+    # A partition of each feature's values laid out in a row is faster than np.median
+    # along the columns.
+    return np.partition(np.ascontiguousarray(rows.T), middle, axis=1)[:, middle]
+
+
+def _float64_center(Y) -> np.ndarray:
+    """The centre of float64 products: a median of few rows, or the origin where it helps little.
+
+    float64 products prove distances with a wide margin (:func:`_product_distances`),
+    so the median of a few rows serves. Where it leaves those rows' norms more than
+    4/5 of what they are around the origin (data with no offset, sparse activations),
+    centring would shrink the error bound by under a third, and costs a pass over
+    every slab: the origin serves.
+    """
+    rows = _spread_rows(Y, _FLOAT64_CENTER_ROWS).astype(np.float64)
+    center = _median(rows)
+    around_center, around_origin = np.median(_sq_norms(rows - center)), np.median(_sq_norms(rows))
+    return center if around_center < 0.64 * around_origin else np.zeros_like(center)
 
 
 def _power_of_two_scale(center, *arrays) -> int:
@@ -381,12 +404,7 @@ def _centred(A, center, scale, dtype, out=None) -> np.ndarray:
     # on their way to a float64 scan.
     work = np.result_type(A, center, dtype)
     if out is not None and work == dtype and scale <= 1023:
-        center = center.astype(dtype, copy=False)
-        if A.dtype == dtype:
-            np.subtract(A, center, out=out)
-        else:  # a cast, then a subtraction of one type: faster than a mixed subtraction
-            np.copyto(out, A)
-            out -= center
+        _centred_into(out, A, center.astype(dtype, copy=False))
         return _divided(out, scale)
     if scale > 1023:
         # The difference itself may overflow: both are divided by 4 first, exactly but
@@ -395,6 +413,29 @@ def _centred(A, center, scale, dtype, out=None) -> np.ndarray:
         return np.ascontiguousarray(_divided(A, scale - 2), dtype=dtype)
     A = np.subtract(A, center, dtype=work)
     return np.ascontiguousarray(_divided(A, scale), dtype=dtype)
+
+
+def _centred_into(out, A, center) -> None:
+    """``out[:] = A - center``, a few rows at a time on every core.
+
+    A cast (float32 A, float64 ``out``) is a copy, then a subtraction of one type,
+    faster than a mixed subtraction; a block of rows is subtracted while its copy is
+    still in the core's cache, not after the whole slab has gone to memory and back.
+    """
+    block = max(1, _CENTRED_BLOCK_BYTES // (out.itemsize * max(1, A.shape[1])))
+    subtract = center.any()  # the origin (:func:`_float64_center`) only casts
+
+    def part(part_rows):
+        for top in range(part_rows.start, part_rows.stop, block):
+            rows = slice(top, min(top + block, part_rows.stop))
+            if A.dtype == out.dtype and subtract:
+                np.subtract(A[rows], center, out=out[rows])
+            else:
+                np.copyto(out[rows], A[rows])
+                if subtract:
+                    out[rows] -= center
+
+    list(thread_pool(n_cores()).map(part, row_parts(len(A))))
 
 
 def _numpy_distances(X, Y, rows, cols):
@@ -429,7 +470,7 @@ def _numpy_distances(X, Y, rows, cols):
 
     starts = range(0, len(rows), chunk)
     # numpy releases the GIL in these loops, so threads use the other cores.
-    list(thread_pool(_n_threads()).map(one_chunk, starts))
+    list(thread_pool(n_cores()).map(one_chunk, starts))
     return out
 
 
@@ -442,7 +483,7 @@ def _wide_distances(X, Y, rows, cols):
     slower per value. ``rows`` ascend, so each query is cast once.
     """
     out = np.empty(len(rows))
-    n_threads = max(1, min(_n_threads(), len(rows)))
+    n_threads = max(1, min(n_cores(), len(rows)))
     parts = np.linspace(0, len(rows), n_threads + 1).astype(int)
 
     def part(i):
@@ -610,6 +651,9 @@ def _measure_close_calls(X, Y, rows, candidates, dist, known, exclude_self, meas
         in_order = np.take_along_axis(unsure, order, axis=1)
         with np.errstate(invalid="ignore"):  # inf - inf beyond a row's window
             close = ranked[:, 1:] - ranked[:, :-1] <= 2 * _PRODUCT_TOLERANCE * ranked[:, 1:]
+        # The last candidate in a row's window is not close to the first left out of it
+        # (inf - d <= inf).
+        close &= np.isfinite(ranked[:, 1:])
         close &= in_order[:, 1:] | in_order[:, :-1]
         if not close.any():
             return dist
@@ -803,7 +847,11 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
             d2[np.arange(len(block)), block] = np.inf
         if groups is not None:
             d2[groups[0][block][:, None] == groups[1]] = np.inf
-        kth = np.partition(d2, k - 1, axis=1)[:, k - 1].copy()  # frees the partitioned copy
+        # One selection gives the k-th distance from the products and the window of
+        # every row with at most 2k + 2 points within the bound of it (nearly all).
+        guess = min(len(Y), 2 * k + 2)
+        nearest = _smallest(d2, sorted({k - 1, guess - 1}))
+        kth = np.take_along_axis(d2, nearest[:, k - 1 : k], axis=1)[:, 0]
         n_terms = _product_terms(len(X) if symmetric else len(block) + len(Y), Y.shape[1], dtype)
         x_norm, y_norm = np.sqrt(x_sq), np.sqrt(y_sq)
         bound = _error_bound(x_norm, y_norm.max(), n_terms, unit_roundoff)
@@ -826,8 +874,10 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         if wide.any() and not (dtype == np.float64 and wide.all()):
             windows.append((np.flatnonzero(wide), d2[wide], limit[wide], counts[wide].max()))
         for group, group_d2, group_limit, width in windows:
-            # Copied so that the full-width order is freed before re-measuring.
-            window = np.argpartition(group_d2, width - 1, axis=1)[:, :width].copy()
+            if group is everyone and width <= guess:
+                window = nearest
+            else:  # copied so that the full-width order is freed before re-measuring
+                window = np.argpartition(group_d2, width - 1, axis=1)[:, :width].copy()
             window_d2 = np.take_along_axis(group_d2, window, axis=1)
             valid = window_d2 <= group_limit
             known = None
@@ -840,24 +890,46 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     return distances, indices, settled
 
 
+def _smallest(d2, kths) -> np.ndarray:
+    """The columns of each row's ``kths[-1] + 1`` smallest values, partitioned at ``kths``.
+
+    Rows are shared among the cores: numpy's partition runs on one.
+    """
+    width = kths[-1] + 1
+    out = np.empty((len(d2), width), dtype=np.intp)
+
+    def part(rows):
+        out[rows] = np.argpartition(d2[rows], kths, axis=1)[:, :width]
+
+    list(thread_pool(n_cores()).map(part, row_parts(len(d2))))
+    return out
+
+
 def _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, device=None, groups=None):
     """Exact neighbours of X[rows] by float64 products with all of Y (rows left unproven)."""
     return _product_search(X, Y, rows, k, exclude_self, center, scale, measure, np.float64, device, groups)[:2]
 
 
-def _wide_search(X, Y, k, exclude_self, center, measure, device=None, groups=None):
+def _float64_first(n_rows: int, k: int) -> bool:
+    """Whether float64 products beat float32 slabs for k neighbours of ``n_rows`` rows by themselves."""
+    return k * _ROWS_PER_NEIGHBOUR > n_rows or (n_rows < _FEW_ROWS and k >= _FEW_ROWS_NEIGHBOURS)
+
+
+def _wide_search(X, Y, k, exclude_self, measure, device=None, groups=None):
     """Exact neighbours of all rows of data too wide for the float32 search's bound.
 
     ``groups``: see :func:`_product_search`.
     """
     rows = np.arange(len(X))
     by_itself = exclude_self and _products_fit_at_once(len(X))
-    if device is None and by_itself and k * _ROWS_PER_NEIGHBOUR > len(Y):
+    if device is None and by_itself and _float64_first(len(Y), k):
         # float32 values' float64 squares and products neither overflow nor leave the
         # normal numbers, so only float64 data need dividing by a power of two (a pass
         # over all the data to find it and one over each slab to apply it).
+        center = _float64_center(Y)
         scale = 0 if X.dtype == np.float32 else _power_of_two_scale(center, X, Y)
         return _float64_search(X, Y, rows, k, exclude_self, center, scale, measure, groups=groups)
+    center = _center(Y)
     scale = _power_of_two_scale(center, X, Y)
     distances, indices, settled = _product_search(
         X, Y, rows, k, exclude_self, center, scale, measure, np.float32, device, groups
@@ -992,12 +1064,12 @@ def kneighbors(
         batch_size = max(1, _BATCH_BYTES // (4 * len(Y))) if backend == "torch" else 65536
     elif batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    measure, gpu = _on_torch_device(X, Y, backend, device)
+    if X.shape[1] >= _WIDE_FEATURES:
+        return _finite(*_wide_search(X, Y, k, exclude_self, measure, gpu))
     # Centring changes no distance but shrinks |x|^2 and |y|^2, which is where the
     # float32 matrix-product trick loses its precision.
     center = _center(Y)
-    measure, gpu = _on_torch_device(X, Y, backend, device)
-    if X.shape[1] >= _WIDE_FEATURES:
-        return _finite(*_wide_search(X, Y, k, exclude_self, center, measure, gpu))
     # Dividing by a power of two changes no neighbour; without it, squared norms of
     # data near 1e19 overflow float32 and those near 1e-22 fall below its normal
     # numbers, and the error bound below no longer holds.
@@ -1095,7 +1167,7 @@ def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> 
         # group: a search per group would centre and cast Y's other rows again.
         Xs = X if by_itself or len(rows) == len(X) else X[rows]
         measure, device = _on_torch_device(Xs, Y, backend, None)
-        found = _wide_search(Xs, Y, 1, by_itself, _center(Y), measure, device, groups=(x_codes[rows], y_codes))
+        found = _wide_search(Xs, Y, 1, by_itself, measure, device, groups=(x_codes[rows], y_codes))
         d, b = (column[:, 0] for column in _finite(*found))
         # float64 products give a distance right to 2**-33 of itself: rows that near
         # the nearest are measured, so that ties are ordered as measured distances are.

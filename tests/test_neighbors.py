@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from idprops._threads import n_cores
 from idprops.neighbors import available_backends, kneighbors
 
 BACKENDS = [b for b in ("faiss", "faiss-gpu", "torch") if b in available_backends()]
@@ -322,6 +323,30 @@ def test_one_corrupted_sample_does_not_send_every_row_to_the_float64_scan(backen
     assert all(n <= 1 for n in searched[1:]) and set(scanned) <= {0}
 
 
+def test_float64_products_centre_only_data_with_an_offset(rng):
+    # A median of a few rows centres the float64 products where it shrinks the norms;
+    # data around the origin (N(0, 1), sparse activations) are only cast, one pass less.
+    import idprops.neighbors as nb
+
+    X = rng.standard_normal((720, 300)).astype(np.float32)
+    assert not nb._float64_center(X).any()
+    assert not nb._float64_center(np.maximum(X - 0.5, 0)).any()
+    shifted = X + 100
+    center = nb._float64_center(shifted)
+    assert np.all(np.abs(center - 100) < 2)
+    np.testing.assert_array_equal(center, np.median(shifted[::80], axis=0))  # 9 rows: the median is one
+
+
+def test_float64_products_are_taken_first_for_many_neighbours_of_few_rows():
+    # The crossovers measured in benchmarks/TUNING.md: from k = 3 below 1,500 rows,
+    # from k > n / 150 above.
+    import idprops.neighbors as nb
+
+    assert [nb._float64_first(720, k) for k in (1, 2, 3, 20)] == [False, False, True, True]
+    assert [nb._float64_first(200, k) for k in (1, 2)] == [False, True]
+    assert [nb._float64_first(2000, k) for k in (3, 13, 14)] == [False, False, True]
+
+
 def test_float32_data_are_centred_in_float64_for_the_float64_scan():
     # The scan's error bound assumes float64 rounding of the centred data.
     from idprops.neighbors import _centred
@@ -611,7 +636,7 @@ def test_wide_data_search_by_products_over_slabs_matches_brute_force(case, route
 
     monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
     monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
-    monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", 0 if route is np.float32 else 10**9)
+    monkeypatch.setattr(nb, "_float64_first", lambda n_rows, k: route is np.float64)
     scans = []
     real = nb._product_search
     monkeypatch.setattr(nb, "_product_search", lambda *a: scans.append(a[8]) or real(*a))
@@ -637,7 +662,7 @@ def test_wide_data_search_by_products_over_slabs_matches_brute_force(case, route
 
 
 def test_few_rows_per_neighbour_take_distances_from_float64_products(monkeypatch, rng):
-    # Under _ROWS_PER_NEIGHBOUR rows per neighbour, float64 products cost less than
+    # With few rows per neighbour (_float64_first), float64 products cost less than
     # measuring every row's k neighbours: their distances are kept where proven within
     # 2**-33, and only ties (a duplicate here) are measured from the vectors.
     import idprops.neighbors as nb
@@ -667,7 +692,7 @@ def test_wide_search_casts_features_a_slab_at_a_time(monkeypatch, rng):
     import idprops.neighbors as nb
 
     monkeypatch.setattr(nb, "_SLAB_BYTES", 200 * 8 * 64)
-    monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", 0)  # float32 slabs first
+    monkeypatch.setattr(nb, "_float64_first", lambda n_rows, k: False)  # float32 slabs first
     casts = []
     real = nb._centred
 
@@ -729,7 +754,7 @@ def test_float64_scan_and_wide_search_keep_to_the_batch_budget(dtype, monkeypatc
         tracemalloc.stop()
     # Beside the budget: the answer (n x k distances and indices), the re-measuring
     # threads' buffers (3 of _RERANK_BYTES each) and small arrays.
-    assert peak <= budget + 3000 * 5 * 16 + 3 * nb._RERANK_BYTES * nb._n_threads() + 2**20
+    assert peak <= budget + 3000 * 5 * 16 + 3 * nb._RERANK_BYTES * n_cores() + 2**20
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="needs torch")
@@ -764,7 +789,7 @@ def test_wide_search_with_products_on_a_torch_device_matches_brute_force(monkeyp
     monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
     X = rng.standard_normal((200, 40))
     X[100:110] = X[99] + 1e-6 * rng.standard_normal((10, 40))  # rows for the float64 products
-    dist, idx = nb._wide_search(X, X, 5, True, nb._center(X), None, torch.device("cpu"))
+    dist, idx = nb._wide_search(X, X, 5, True, None, torch.device("cpu"))
     ref_dist, ref_idx = brute_force(X, 5)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
@@ -788,7 +813,7 @@ def test_closest_pair_matches_brute_force(route, case, monkeypatch, rng):
     if route != "by group":
         monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
         monkeypatch.setattr(nb, "_SLAB_FEATURES", 8)
-        monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", 0 if route == "wide float32" else 10**9)
+        monkeypatch.setattr(nb, "_float64_first", lambda n_rows, k: route == "wide float64")
         # The products of X by itself fit at once but are read in chunks of 55 rows.
         monkeypatch.setattr(nb, "_BATCH_BYTES", 200_000)
     if case == "grid":
@@ -817,8 +842,8 @@ def test_closest_pair_routes_give_the_same_bits(monkeypatch, rng):
     with monkeypatch.context() as m:
         m.setattr(nb, "_products_fit_at_once", lambda n_rows: False)  # a search per group
         by_group = nb.closest_pair(X, groups)
-    for rows_per_neighbour in (0, 10**9):
-        monkeypatch.setattr(nb, "_ROWS_PER_NEIGHBOUR", rows_per_neighbour)
+    for float64_first in (False, True):
+        monkeypatch.setattr(nb, "_float64_first", lambda n_rows, k, first=float64_first: first)
         assert nb.closest_pair(X, groups) == by_group
 
 
