@@ -42,7 +42,7 @@ import sys
 import threading
 
 import numpy as np
-from sklearn.utils import check_array
+from sklearn.utils import assert_all_finite, check_array
 
 from ._symmetric import symmetric_candidates
 from ._threads import n_cores, row_parts, single_threaded_native, thread_pool
@@ -355,7 +355,7 @@ def _float64_center(Y) -> np.ndarray:
     centring would shrink the error bound by under a third, and costs a pass over
     every slab: the origin serves.
     """
-    rows = _spread_rows(Y, _FLOAT64_CENTER_ROWS).astype(np.float64)
+    rows = _spread_rows(Y, _FLOAT64_CENTER_ROWS)
     center = _median(rows)
     around_center, around_origin = np.median(_sq_norms(rows - center)), np.median(_sq_norms(rows))
     return center if around_center < 0.64 * around_origin else np.zeros_like(center)
@@ -823,8 +823,12 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
     """
     unit_roundoff = 2.0**-24 if dtype == np.float32 else 2.0**-53
     symmetric = exclude_self and len(rows) == len(X) and _products_fit_at_once(len(X))
+    # Products of data that hold a NaN or an infinity are refused just after.
+    quiet = functools.partial(np.errstate, invalid="ignore", over="ignore")
     if symmetric:
-        gram, y_sq, _ = _products(X, None, center, scale, dtype, device)
+        with quiet():
+            gram, y_sq, _ = _products(X, None, center, scale, dtype, device)
+        _refuse_non_finite_norms(X, Y, y_sq)
     # A chunk of rows holds its float64 squared distances, then a partitioned copy of
     # them, then their int64 order.
     chunk = max(1, _BATCH_BYTES // (24 * len(Y)))
@@ -836,7 +840,9 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
         if symmetric:
             products, x_sq = gram[start : start + chunk], y_sq[block]
         else:
-            products, x_sq, y_sq = _products(X[block], Y, center, scale, dtype, device)
+            with quiet():
+                products, x_sq, y_sq = _products(X[block], Y, center, scale, dtype, device)
+            _refuse_non_finite_norms(X, Y, x_sq, y_sq)
         # In place: each chunk's products are read once, and a temporary of the whole
         # chunk would take a third more than its budget.
         d2 = products
@@ -888,6 +894,17 @@ def _product_search(X, Y, rows, k, exclude_self, center, scale, measure, dtype, 
             )
         del d2
     return distances, indices, settled
+
+
+def _refuse_non_finite_norms(X, Y, *sq_norms) -> None:
+    """:func:`_refuse_non_finite` where a squared norm from the products is not finite.
+
+    The products' data are divided by a power of two that brings them within 1 (or
+    are float32 values, whose float64 squares cannot overflow), so a norm is finite
+    exactly where its row is: this is the wide data's finiteness check.
+    """
+    if not all(np.isfinite(norms).all() for norms in sq_norms):
+        _refuse_non_finite(X, Y)
 
 
 def _smallest(d2, kths) -> np.ndarray:
@@ -955,17 +972,30 @@ def _on_torch_device(X, Y, backend: str, device):
 
 
 def _checked_points(X, Y):
-    """X and Y (X itself where None) as float arrays in the same space, finite."""
+    """X and Y (X itself where None) as float arrays in the same space, finite.
+
+    Wide data (``_WIDE_FEATURES`` features or more) are shown finite later, by the
+    norms their products take (:func:`_product_search`), which saves a pass over them.
+    """
     # scikit-learn's finiteness check sums the values first, which overflows (and
     # warns) for finite data near float64's largest number.
     with np.errstate(over="ignore", invalid="ignore"):
-        X = check_array(X, dtype=float_dtype(X), input_name="X")
-        Y = X if Y is None else check_array(Y, dtype=float_dtype(Y), input_name="Y")
-    if Y.shape[1] != X.shape[1]:
-        raise ValueError(
-            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
-        )
+        X = check_array(X, dtype=float_dtype(X), input_name="X", ensure_all_finite=False)
+        Y = X if Y is None else check_array(Y, dtype=float_dtype(Y), input_name="Y", ensure_all_finite=False)
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
+            )
+        if X.shape[1] < _WIDE_FEATURES:
+            _refuse_non_finite(X, Y)
     return X, Y
+
+
+def _refuse_non_finite(X, Y) -> None:
+    """scikit-learn's error for the first of X and Y that holds a NaN or an infinity."""
+    assert_all_finite(X, input_name="X")
+    if Y is not X:
+        assert_all_finite(Y, input_name="Y")
 
 
 def _finite(distances, indices):
@@ -1162,7 +1192,12 @@ def closest_pair(X, groups, *, Y=None, Y_groups=None, backend: str = "auto") -> 
     if not len(rows):
         raise ValueError("groups must hold at least two different groups: there is no pair to find")
     backend = _resolve_backend(backend)
-    if X.shape[1] >= _WIDE_FEATURES and (not by_itself or _products_fit_at_once(len(X))):
+    one_product = X.shape[1] >= _WIDE_FEATURES and (not by_itself or _products_fit_at_once(len(X)))
+    if X.shape[1] >= _WIDE_FEATURES and not (one_product and len(rows) == len(X)):
+        # Wide data are shown finite by their products' norms, and no product here
+        # takes them all: rows of X that have no pair, the rows of Y in X's only group.
+        _refuse_non_finite(X, Y)
+    if one_product:
         # One product of X with Y, with each row's own group masked out, serves every
         # group: a search per group would centre and cast Y's other rows again.
         Xs = X if by_itself or len(rows) == len(X) else X[rows]

@@ -490,6 +490,34 @@ def test_nan_is_rejected():
         kneighbors(X, 1)
 
 
+@pytest.mark.parametrize("route", ["float32", "float64", "by group"])
+@pytest.mark.parametrize("where", ["X", "Y"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_wide_data_are_shown_finite_by_their_products(route, where, value, monkeypatch, rng):
+    # Wide data skip the finiteness pass of narrow ones: the squared norms their
+    # products take tell, and the error is scikit-learn's all the same. closest_pair
+    # checks rows that no product takes (a group with no pair) itself.
+    import idprops.neighbors as nb
+
+    monkeypatch.setattr(nb, "_WIDE_FEATURES", 16)
+    monkeypatch.setattr(nb, "_float64_first", lambda n_rows, k: route == "float64")
+    if route == "by group":
+        monkeypatch.setattr(nb, "_products_fit_at_once", lambda n_rows: False)
+    X, Y = rng.standard_normal((60, 40)), rng.standard_normal((50, 40))
+    (X if where == "X" else Y)[7, 3] = value
+    message = f"Input {where} contains {'NaN' if np.isnan(value) else 'infinity'}"
+    with pytest.raises(ValueError, match=message):
+        kneighbors(X, 3, Y=Y)
+    if where == "X":
+        with pytest.raises(ValueError, match=message):
+            kneighbors(X, 3)
+        with pytest.raises(ValueError, match=message):
+            nb.closest_pair(X, np.arange(60) % 3)
+    groups, y_groups = np.zeros(60), np.arange(50) % 2  # all of X in one of Y's groups
+    with pytest.raises(ValueError, match=message):
+        nb.closest_pair(X, groups, Y=Y, Y_groups=np.where(np.arange(50) == 7, 0, y_groups))
+
+
 @pytest.mark.skipif("faiss-gpu" in BACKENDS, reason="faiss GPU support is present")
 def test_unavailable_backend_says_how_to_install():
     with pytest.raises(ValueError, match="idprops\\[gpu\\]"):
