@@ -483,26 +483,22 @@ def _wide_distances(X, Y, rows, cols):
     slower per value. ``rows`` ascend, so each query is cast once.
     """
     out = np.empty(len(rows))
-    n_threads = max(1, min(n_cores(), len(rows)))
-    parts = np.linspace(0, len(rows), n_threads + 1).astype(int)
 
-    def part(i):
+    def part(pairs):
         x, diff = np.empty(X.shape[1]), np.empty(Y.shape[1])
         last = -1
         # Differences beyond float64's range are measured again by the caller.
         with np.errstate(over="ignore", invalid="ignore"):
-            for p, (row, col) in enumerate(
-                zip(rows[parts[i] : parts[i + 1]].tolist(), cols[parts[i] : parts[i + 1]].tolist())
-            ):
+            for p, (row, col) in enumerate(zip(rows[pairs].tolist(), cols[pairs].tolist()), start=pairs.start):
                 if row != last:
                     np.copyto(x, X[row])
                     last = row
                 np.copyto(diff, Y[col])
                 diff -= x
-                out[parts[i] + p] = np.dot(diff, diff)
+                out[p] = np.dot(diff, diff)
 
     with single_threaded_native():
-        list(thread_pool(n_threads).map(part, range(n_threads)))
+        list(thread_pool(n_cores()).map(part, row_parts(len(rows))))
     return np.sqrt(out)
 
 
