@@ -20,8 +20,8 @@ the few still unproven are scanned in float64.
 
 Data of 4,096 features or more (few points of a wide layer) are searched by products
 over slabs of features summed in float64, whose bound does not grow with the width.
-Where a search of X against itself has few rows for k (under 150 per neighbour),
-measuring every row's k neighbours from the vectors would cost more than float64
+Where a search of X against itself has few rows for k (under 150 per neighbour, or
+under 1,500 rows from k = 3), measuring every row's k neighbours from the vectors would cost more than float64
 products: those give the distances, each proven within 2**-33 of itself, and only
 pairs they cannot settle (points far nearer to each other than to the centre, ties to
 be ordered by index) are measured from the vectors. The float64 scan of rows the

@@ -4,7 +4,7 @@
 result and every study cell records it. Every dimension estimator on the
 :class:`~idprops.base.BaseDimension` contract gets its neighbours from ONE search at
 the largest k any of them needs (estimates equal to separate fits, bit for bit; to
-about 1e-14 on data of 4,096 features or more with under 150 rows per neighbour, where
+about 1e-14 on data of 4,096 features or more with few rows per neighbour, where
 the largest k takes float64 products' distances and a smaller one measured ones).
 K_F (per class, or one masked product of wide inputs: :func:`idprops.neighbors.closest_pair`)
 and d_repr (on the activations) search on their own.
