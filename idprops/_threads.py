@@ -44,9 +44,10 @@ def row_parts(n_rows: int) -> list[slice]:
 def thread_pool(n_threads: int) -> ThreadPoolExecutor:
     """A pool of ``n_threads`` workers, made once per size and process.
 
-    Starting threads for every search costs a visible share of a small one. Workers start when first needed, so a pool sent fewer tasks than it
-    has workers starts only as many; idle ones wait on a queue and use no CPU. Tasks
-    must not wait on other tasks of the same pool.
+    Starting threads for every search costs a visible share of a small one. Workers
+    start when first needed, so a pool sent fewer tasks than it has workers starts
+    only as many; idle ones wait on a queue and use no CPU. Tasks must not wait on
+    other tasks of the same pool.
     """
     return ThreadPoolExecutor(n_threads, thread_name_prefix=f"idprops-{n_threads}")
 
