@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,29 @@ def test_the_cli_resumes_from_the_study_files_store(serial, tmp_path, capsys):
     assert main(["study", "scaling-law", "--config", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert f"0 cell(s) run, {N_CELLS} taken from {store}" in capsys.readouterr().out
     assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+def test_a_study_files_relative_store_lies_beside_the_file(serial, tmp_path, monkeypatch, capsys):
+    # Run from another folder, the file still resumes its own store; before, the store
+    # was taken from the working directory and a run from elsewhere started afresh.
+    folder = tmp_path / "study"
+    folder.mkdir()
+    shutil.copy(serial[1].store_path, folder / "results.sqlite")
+    path = folder / "s.toml"
+    path.write_text('store = "results.sqlite"\n' + TINY)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert read_study_file(path)[1]["store"] == str(folder / "results.sqlite")
+    argv = ["study", "run", str(path), "--out", "out", "--no-progress"]
+    assert main(argv) == 0
+    assert f"0 cell(s) run, {N_CELLS} taken from {folder / 'results.sqlite'}" in capsys.readouterr().out
+    assert not (elsewhere / "results.sqlite").exists()
+    # Typed at the command line, a store is the working directory's.
+    assert read_study_file(path, {"store": "mine.sqlite"})[1]["store"] == "mine.sqlite"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path.write_text('store = "~/home.sqlite"\n' + TINY)
+    assert read_study_file(path)[1]["store"] == str(tmp_path / "home.sqlite")
 
 
 def _children(pid):

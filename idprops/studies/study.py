@@ -322,7 +322,10 @@ def read_study_file(
     study : Study
     run_options : dict
         Keyword arguments of :meth:`Study.run`: the file's ``store``, ``n_jobs`` and
-        ``progress`` where it sets them, and ``study_file``, the file's path.
+        ``progress`` where it sets them, and ``study_file``, the file's path. A
+        relative ``store`` written in the file is taken from the file's folder, so
+        that the same file resumes the same store whatever folder it is run from;
+        one given in ``overrides`` (``--set store=...``) from the working directory.
 
     Examples
     --------
@@ -334,6 +337,10 @@ def read_study_file(
 
     params = load_study_file(path, overrides, allow_imports=allow_imports)
     options = _run_options(params)
+    if options.get("store") is not None and "store" not in (overrides or {}):
+        # The file's own store goes beside it, so that a run resumes from any folder;
+        # an override is typed at the command line, so it is the working directory's.
+        options["store"] = os.fspath(Path(path).parent / Path(options["store"]).expanduser())
     kind = kind or params.get("kind")
     if kind is None:
         raise ValueError(
