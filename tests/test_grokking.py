@@ -127,6 +127,26 @@ def test_grid_and_bad_settings():
     assert GrokkingStudy(models=[{"name": "transformer", "width": 8}]).cells()[0]["model"]["width"] == 8
 
 
+def test_min_distinct_is_set_from_the_tracking_table():
+    from idprops.studies.steps import id_tracker
+    from idprops.studies.store import config_key
+
+    # The tracker's default leaves the cells' configurations (and so their keys) as
+    # they were before min_distinct could be set.
+    usual = GrokkingStudy(**TINY).cells()[0]
+    assert GrokkingStudy(**{**TINY, "tracking": {"n_samples": 30, "min_distinct": 0.5}}).cells()[0] == usual
+    assert "min_distinct" not in usual["tracking"]
+    assert id_tracker(usual["tracking"], seed=0).min_distinct == 0.5
+    cell = GrokkingStudy(**{**TINY, "tracking": {"n_samples": 30, "min_distinct": 0.1}}).cells()[0]
+    assert cell["tracking"]["min_distinct"] == 0.1 and config_key(cell) != config_key(usual)
+    assert id_tracker(cell["tracking"], seed=0).min_distinct == 0.1
+    for bad in (1.5, -0.1, "half", True):
+        with pytest.raises(ValueError, match="min_distinct is a share of the sample"):
+            GrokkingStudy(tracking={"min_distinct": bad}).cells()
+    with pytest.raises(ValueError, match="'min_distinct'"):
+        GrokkingStudy(tracking={"min_distinc": 0.1}).cells()
+
+
 def test_summary_when_validation_reaches_the_threshold_and_training_never_does():
     from idprops.studies.grokking import _cell_summary
 

@@ -185,7 +185,9 @@ class DynamicsStudy(Study):
         the hidden ReLU; the last is the LLID layer; names are checked against the
         model when the grid is built), ``estimator`` (default
         ``"twonn"``), ``n_samples`` (1000), ``every`` (epochs, 1), ``data``
-        (``"test"``, as the paper's validation images, or ``"train"``).
+        (``"test"``, as the paper's validation images, or ``"train"``),
+        ``min_distinct`` (the tracker's share of distinct activations below which a
+        layer's ID is flagged, 0.5).
     device : str, default="auto"
 
     Examples

@@ -294,7 +294,8 @@ class GrokkingStudy(Study):
     tracking : mapping, optional
         ``estimator`` (name or table, default ``"twonn"``), ``n_samples`` (training
         equations in the ID sample, default 1000), ``layers`` (default every block's
-        ``attn`` and ``mlp``; LLID is the last).
+        ``attn`` and ``mlp``; LLID is the last), ``min_distinct`` (the tracker's
+        share of distinct activations below which a layer's ID is flagged, 0.5).
     threshold : float, default=0.9
         Accuracy that marks "reached" (see :func:`mark_grokking`).
     split_seed : int, default=0

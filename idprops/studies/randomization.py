@@ -206,7 +206,8 @@ class RandomizationStudy(Study):
         ``layers`` (default per model; the last is the LLID layer; names are checked
         against the model when the grid is built), ``estimator``
         (``"twonn"``), ``n_samples`` (1000 corrupted training inputs), ``every``
-        (epochs, 5).
+        (epochs, 5), ``min_distinct`` (the tracker's share of distinct activations
+        below which a layer's ID is flagged, 0.5).
     estimators : mapping or sequence, default=("mle", "twonn")
         d_data estimators of the corrupted training inputs.
     device : str, default="auto"

@@ -591,7 +591,8 @@ class Tracking:
     """The activation-ID tracker of a training run (:class:`~idprops.nn.callbacks.ActivationIDTracker`).
 
     ``layers`` are input side first, the last being the LLID layer; ``extra`` holds the
-    study's own settings (``n_samples``, ``every``, ``data``, ...), in its defaults' order.
+    study's own settings (``n_samples``, ``every``, ``data``, ...), in its defaults' order,
+    then ``min_distinct`` (of the tracker) where it is not the tracker's default.
 
     Examples
     --------
@@ -621,10 +622,21 @@ class Tracking:
         >>> t.config()
         {'layers': ['fc1', 'relu1'], 'estimator': {'name': 'twonn', 'params': {}}, 'n_samples': 100}
         """
+        from ..nn.callbacks import ActivationIDTracker
+
+        # Every tracking table may set the tracker's min_distinct. It enters the cell's
+        # configuration only where it differs from the tracker's default, so that
+        # cells stored before it could be set still resume.
+        usual = inspect.signature(ActivationIDTracker).parameters["min_distinct"].default
         merged = {**defaults, **dict(tracking or {})}
-        unknown = sorted(set(merged) - set(defaults))
+        unknown = sorted(set(merged) - set(defaults) - {"min_distinct"})
         if unknown:
-            raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted(defaults)}")
+            raise ValueError(f"tracking: unknown key(s) {unknown}; use {sorted({*defaults, 'min_distinct'})}")
+        min_distinct = merged.pop("min_distinct", usual)
+        if isinstance(min_distinct, bool) or not isinstance(min_distinct, (int, float)) or not 0 <= min_distinct <= 1:
+            raise ValueError(f"tracking.min_distinct is a share of the sample, in [0, 1]; got {min_distinct!r}")
+        if min_distinct != usual:
+            merged["min_distinct"] = float(min_distinct)
         layers = merged.pop("layers")
         if layers is None and model_name is not None:
             if model_name not in DEFAULT_LAYERS:

@@ -261,9 +261,9 @@ def check_layers(
 
 def id_tracker(tracking: Mapping[str, Any], *, seed: int, **kwargs: Any):
     """The :class:`~idprops.nn.callbacks.ActivationIDTracker` of a cell's ``tracking``
-    table (:meth:`~idprops.studies.specs.Tracking.config`): its layers, estimator and
-    ``n_samples``, sampled with ``seed``; ``kwargs`` go to the tracker (``every``,
-    ``data``, ...).
+    table (:meth:`~idprops.studies.specs.Tracking.config`): its layers, estimator,
+    ``n_samples`` and ``min_distinct`` (where the table has it), sampled with ``seed``;
+    ``kwargs`` go to the tracker (``every``, ``data``, ...).
 
     Examples
     --------
@@ -280,6 +280,7 @@ def id_tracker(tracking: Mapping[str, Any], *, seed: int, **kwargs: Any):
         estimator=resolve_estimator(spec["name"], **spec["params"]),
         n_samples=int(tracking["n_samples"]),
         random_state=seed,
+        **({"min_distinct": tracking["min_distinct"]} if "min_distinct" in tracking else {}),
         **kwargs,
     )
 
