@@ -137,6 +137,8 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     modulo 2**64), and :func:`group_identical_rows` checks collisions exactly.
     """
     row_bytes = X.dtype.itemsize * X.shape[1]
+    if row_bytes == 0:  # rows of no features are all the same row
+        return np.zeros(len(X), dtype=np.uint64)
     # The widest unsigned word that divides a row's bytes: fewer products to sum.
     words = next(np.dtype(f"u{w}") for w in (8, 4, 2, 1) if row_bytes % w == 0)
     n_words = row_bytes // words.itemsize
@@ -216,7 +218,7 @@ def group_identical_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _, first, group, counts = np.unique(_row_hashes(X), return_index=True, return_inverse=True, return_counts=True)
     shared = np.flatnonzero(counts[group] > 1)
-    if len(shared):
+    if len(shared) and X.shape[1]:  # rows of no features share their (empty) bytes
         rows = np.ascontiguousarray(_plus_zero(X[shared]))
         as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
         group[shared] = len(first) + np.unique(as_bytes, return_inverse=True)[1].ravel()

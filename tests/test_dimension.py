@@ -250,6 +250,18 @@ def test_drop_duplicates_takes_any_numeric_dtype(dtype):
     np.testing.assert_array_equal(unique, X[[0, 1, 4]])
 
 
+@pytest.mark.parametrize("n_rows", [0, 1, 3])
+def test_rows_of_no_features_are_one_group(n_rows):
+    from idprops.base import drop_duplicates, group_identical_rows
+
+    # Three empty rows failed with a shape mismatch.
+    first, group = group_identical_rows(np.zeros((n_rows, 0)))
+    np.testing.assert_array_equal(first, [0] if n_rows else [])
+    np.testing.assert_array_equal(group, np.zeros(n_rows))
+    unique, kept = drop_duplicates(np.zeros((n_rows, 0)))
+    assert unique.shape == (min(n_rows, 1), 0) and list(kept) == ([0] if n_rows else [])
+
+
 def test_a_failed_fit_leaves_the_estimator_unfitted(rng):
     from sklearn.exceptions import NotFittedError
 
