@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
 
 from idprops.data import load_dataset
 from idprops.studies.measure import measure
@@ -42,3 +43,20 @@ def test_image_arrays_reach_the_network_as_images(digit_pairs):
     assert out["data"]["features"] == 64
     # Same images, same seed: the arrays measure as the Dataset they came from.
     assert out["representation"]["layers"] == _d_repr_layers(digit_pairs)
+
+
+class _NaNDimension(BaseEstimator):
+    """A plugin's estimator whose estimate failed without raising."""
+
+    def fit(self, X, y=None):
+        self.dimension_ = float("nan")
+        return self
+
+
+def test_a_non_finite_estimate_is_an_error_row_for_the_data_as_for_a_layer(digit_pairs):
+    # d_repr refused a NaN estimate; d_data passed it on with error None.
+    out = measure(digit_pairs, estimators={"nan": _NaNDimension(), "mle": "mle"}, sharpness=False)
+    nan_row, mle_row = out["dimensions"]
+    assert np.isnan(nan_row["dimension"]) and "non-finite dimension" in nan_row["error"]
+    assert any(note.startswith("d_data nan: _NaNDimension gave a non-finite") for note in out["warnings"])
+    assert mle_row["error"] is None and np.isfinite(mle_row["dimension"])

@@ -120,28 +120,36 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
     rows = []
     for label, (name, est) in estimators.items():
         t0 = time.perf_counter()
+        fit_params = {"neighbors": neighbors[label]} if label in neighbors else {}
         row = {"label": label, "estimator": name, "params": _plain_params(est)}
-        try:
-            with _warnings_as_notes(f"d_data {label}", notes):
-                if label in neighbors:
-                    est.fit(X, neighbors=neighbors[label])
-                else:
-                    est.fit(X)
-        except ValueError as exc:
-            notes.append(f"d_data {label}: {exc}")
-            row.update(dimension=math.nan, std=math.nan, interval=None, duplicates=len(X) - n_distinct, error=str(exc))
-        else:
-            row.update(
-                dimension=float(est.dimension_),
-                std=float(getattr(est, "dimension_std_", math.nan)),
-                interval=_interval(est),
-                duplicates=int(getattr(est, "n_duplicates_", len(X) - n_distinct)),
-                error=None,
-            )
+        row.update(_fitted(est, X, f"d_data {label}", notes, **fit_params))
+        row["duplicates"] = int(getattr(est, "n_duplicates_", len(X) - n_distinct))
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
     profile = _profile(X, neighbors[searches[0]["estimators"][0]], notes) if searches else None
     return rows, searches, profile
+
+
+def _fitted(est: Any, X: np.ndarray, what: str, notes: list[str], **fit_params: Any) -> dict[str, Any]:
+    """``est`` fitted to X: its dimension, std, interval and error (None where it fitted).
+
+    A ValueError, a non-finite dimension included, goes to ``notes`` under ``what``
+    and leaves NaN: one estimate that cannot be made does not lose the others.
+    """
+    try:
+        with _warnings_as_notes(what, notes):
+            est.fit(X, **fit_params)
+        if not np.isfinite(est.dimension_):
+            raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
+    except ValueError as exc:
+        notes.append(f"{what}: {exc}")
+        return {"dimension": math.nan, "std": math.nan, "interval": None, "error": str(exc)}
+    return {
+        "dimension": float(est.dimension_),
+        "std": float(getattr(est, "dimension_std_", math.nan)),
+        "interval": _interval(est),
+        "error": None,
+    }
 
 
 def _profile(X: np.ndarray, neighbors: tuple, notes: list[str]) -> dict[str, Any] | None:
@@ -430,22 +438,7 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
     rows = []
     for layer, A in activations.items():
         est = resolve_estimator(inner)
-        row = {"layer": layer}
-        try:
-            with _warnings_as_notes(f"d_repr {layer}", notes):
-                est.fit(A)
-            if not np.isfinite(est.dimension_):
-                raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
-        except ValueError as exc:
-            notes.append(f"d_repr {layer}: {exc}")
-            row.update(dimension=math.nan, std=math.nan, interval=None, error=str(exc))
-        else:
-            row.update(
-                dimension=float(est.dimension_),
-                std=float(getattr(est, "dimension_std_", math.nan)),
-                interval=_interval(est),
-                error=None,
-            )
+        row = {"layer": layer, **_fitted(est, A, f"d_repr {layer}", notes)}
         if hasattr(est, "n_duplicates_"):
             row["duplicates"] = int(est.n_duplicates_)
         rows.append(row)
