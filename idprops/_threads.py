@@ -8,14 +8,16 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
 __all__ = ["n_cores", "row_parts", "single_threaded_native", "thread_pool"]
 
-# threadpoolctl's limits are process-wide and restored on exit: two searches in
-# different threads must not interleave their limit and restore.
+# threadpoolctl's limits are process-wide: the first search to enter sets them and the
+# last to leave restores them, so that searches in several threads run together.
 _LIMITS_LOCK = threading.Lock()
+_limits: dict[str, Any] = {"users": 0, "limiter": None}
 
 
 def n_cores() -> int:
@@ -71,6 +73,17 @@ def single_threaded_native() -> Iterator[None]:
 
     Their threads inside ours would oversubscribe the cores: on a busy machine
     that made a few thousand vector products of 32,768 features 50 times slower.
+    Searches in several threads share the limits: the libraries get their own
+    thread counts back when the last one leaves.
     """
-    with _LIMITS_LOCK, _controller().limit(limits=1):
+    with _LIMITS_LOCK:
+        if _limits["users"] == 0:
+            _limits["limiter"] = _controller().limit(limits=1)
+        _limits["users"] += 1
+    try:
         yield
+    finally:
+        with _LIMITS_LOCK:
+            _limits["users"] -= 1
+            if _limits["users"] == 0:
+                _limits["limiter"].restore_original_limits()
