@@ -12,13 +12,14 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state, metadata_routing
-from sklearn.utils.validation import assert_all_finite, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._sklearn_compat import Interval, StrOptions
 from ._threads import n_cores, row_parts, thread_pool
 from .inputs import as_matrix
 from .neighbors import BACKENDS, float_dtype, kneighbors
 from .uncertainty import neighbour_variance, normal_interval
+from .validation import check_finite
 
 __all__ = [
     "BaseDimension",
@@ -415,7 +416,10 @@ class BaseDimension(BaseEstimator):
 
     def _validate(self, X, reset: bool, ensure_all_finite: bool = True) -> np.ndarray:
         X = as_matrix(X)
-        return validate_data(self, X, reset=reset, dtype=float_dtype(X), ensure_all_finite=ensure_all_finite)
+        X = validate_data(self, X, reset=reset, dtype=float_dtype(X), ensure_all_finite=False)
+        if ensure_all_finite:
+            check_finite(X, who=type(self).__name__)
+        return X
 
     def n_neighbors_needed(self) -> int:
         """Neighbours per point this estimator needs, once its parameters are checked.
@@ -465,11 +469,11 @@ class BaseDimension(BaseEstimator):
         self.__dict__.pop("_fit_X", None)
         X = self._validate(X, reset=True, ensure_all_finite=False)
         # One pass gives the norms the near-duplicate check reads and shows the data
-        # finite (a NaN or an infinity makes its row's norm one); scikit-learn's check,
-        # a pass of its own, runs only where a norm is not finite.
+        # finite (a NaN or an infinity makes its row's norm one); the check that
+        # locates them, a pass of its own, runs only where a norm is not finite.
         sq_norms = _sq_norms(X)
         if not np.isfinite(sq_norms).all():
-            assert_all_finite(X, estimator_name=type(self).__name__, input_name="X")
+            check_finite(X, who=type(self).__name__)
         X_unique, first = drop_duplicates(X)
         n_duplicates = len(X) - len(X_unique)
         if n_duplicates:

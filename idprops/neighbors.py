@@ -42,10 +42,11 @@ import sys
 import threading
 
 import numpy as np
-from sklearn.utils import assert_all_finite, check_array
+from sklearn.utils import check_array
 
 from ._symmetric import symmetric_candidates
 from ._threads import n_cores, row_parts, single_threaded_native, thread_pool
+from .validation import check_finite
 
 __all__ = ["available_backends", "closest_pair", "kneighbors"]
 
@@ -988,10 +989,10 @@ def _checked_points(X, Y):
 
 
 def _refuse_non_finite(X, Y) -> None:
-    """scikit-learn's error for the first of X and Y that holds a NaN or an infinity."""
-    assert_all_finite(X, input_name="X")
+    """An error that locates the NaN or infinity in the first of X and Y that holds one."""
+    check_finite(X, name="X")
     if Y is not X:
-        assert_all_finite(Y, input_name="Y")
+        check_finite(Y, name="Y")
 
 
 def _finite(distances, indices):

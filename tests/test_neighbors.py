@@ -495,7 +495,7 @@ def test_nan_is_rejected():
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_wide_data_are_shown_finite_by_their_products(route, where, value, monkeypatch, rng):
     # Wide data skip the finiteness pass of narrow ones: the squared norms their
-    # products take tell, and the error is scikit-learn's all the same. closest_pair
+    # products take tell, and the error locates the value all the same. closest_pair
     # checks rows that no product takes (a group with no pair) itself.
     import idprops.neighbors as nb
 
@@ -505,7 +505,8 @@ def test_wide_data_are_shown_finite_by_their_products(route, where, value, monke
         monkeypatch.setattr(nb, "_products_fit_at_once", lambda n_rows: False)
     X, Y = rng.standard_normal((60, 40)), rng.standard_normal((50, 40))
     (X if where == "X" else Y)[7, 3] = value
-    message = f"Input {where} contains {'NaN' if np.isnan(value) else 'infinity'}"
+    kind = "NaN" if np.isnan(value) else "infinity"
+    message = rf"Input {where} contains {kind} in 1 of {60 if where == 'X' else 50} samples \(the first: sample 7, feature 3\)"
     with pytest.raises(ValueError, match=message):
         kneighbors(X, 3, Y=Y)
     if where == "X":

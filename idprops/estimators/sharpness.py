@@ -15,6 +15,7 @@ from .._sklearn_compat import Interval, StrOptions
 from ..base import group_identical_rows
 from ..inputs import as_matrix_and_labels, pixel_scale_name, to_numpy, torch_kind
 from ..neighbors import BACKENDS, closest_pair, float_dtype
+from ..validation import check_finite
 
 __all__ = ["IdenticalConflictsWarning", "LabelSharpness"]
 
@@ -304,10 +305,12 @@ class LabelSharpness(BaseEstimator):
                 )
             rows = self._draw(n_input)
             X_s, y_s = self._read(X, y, rows=rows)
-            X_s, y_s = validate_data(self, X_s, y_s, dtype=float_dtype(X_s))
+            X_s, y_s = validate_data(self, X_s, y_s, dtype=float_dtype(X_s), ensure_all_finite=False)
+            check_finite(X_s, who=type(self).__name__)
         else:
             X_all, y_all = self._read(X, y)
-            X_all, y_all = validate_data(self, X_all, y_all, dtype=float_dtype(X_all))
+            X_all, y_all = validate_data(self, X_all, y_all, dtype=float_dtype(X_all), ensure_all_finite=False)
+            check_finite(X_all, who=type(self).__name__)
             n_input = len(X_all)
             rows = self._draw(n_input)
             # All of them (M=None or M >= n): no copy of what may be gigabytes of images.
@@ -365,7 +368,8 @@ class LabelSharpness(BaseEstimator):
         """
         check_is_fitted(self)
         X, y = self._read(X, y)
-        X, y = validate_data(self, X, y, reset=False, dtype=float_dtype(X))
+        X, y = validate_data(self, X, y, reset=False, dtype=float_dtype(X), ensure_all_finite=False)
+        check_finite(X, who=type(self).__name__)
         classes, _ = _encode_labels(y)
         if not np.isin(classes, self.classes_).any():
             warnings.warn(

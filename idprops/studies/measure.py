@@ -33,6 +33,7 @@ from ..inputs import as_matrix, as_matrix_and_labels, pixel_scale_name
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
 from ..scales import scale_profile
+from ..validation import check_finite
 
 # The scale profile's largest neighbour rank n1 (ratios to 2 n1): 16 neighbours, about
 # what the default MLE's search finds anyway.
@@ -274,6 +275,8 @@ def measure(
         X, y = as_matrix_and_labels(data, progress=progress)
     if ks is not None and y is None:
         raise ValueError("K_F needs labels: pass a labelled dataset or sharpness=False.")
+    # Every estimate would fail on them: one error, before any of them runs.
+    check_finite(X, name="data")
     pixel_scale = pixel_scale_name(data, X)
     n_distinct = len(drop_duplicates(X)[1])
     notes: list[str] = []
