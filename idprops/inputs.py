@@ -96,12 +96,23 @@ def to_numpy(x, name: str = "X") -> np.ndarray:
     if _is_pil(x):
         return _pil_array(x)
     if np.ma.isMaskedArray(x):
-        return _unmasked(x, name)
+        return _real(_unmasked(x, name), name)
     if not hasattr(x, "detach"):
-        return np.asarray(x)
+        return _real(np.asarray(x), name)
     x = x.detach().cpu()
     # numpy has no bfloat16; float32 holds every bfloat16 value.
-    return (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
+    return _real((x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy(), name)
+
+
+def _real(a: np.ndarray, name: str) -> np.ndarray:
+    """``a``, refused if complex: casting would drop the imaginary parts unseen."""
+    if np.iscomplexobj(a):
+        # scikit-learn's own message starts so, and then prints the whole array.
+        raise ValueError(
+            f"Complex data not supported: {name} holds {a.dtype} values, and idprops measures "
+            f"real points; pass the real and imaginary parts as features: np.hstack([{name}.real, {name}.imag])."
+        )
+    return a
 
 
 def _pil_array(image) -> np.ndarray:
@@ -269,7 +280,7 @@ def as_matrix_and_labels(
     if kind == "tensor" or isinstance(X, np.ndarray):
         X = to_unit_pixels(to_numpy(X))
     elif isinstance(X, (list, tuple)):  # nested lists of numbers
-        X = np.asarray(X)
+        X = _real(np.asarray(X), "X")
     # Anything else (sparse matrices, DataFrames) goes to scikit-learn's validation as is.
     if isinstance(X, np.ndarray) and X.ndim > 2:
         X = X.reshape(len(X), -1)

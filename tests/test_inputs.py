@@ -203,3 +203,40 @@ def test_measure_reads_arrays_on_the_scale_of_every_other_container(eight_bit):
     assert from_arrays["data"]["pixel_scale"] == from_folder["data"]["pixel_scale"] == "unit [0, 1]"
     features = measure((np.array([[0.0, 16.0], [3.0, 1.0], [5.0, 2.0]]), np.array([0, 1, 0])), **kwargs)
     assert features["data"]["pixel_scale"] == "as given [0, 16]"
+
+
+@pytest.mark.parametrize("form", ["array", "list", "tensor", "pairs"])
+def test_complex_data_are_refused_in_a_line_whatever_the_container(form):
+    # scikit-learn refused arrays with the whole array printed in its message; a torch
+    # Dataset's images lost their imaginary parts unseen.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4)) + 1j * rng.standard_normal((30, 4))
+    data = {
+        "array": X,
+        "list": X.tolist(),
+        "tensor": torch.from_numpy(X),
+        "pairs": [(torch.from_numpy(x), 0) for x in X],
+    }[form]
+    with pytest.raises(ValueError) as info:
+        MLEDimension().fit(data)
+    message = str(info.value)
+    assert message.startswith("Complex data not supported: X holds complex128 values") and "\n" not in message
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".pt"])
+def test_a_file_of_complex_samples_is_refused_by_the_cli(suffix, tmp_path, capsys):
+    from idprops.cli import main
+
+    X = np.ones((30, 4)) + 1j
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        np.save(path, X)
+    elif suffix == ".npz":
+        np.savez(path, X=X)
+    else:
+        torch.save({"X": torch.from_numpy(X)}, path)
+    assert main(["measure", "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"idprops: error: {path} holds complex numbers (complex128), and idprops measures real points: "
+        "save the real and imaginary parts as features, e.g. np.hstack([X.real, X.imag])."
+    )

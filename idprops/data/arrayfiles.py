@@ -40,6 +40,15 @@ def _pair(path: str, content, kind: str):
     return content, None
 
 
+def _real(path: str, X: np.ndarray) -> np.ndarray:
+    if np.iscomplexobj(X):
+        raise ValueError(
+            f"{path} holds complex numbers ({X.dtype}), and idprops measures real points: save "
+            "the real and imaginary parts as features, e.g. np.hstack([X.real, X.imag])."
+        )
+    return X
+
+
 def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """The samples and labels (None when the file has none) saved in ``path``.
 
@@ -76,7 +85,7 @@ def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
             X, y = content
         else:
             X, y = _pair(path, content, "torch file")
-        return np.asarray(X), (None if y is None else np.asarray(y))
+        return _real(path, np.asarray(X)), (None if y is None else np.asarray(y))
     try:
         content = np.load(path, allow_pickle=False)
     except ValueError as exc:  # object arrays need pickle
@@ -86,7 +95,7 @@ def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable numpy file: {exc}") from None
     if suffix == ".npy":
-        return content, None
+        return _real(path, content), None
     with content:
         try:
             X, y = _pair(path, dict(content.items()), ".npz file")
@@ -96,4 +105,4 @@ def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
             raise ValueError(
                 f"{path} holds Python objects that only unpickling could read; save numeric arrays."
             ) from None
-    return X, y
+    return _real(path, X), y
