@@ -91,3 +91,31 @@ def test_the_cli_refuses_data_with_nan_in_one_line_before_measuring(tmp_path, ca
         "idprops: error: Input data contains NaN in 1 of 40 samples (the first: sample 5, feature 4): "
         "drop those samples or replace their values."
     ]
+
+
+def _nan_network():
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    with torch.no_grad():
+        net[1].weight[2, 5] = float("nan")
+    return net
+
+
+def test_non_finite_activations_point_at_the_model_not_the_samples():
+    # The data's advice, to drop the samples, cannot mend a network with a NaN weight.
+    from idprops import ReprDimension
+    from idprops.data import load_digits
+    from idprops.studies.measure import measure
+
+    data = load_digits(train=None, n=100)
+    expected = (
+        "layer '1': the activations hold NaN in 100 of 100 samples (the first: sample 0, feature 2): the model "
+        "gives non-finite values there; check its weights (a training that diverged leaves NaN weights) and its inputs."
+    )
+    with pytest.raises(ValueError) as info:
+        ReprDimension(_nan_network(), "1").fit(data)
+    assert str(info.value) == expected
+    out = measure(data, estimators=["mle"], sharpness=False, model=_nan_network(), layers=["1"])
+    (row,) = out["representation"]["layers"]
+    assert np.isnan(row["dimension"]) and row["error"] == expected.removeprefix("layer '1': ")
+    assert f"d_repr 1: {row['error']}" in out["warnings"]

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._sklearn_compat import Interval
 from ..inputs import torch_kind
 from ..registry import resolve_estimator
+from ..validation import check_activations
 from .mle import MLEDimension
 
 __all__ = ["ReprDimension"]
@@ -177,6 +178,7 @@ class ReprDimension(BaseEstimator):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                check_activations(A)
                 est.fit(A)
             except ValueError as exc:
                 error = exc

@@ -33,7 +33,7 @@ from ..inputs import as_matrix, as_matrix_and_labels, pixel_scale_name
 from ..parsing import parse_spec
 from ..registry import resolve_estimator
 from ..scales import scale_profile
-from ..validation import check_finite
+from ..validation import check_activations, check_finite
 
 # The scale profile's largest neighbour rank n1 (ratios to 2 n1): 16 neighbours, about
 # what the default MLE's search finds anyway.
@@ -131,14 +131,17 @@ def _estimate_dimensions(X: np.ndarray, estimators: dict[str, tuple[str, Any]], 
     return rows, searches, profile
 
 
-def _fitted(est: Any, X: np.ndarray, what: str, notes: list[str], **fit_params: Any) -> dict[str, Any]:
+def _fitted(est: Any, X: np.ndarray, what: str, notes: list[str], *, check=None, **fit_params: Any) -> dict[str, Any]:
     """``est`` fitted to X: its dimension, std, interval and error (None where it fitted).
 
-    A ValueError, a non-finite dimension included, goes to ``notes`` under ``what``
-    and leaves NaN: one estimate that cannot be made does not lose the others.
+    ``check(X)`` runs first where given. A ValueError, a non-finite dimension
+    included, goes to ``notes`` under ``what`` and leaves NaN: one estimate that
+    cannot be made does not lose the others.
     """
     try:
         with _warnings_as_notes(what, notes):
+            if check is not None:
+                check(X)
             est.fit(X, **fit_params)
         if not np.isfinite(est.dimension_):
             raise ValueError(f"{type(est).__name__} gave a non-finite dimension ({est.dimension_})")
@@ -441,7 +444,7 @@ def _measure_layers(data, model, layers, *, weights, estimator, y, seed, device,
     rows = []
     for layer, A in activations.items():
         est = resolve_estimator(inner)
-        row = {"layer": layer, **_fitted(est, A, f"d_repr {layer}", notes)}
+        row = {"layer": layer, **_fitted(est, A, f"d_repr {layer}", notes, check=check_activations)}
         if hasattr(est, "n_duplicates_"):
             row["duplicates"] = int(est.n_duplicates_)
         rows.append(row)
