@@ -288,6 +288,11 @@ def _pm(value: float, std: float | None, interval: Sequence[float] | None = None
     return f"{value:.3f} ± {std:.3f}" if std is not None and math.isfinite(std) else f"{value:.3f}"
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 feature"``, ``"64 features"``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def format_measurement(result: dict[str, Any]) -> str:
     """Render :func:`idprops.studies.measure.measure`'s result as a readable table."""
     data = result["data"]
@@ -332,8 +337,9 @@ def format_measurement(result: dict[str, Any]) -> str:
     width = max([26, *(len(row[0]) for row in rows)]) + 2
     rule = "-" * (width + 50)
     lines = [
-        f"data: {data.get('name', 'given')}  ({data['samples']} samples, {data['features']} features, "
-        f"{'unlabelled' if data['classes'] is None else str(data['classes']) + ' classes'}, "
+        f"data: {data.get('name', 'given')}  ({_count(data['samples'], 'sample')}, "
+        f"{_count(data['features'], 'feature')}, "
+        f"{'unlabelled' if data['classes'] is None else _count(data['classes'], 'class', 'classes')}, "
         f"pixels: {data['pixel_scale']})",
         "",
         f"{'quantity':<{width}}{'value':>28}{'duplicates':>12}{'seconds':>10}",

@@ -304,3 +304,9 @@ def test_study_out_tilde_is_the_home_folder(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert seen["out"] == tmp_path / "home" / "report"
     assert seen["store"] == str(tmp_path / "home" / "report" / "results.sqlite")
+
+
+def test_measure_counts_one_feature_in_the_singular(tmp_path, capsys):
+    np.save(tmp_path / "line.npy", np.arange(100.0)[:, None])
+    assert main(["measure", "--data", str(tmp_path / "line.npy")]) == 0
+    assert "(100 samples, 1 feature, unlabelled" in capsys.readouterr().out
