@@ -67,7 +67,7 @@ def test_whole_training_split_and_errors():
         RobustnessStudy(sharpness=False).cells()
     with pytest.raises(ValueError, match="at least one attack"):
         RobustnessStudy(attacks={}).cells()
-    with pytest.raises(ValueError, match="sizes must be"):
+    with pytest.raises(ValueError, match="sizes: 0 is below 1"):
         RobustnessStudy(sizes=[0]).cells()
 
 

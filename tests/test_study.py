@@ -481,6 +481,29 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         study.cells()
 
 
+@pytest.mark.parametrize(
+    "study, message",
+    [
+        (ScalingLawStudy(sizes=[50, 0]), "sizes: 0 is below 1"),
+        (RobustnessStudy(sizes=[-5]), "sizes: -5 is below 1"),
+        (DynamicsStudy(sizes=0), "sizes: 0 is below 1"),
+        (ScalingLawStudy(seeds=[0, -1]), "seeds: -1 is below 0"),
+        (RandomizationStudy(seeds=-3), "seeds: -3 is below 0"),
+        (GrokkingStudy(split_seed=-1), "split_seed: -1 is below 0"),
+        (DynamicsStudy(regularizers={"shift": [-2]}), "regularizers.shift: -2 is below 0"),
+        (ScalingLawStudy(device="gpu0"), "device: 'gpu0' is not a torch device"),
+        (RobustnessStudy(device="cuda:x"), "device: 'cuda:x' is not a torch device"),
+        (DynamicsStudy(device=None), "device: None is not a torch device"),
+        (RandomizationStudy(device="GPU"), "device: 'GPU' is not a torch device"),
+        (GrokkingStudy(device="tpu"), "device: 'tpu' is not a torch device"),
+    ],
+)
+def test_sizes_seeds_and_devices_out_of_range_fail_before_any_cell_runs(study, message):
+    # Each was taken when the grid was built and failed in every cell as it started.
+    with pytest.raises(ValueError, match=message):
+        study.cells()
+
+
 def test_numpy_integers_count_as_integers(tmp_path):
     # A grid built with numpy (np.arange, np.int64 from a DataFrame) must not be refused.
     (cell,) = GrokkingStudy(p=np.int64(7), seeds=[np.int64(0)], eval_every=np.int64(10)).cells()

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .reporting import contradictions, finite, new_axes, save_figure, write_study_report
-from .specs import Tracking, check_training, integers, parse_datasets, single_setting
+from .specs import Tracking, check_training, integers, parse_datasets, parse_device, single_setting
 from .steps import (
     build_network,
     cell_session,
@@ -243,7 +243,9 @@ class DynamicsStudy(Study):
             values = [values] if isinstance(values, (int, float)) else list(values)
             if not values:
                 raise ValueError(f"regularizers.{name} is empty")
-            out[name] = integers(values, "regularizers.shift") if name == "shift" else [float(v) for v in values]
+            out[name] = (
+                integers(values, "regularizers.shift", minimum=0) if name == "shift" else [float(v) for v in values]
+            )
         return out
 
     def _baseline(self) -> dict[str, Any]:
@@ -253,7 +255,7 @@ class DynamicsStudy(Study):
         if unknown:
             raise ValueError(f"baseline: unknown {unknown}; use keys of {sorted(REGULARIZERS)}")
         base.update(extra)
-        return {k: integers([v], "baseline.shift")[0] if k == "shift" else float(v) for k, v in base.items()}
+        return {k: integers([v], "baseline.shift", minimum=0)[0] if k == "shift" else float(v) for k, v in base.items()}
 
     def _tracking(self, model_name: str) -> Tracking:
         tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING, model_name)
@@ -298,7 +300,7 @@ class DynamicsStudy(Study):
         # The largest dropout swept: a model that cannot take it fails here.
         dropout = max(setting["dropout"] for setting, _ in settings)
         tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"], dropout)
-        seeds = integers(self.seeds, "seeds")
+        seeds = integers(self.seeds, "seeds", minimum=0)
         return [
             self._cell(
                 data=data.config(n),
@@ -307,7 +309,7 @@ class DynamicsStudy(Study):
                 seed=seed,
                 training=training,
                 tracking=tracking,
-                device=self.device,
+                device=parse_device(self.device),
             )
             for setting, _ in settings
             for seed in seeds

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .reporting import save_figure, write_study_report
-from .specs import Tracking, check_training, integers, parse_model
+from .specs import Tracking, check_training, integers, parse_device, parse_model
 from .steps import cell_session, first_step_at_least, id_history, id_tracker, merge_by_step, train_model
 from .study import Study
 
@@ -392,9 +392,9 @@ class GrokkingStudy(Study):
         model = self._model()
         training = self._training()
         tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING).config()
-        seeds = integers(self.seeds, "seeds")
+        seeds = integers(self.seeds, "seeds", minimum=0)
         (p,) = integers([self.p], "p")
-        (split_seed,) = integers([self.split_seed], "split_seed")
+        (split_seed,) = integers([self.split_seed], "split_seed", minimum=0)
         decays = [self.weight_decays] if isinstance(self.weight_decays, (int, float)) else list(self.weight_decays)
         if not decays:
             raise ValueError("weight_decays is empty")
@@ -409,7 +409,7 @@ class GrokkingStudy(Study):
                 eval_every=eval_every,
                 tracking=tracking,
                 threshold=float(self.threshold),
-                device=self.device,
+                device=parse_device(self.device),
             )
             for wd in decays
             for seed in seeds

@@ -31,6 +31,7 @@ from .specs import (
     configs,
     integers,
     parse_datasets,
+    parse_device,
     parse_estimators,
     parse_steps,
     single_setting,
@@ -273,7 +274,7 @@ class RandomizationStudy(Study):
         tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING, model.name).config()
         tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"])
         estimators = configs(parse_estimators(self.estimators))
-        seeds = integers(self.seeds, "seeds")
+        seeds = integers(self.seeds, "seeds", minimum=0)
         return [
             self._cell(
                 data=data.config(n),
@@ -284,7 +285,7 @@ class RandomizationStudy(Study):
                 training=training,
                 tracking=tracking,
                 estimators=estimators,
-                device=self.device,
+                device=parse_device(self.device),
             )
             for label, spec in corruptions.items()
             for seed in seeds

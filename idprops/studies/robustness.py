@@ -96,10 +96,7 @@ class RobustnessStudy(ScalingLawStudy):
         self.device = device
 
     def _sizes(self) -> list[int | None]:
-        sizes = integers(self.sizes, "sizes", allow_none=True)
-        if any(n is not None and n < 1 for n in sizes):
-            raise ValueError(f"sizes must be positive ints or None (all training images), got {self.sizes!r}")
-        return sizes
+        return integers(self.sizes, "sizes", allow_none=True, minimum=1)
 
     def _sharpness(self) -> dict[str, Any]:
         sharpness = parse_sharpness(self.sharpness)

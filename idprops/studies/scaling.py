@@ -42,6 +42,7 @@ from .specs import (
     configs,
     integers,
     parse_datasets,
+    parse_device,
     parse_estimators,
     parse_models,
     parse_sharpness,
@@ -232,7 +233,7 @@ class ScalingLawStudy(Study):
     # The grid's parts that a study built on this one (RobustnessStudy) sets otherwise.
 
     def _sizes(self) -> list[int | None]:
-        return integers(self.sizes, "sizes", allow_none=True)
+        return integers(self.sizes, "sizes", allow_none=True, minimum=1)
 
     def _sharpness(self) -> dict[str, Any] | None:
         return parse_sharpness(self.sharpness)
@@ -262,7 +263,7 @@ class ScalingLawStudy(Study):
         estimators = configs(parse_estimators(self.estimators))
         sharpness = self._sharpness()
         sizes = self._sizes()
-        seeds = integers(self.seeds, "seeds")
+        seeds = integers(self.seeds, "seeds", minimum=0)
         out = []
         for data in parse_datasets(self.datasets):
             attacks = self._attacks(data.scale)
@@ -281,7 +282,7 @@ class ScalingLawStudy(Study):
                                 attacks=attacks,
                                 estimators=estimators,
                                 sharpness=sharpness,
-                                device=self.device,
+                                device=parse_device(self.device),
                             )
                         )
         return out

@@ -89,11 +89,13 @@ DEFAULT_LAYERS = {
 # --------------------------------------------------------------------------- grid
 
 
-def integers(values: Any, what: str, allow_none: bool = False) -> list:
-    """One value or a sequence of them as a non-empty list of Python ints.
+def integers(values: Any, what: str, allow_none: bool = False, minimum: int | None = None) -> list:
+    """One value or a sequence of them as a non-empty list of Python ints, each at least ``minimum``.
 
     Seeds, sizes and pixel shifts are counts: ``int(1.5)`` would quietly run another
-    cell than the one asked for, so anything but an integer is an error.
+    cell than the one asked for, so anything but an integer is an error; one below
+    ``minimum`` (a size of 0, a negative seed, which numpy refuses) fails here, when
+    the grid is built, rather than in every cell.
 
     Examples
     --------
@@ -103,6 +105,10 @@ def integers(values: Any, what: str, allow_none: bool = False) -> list:
     Traceback (most recent call last):
     ...
     ValueError: seeds: 1.5 is not an integer
+    >>> integers([50, 0], "sizes", minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: sizes: 0 is below 1
     """
     values = [values] if np.ndim(values) == 0 else list(values)
     if not values:
@@ -113,7 +119,35 @@ def integers(values: Any, what: str, allow_none: bool = False) -> list:
         if v is not None and not -(2**63) <= v < 2**63:
             # torch's and numpy's seeds, and any count, fit in 64 bits
             raise ValueError(f"{what}: {v} is out of range; use an integer of at most 63 bits (below 2**63)")
+        if v is not None and minimum is not None and v < minimum:
+            raise ValueError(f"{what}: {v} is below {minimum}")
     return [None if v is None else int(v) for v in values]
+
+
+def parse_device(device: Any) -> str:
+    """A study's torch device, checked when the grid is built: ``"auto"`` (the GPU when
+    there is one, else the CPU) or a name ``torch.device`` reads.
+
+    Examples
+    --------
+    >>> parse_device("auto"), parse_device("cuda:1")
+    ('auto', 'cuda:1')
+    >>> parse_device("gpu0")
+    Traceback (most recent call last):
+    ...
+    ValueError: device: 'gpu0' is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'
+    """
+    if device == "auto":
+        return device
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device: {device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    return str(device)
 
 
 # --------------------------------------------------------------------------- data
@@ -706,7 +740,11 @@ def single_setting(datasets: Any, models: Any, sizes: Any, study: str) -> tuple[
     >>> data.name, model.name, n
     ('digits', 'small_cnn', 100)
     """
-    data, models, sizes = parse_datasets(datasets), parse_models(models), integers(sizes, "sizes", allow_none=True)
+    data, models, sizes = (
+        parse_datasets(datasets),
+        parse_models(models),
+        integers(sizes, "sizes", allow_none=True, minimum=1),
+    )
     if len(data) * len(models) * len(sizes) != 1:
         raise ValueError(
             f"a {study} study runs one dataset, one model and one size; got {len(data)} dataset(s) "
