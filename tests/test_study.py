@@ -496,6 +496,10 @@ def test_counts_that_are_not_integers_fail_before_any_cell_runs(study, message):
         (DynamicsStudy(device=None), "device: None is not a torch device"),
         (RandomizationStudy(device="GPU"), "device: 'GPU' is not a torch device"),
         (GrokkingStudy(device="tpu"), "device: 'tpu' is not a torch device"),
+        (ScalingLawStudy(datasets=[{"name": "digits", "n_test": -4}]), "dataset 'digits': n_test: -4 is below 1"),
+        (RobustnessStudy(datasets=[{"name": "digits", "n_test": 2.5}]), "n_test: 2.5 is not an integer"),
+        # This one failed in the default attack's choice, which blamed no typo.
+        (ScalingLawStudy(datasets=[{"name": "digits", "scale": "units"}]), "dataset 'digits': unknown scale 'units'"),
     ],
 )
 def test_sizes_seeds_and_devices_out_of_range_fail_before_any_cell_runs(study, message):

@@ -284,6 +284,15 @@ def parse_datasets(entries: Any) -> list[DataSpec]:
             raise ValueError(f"dataset {spec['name']!r}: pairs is empty; list class pairs or leave it out")
         if not isinstance(spec.get("download", False), bool):
             raise ValueError(f"dataset {spec['name']!r}: download is true or false, got {spec['download']!r}")
+        if spec.get("n_test") is not None:
+            (spec["n_test"],) = integers([spec["n_test"]], f"dataset {spec['name']!r}: n_test", minimum=1)
+        if isinstance(spec.get("scale"), str):
+            from ..data.transforms import get_scale
+
+            try:
+                get_scale(spec["scale"])
+            except ValueError as exc:
+                raise ValueError(f"dataset {spec['name']!r}: {exc}") from None
         selections = spec.pop("pairs", None) or [spec.pop("classes", None)]
         for classes in selections:
             if classes is not None and len(classes) < 2:
