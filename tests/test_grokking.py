@@ -127,6 +127,12 @@ def test_grid_and_bad_settings():
     assert GrokkingStudy(models=[{"name": "transformer", "width": 8}]).cells()[0]["model"]["width"] == 8
 
 
+def test_a_modulus_that_is_not_prime_fails_before_the_first_cell(tmp_path):
+    # It failed in every cell (a CellError, a RuntimeError), as each built its equations.
+    with pytest.raises(ValueError, match="p must be prime for every b to have an inverse mod p; got 4"):
+        GrokkingStudy(**{**TINY, "p": 4}).run(tmp_path / "s.sqlite", progress=False)
+
+
 def test_min_distinct_is_set_from_the_tracking_table():
     from idprops.studies.steps import id_tracker
     from idprops.studies.store import config_key

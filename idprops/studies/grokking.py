@@ -380,6 +380,16 @@ class GrokkingStudy(Study):
             raise ValueError(f"a grokking study trains the 'transformer' model, not {model.name!r}")
         return {**_DEFAULT_MODEL, **model.params}
 
+    def check_data(self) -> None:
+        """Build the equations once, as every cell will: a modulus that is not prime is
+        an error before the first cell rather than in each (:meth:`run` calls it when
+        cells are missing)."""
+        from ..data.modular import load_modular_division
+
+        (p,) = integers([self.p], "p")
+        (split_seed,) = integers([self.split_seed], "split_seed", minimum=0)
+        load_modular_division(p=p, train_fraction=float(self.train_fraction), train=True, seed=split_seed)
+
     def cells(self) -> list[dict[str, Any]]:
         """One configuration per weight decay x seed."""
         if not 0 < float(self.train_fraction) < 1:
