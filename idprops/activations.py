@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .model_errors import input_mismatch
 from .utils import progress_bar
 
 __all__ = ["capture", "collect_activations", "resolve_layer"]
@@ -250,30 +251,6 @@ def _check_batch(store: dict[str, list[np.ndarray]], n_done: int, n_rows: int) -
             )
 
 
-def _input_mismatch(model: nn.Module, x: torch.Tensor, err: RuntimeError) -> str:
-    """Why the model refused a batch, in terms of the input it expected."""
-    sample = tuple(x.shape[1:])
-    message = f"the model could not run on a batch of shape {tuple(x.shape)} (one sample: {sample})"
-    first = next(
-        ((name, m) for name, m in model.named_modules() if hasattr(m, "in_features") or hasattr(m, "in_channels")),
-        None,
-    )
-    if first is not None:
-        name, module = first
-        wants = (
-            f"{module.in_features} features in its last axis"
-            if hasattr(module, "in_features")
-            else f"{module.in_channels} channels in its axis after the batch"
-        )
-        message += f"; its first layer {name!r} ({type(module).__name__}) takes inputs with {wants}"
-    if x.ndim == 1:
-        message += (
-            "; the data are 1-D, so each sample is one number: pass one sample per row "
-            "(X.reshape(-1, 1) for samples of one feature)"
-        )
-    return message + f". Pass inputs of the shape the model was built for (torch: {err})."
-
-
 def collect_activations(
     model: nn.Module,
     data: Any,
@@ -377,7 +354,7 @@ def collect_activations(
                         # failure (or running out of memory) is the model's own.
                         if n_batches or isinstance(err, torch.cuda.OutOfMemoryError):
                             raise
-                        raise ValueError(_input_mismatch(model, x, err)) from err
+                        raise ValueError(input_mismatch(model, x, err)) from err
                     # Integer input is passed as is for token ids; for pixels it
                     # fails deep in the model.
                     raise ValueError(

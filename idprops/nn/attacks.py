@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..model_errors import explaining_input_errors
 from ..utils import progress_bar
 from .training import data_loader, model_device, resolve_device
 
@@ -294,7 +295,8 @@ def robust_accuracy(
     try:
         for batch in progress_bar(data_loader(data, batch_size), progress, desc="attack", leave=False):
             x, y = batch[0].to(device), batch[1].to(device)
-            x_adv = attack(model, x, y)
+            with explaining_input_errors(model, x, first=count == 0):
+                x_adv = attack(model, x, y)
             with torch.no_grad():
                 for key, inputs in (("clean", x), ("adv", x_adv)):
                     logits = model(inputs)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..activations import resolve_device
 from ..jsonable import jsonable
+from ..model_errors import explaining_input_errors
 from ..torchfiles import load_torch_file
 from ..utils import progress_bar, report_progress
 
@@ -248,7 +249,8 @@ def evaluate(
     try:
         for batch in progress_bar(data_loader(data, batch_size), progress, desc="evaluate", leave=False):
             inputs, labels = batch[0].to(device), batch[1].to(device)
-            logits = model(inputs)
+            with explaining_input_errors(model, inputs, first=count == 0):
+                logits = model(inputs)
             total_loss += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()
             count += len(labels)
@@ -704,7 +706,8 @@ class Trainer:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
-                logits = self.model(inputs)
+                with explaining_input_errors(self.model, inputs, first=self.step == 0):
+                    logits = self.model(inputs)
                 loss = loss_fn(logits.float(), labels)
             if self._scaler is not None:
                 self._scaler.scale(loss).backward()
