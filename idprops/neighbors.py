@@ -974,17 +974,14 @@ def _checked_points(X, Y):
     Wide data (``_WIDE_FEATURES`` features or more) are shown finite later, by the
     norms their products take (:func:`_product_search`), which saves a pass over them.
     """
-    # scikit-learn's finiteness check sums the values first, which overflows (and
-    # warns) for finite data near float64's largest number.
-    with np.errstate(over="ignore", invalid="ignore"):
-        X = check_array(X, dtype=float_dtype(X), input_name="X", ensure_all_finite=False)
-        Y = X if Y is None else check_array(Y, dtype=float_dtype(Y), input_name="Y", ensure_all_finite=False)
-        if Y.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
-            )
-        if X.shape[1] < _WIDE_FEATURES:
-            _refuse_non_finite(X, Y)
+    X = check_array(X, dtype=float_dtype(X), input_name="X", ensure_all_finite=False)
+    Y = X if Y is None else check_array(Y, dtype=float_dtype(Y), input_name="Y", ensure_all_finite=False)
+    if Y.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; both must describe points in the same space."
+        )
+    if X.shape[1] < _WIDE_FEATURES:
+        _refuse_non_finite(X, Y)
     return X, Y
 
 
