@@ -138,8 +138,6 @@ def _row_hashes(X: np.ndarray) -> np.ndarray:
     modulo 2**64), and :func:`group_identical_rows` checks collisions exactly.
     """
     row_bytes = X.dtype.itemsize * X.shape[1]
-    if row_bytes == 0:  # rows of no features are all the same row
-        return np.zeros(len(X), dtype=np.uint64)
     # The widest unsigned word that divides a row's bytes: fewer products to sum.
     words = next(np.dtype(f"u{w}") for w in (8, 4, 2, 1) if row_bytes % w == 0)
     n_words = row_bytes // words.itemsize
