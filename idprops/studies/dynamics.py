@@ -301,6 +301,7 @@ class DynamicsStudy(Study):
         dropout = max(setting["dropout"] for setting, _ in settings)
         tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"], dropout)
         seeds = integers(self.seeds, "seeds", minimum=0)
+        device = parse_device(self.device)
         return [
             self._cell(
                 data=data.config(n),
@@ -309,7 +310,7 @@ class DynamicsStudy(Study):
                 seed=seed,
                 training=training,
                 tracking=tracking,
-                device=parse_device(self.device),
+                device=device,
             )
             for setting, _ in settings
             for seed in seeds

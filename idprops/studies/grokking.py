@@ -403,6 +403,7 @@ class GrokkingStudy(Study):
         training = self._training()
         tracking = Tracking.parse(self.tracking, _DEFAULT_TRACKING).config()
         seeds = integers(self.seeds, "seeds", minimum=0)
+        device = parse_device(self.device)
         (p,) = integers([self.p], "p")
         (split_seed,) = integers([self.split_seed], "split_seed", minimum=0)
         decays = [self.weight_decays] if isinstance(self.weight_decays, (int, float)) else list(self.weight_decays)
@@ -419,7 +420,7 @@ class GrokkingStudy(Study):
                 eval_every=eval_every,
                 tracking=tracking,
                 threshold=float(self.threshold),
-                device=parse_device(self.device),
+                device=device,
             )
             for wd in decays
             for seed in seeds

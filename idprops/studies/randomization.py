@@ -275,6 +275,7 @@ class RandomizationStudy(Study):
         tracking["layers"] = check_layers(data.config(n), model.config(), tracking["layers"])
         estimators = configs(parse_estimators(self.estimators))
         seeds = integers(self.seeds, "seeds", minimum=0)
+        device = parse_device(self.device)
         return [
             self._cell(
                 data=data.config(n),
@@ -285,7 +286,7 @@ class RandomizationStudy(Study):
                 training=training,
                 tracking=tracking,
                 estimators=estimators,
-                device=parse_device(self.device),
+                device=device,
             )
             for label, spec in corruptions.items()
             for seed in seeds

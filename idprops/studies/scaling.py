@@ -264,6 +264,7 @@ class ScalingLawStudy(Study):
         sharpness = self._sharpness()
         sizes = self._sizes()
         seeds = integers(self.seeds, "seeds", minimum=0)
+        device = parse_device(self.device)
         out = []
         for data in parse_datasets(self.datasets):
             attacks = self._attacks(data.scale)
@@ -282,7 +283,7 @@ class ScalingLawStudy(Study):
                                 attacks=attacks,
                                 estimators=estimators,
                                 sharpness=sharpness,
-                                device=parse_device(self.device),
+                                device=device,
                             )
                         )
         return out
