@@ -246,8 +246,9 @@ class LabelSharpness(BaseEstimator):
         scale = getattr(self, "pixel_scale_", None)
         return text if scale is None else f"{text} [K_F on pixel scale {scale}]"
 
-    def _read(self, X, y, rows=None):
-        """Matrix and labels of ``X`` (only ``rows`` of a torch Dataset), validated."""
+    def _read(self, X, y, rows=None, reset: bool = True):
+        """Matrix and labels of ``X`` (only ``rows`` of a torch Dataset), validated
+        (``reset``: the features are taken as the fit's, as scikit-learn's ``validate_data``)."""
         if rows is not None:
             from torch.utils.data import Subset
 
@@ -268,6 +269,8 @@ class LabelSharpness(BaseEstimator):
         n_X, n_y = _n_rows(X), _n_rows(y)
         if n_X is not None and n_y is not None and n_X != n_y:
             raise ValueError(f"y has {n_y} labels but X has {n_X} samples; pass one label per sample.")
+        X, y = validate_data(self, X, y, reset=reset, dtype=float_dtype(X), ensure_all_finite=False)
+        check_finite(X, who=type(self).__name__)
         return X, y
 
     def _draw(self, n: int) -> np.ndarray:
@@ -305,12 +308,8 @@ class LabelSharpness(BaseEstimator):
                 )
             rows = self._draw(n_input)
             X_s, y_s = self._read(X, y, rows=rows)
-            X_s, y_s = validate_data(self, X_s, y_s, dtype=float_dtype(X_s), ensure_all_finite=False)
-            check_finite(X_s, who=type(self).__name__)
         else:
             X_all, y_all = self._read(X, y)
-            X_all, y_all = validate_data(self, X_all, y_all, dtype=float_dtype(X_all), ensure_all_finite=False)
-            check_finite(X_all, who=type(self).__name__)
             n_input = len(X_all)
             rows = self._draw(n_input)
             # All of them (M=None or M >= n): no copy of what may be gigabytes of images.
@@ -367,9 +366,7 @@ class LabelSharpness(BaseEstimator):
         float
         """
         check_is_fitted(self)
-        X, y = self._read(X, y)
-        X, y = validate_data(self, X, y, reset=False, dtype=float_dtype(X), ensure_all_finite=False)
-        check_finite(X, who=type(self).__name__)
+        X, y = self._read(X, y, reset=False)
         classes, _ = _encode_labels(y)
         if not np.isin(classes, self.classes_).any():
             warnings.warn(
