@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .model_errors import input_mismatch
+from .model_errors import explaining_input_errors
 from .utils import progress_bar
 
 __all__ = ["capture", "collect_activations", "resolve_layer"]
@@ -347,14 +347,11 @@ def collect_activations(
                     x = x[: max_samples - n_seen]
                 x = x.to(target, dtype) if x.is_floating_point() and dtype else x.to(target)
                 try:
-                    model(x)
+                    with explaining_input_errors(model, x, first=n_batches == 0):
+                        model(x)
                 except RuntimeError as err:
-                    if x.is_floating_point():
-                        # Inputs of the wrong shape fail on the first batch; a later
-                        # failure (or running out of memory) is the model's own.
-                        if n_batches or isinstance(err, torch.cuda.OutOfMemoryError):
-                            raise
-                        raise ValueError(input_mismatch(model, x, err)) from err
+                    if x.is_floating_point():  # past the first batch: the model's own
+                        raise
                     # Integer input is passed as is for token ids; for pixels it
                     # fails deep in the model.
                     raise ValueError(
